@@ -1,0 +1,194 @@
+"""Settings for every runtime unit, read once from the environment with pydantic-settings.
+
+The variable names are the reference deployment's (``TENANT_ID``, ``CONTEXTUAL_DATA_BUCKET``,
+``EMBEDDING_MODEL_ID``, ``TEXT2TEXT_MODEL_ID``, ``BEDROCK_SERVICE``, ``AWS_DEFAULT_REGION``,
+``CHATHISTORY_TABLE``, ``SESSIONS_TABLE``, ``ISSUER_URI``) plus the provider switches of the local,
+offline default (``EMBEDDINGS_PROVIDER``, ``LLM_PROVIDER``, ``HISTORY_URL``, ``SESSIONS_URL``,
+``AUTH_MODE``, ``RAG_API_URL``). See ``README.md`` ("Configuration") for the full table.
+
+A missing or malformed value stops the process with one line per variable
+(:class:`SettingsError`), never a traceback from deep inside boto3.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.tenant import validate_tenant_id
+
+TenantId = Annotated[str, AfterValidator(validate_tenant_id)]
+
+#: Titan Text Embeddings output sizes (https://docs.aws.amazon.com/bedrock/latest/userguide/titan-embedding-models.html)
+TITAN_V2_DIMENSIONS = (256, 512, 1024)
+LOCAL_EMBEDDING_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+class SettingsError(RuntimeError):
+    """Raised when the environment does not describe a valid configuration.
+
+    ``str(error)`` is one line per bad variable, e.g.
+    ``TENANT_ID: invalid tenant id 'A': expected 3-32 characters matching ...``.
+    """
+
+
+class Settings(BaseSettings):
+    """All configuration, from environment variables (names are the field names upper-cased).
+
+    Only ``TENANT_ID`` has no default. The remaining requirements depend on the providers in
+    use and are checked together at start (e.g. ``AWS_DEFAULT_REGION`` when anything talks to
+    AWS, ``ISSUER_URI`` when ``AUTH_MODE=oidc``).
+    """
+
+    model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
+
+    # --- tenant and storage -------------------------------------------------------------
+    tenant_id: TenantId = Field(description="The tenant this pod or job serves.")
+    contextual_data_bucket: str | None = Field(
+        default=None,
+        pattern=r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$",
+        description="Tenant bucket: sources under documents/, index under faiss_index/.",
+    )
+    index_uri: str | None = Field(
+        default=None, description="Overrides the bucket: s3://bucket/prefix/ or a local directory."
+    )
+
+    # --- AWS and Bedrock ----------------------------------------------------------------
+    aws_default_region: str | None = Field(default=None, pattern=r"^[a-z]{2}(-[a-z]+)+-\d$")
+    bedrock_service: Literal["bedrock-runtime"] = "bedrock-runtime"
+    bedrock_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
+    bedrock_read_timeout_seconds: float = Field(default=60.0, gt=0, le=900)
+    bedrock_max_attempts: int = Field(default=4, ge=1, le=10)
+
+    # --- embeddings ---------------------------------------------------------------------
+    embeddings_provider: Literal["bedrock", "local"] = "bedrock"
+    embedding_model_id: str = Field(default="amazon.titan-embed-text-v2:0", min_length=1, max_length=200)
+    embedding_dimensions: int | None = Field(
+        default=None, description="Titan v2 output size (256, 512 or 1024); default 1024."
+    )
+    embed_batch_size: int = Field(default=32, ge=1, le=1024, description="texts per embedding task")
+    embed_concurrency: int = Field(default=4, ge=1, le=64, description="embedding tasks in flight")
+
+    # --- chunking (characters, as LangChain's RecursiveCharacterTextSplitter counts them) ----
+    chunk_size: int = Field(default=1500, ge=100, le=20_000)
+    chunk_overlap: int = Field(default=150, ge=0, le=5_000)
+
+    # --- generation ---------------------------------------------------------------------
+    llm_provider: str = Field(
+        default="bedrock",
+        pattern=r"^(bedrock|extractive|[A-Za-z_][\w.]*:[A-Za-z_]\w*)$",
+        description="bedrock | extractive | module.path:factory (any LangChain chat model)",
+    )
+    text2text_model_id: str = Field(default="anthropic.claude-3-haiku-20240307-v1:0", min_length=1, max_length=200)
+
+    # --- retrieval ----------------------------------------------------------------------
+    retriever_mode: Literal["dense", "hybrid"] = "hybrid"
+    index_poll_seconds: float = Field(default=60.0, ge=0, le=86_400, description="0 disables polling")
+
+    # --- chat history and sessions ------------------------------------------------------
+    chathistory_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    history_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    history_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
+    sessions_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    sessions_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    session_idle_seconds: int = Field(default=600, ge=10, le=86_400)
+
+    # --- web chat -----------------------------------------------------------------------
+    auth_mode: Literal["oidc", "dev"] = "oidc"
+    issuer_uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
+    cognito_client_id: str | None = Field(default=None, max_length=128)
+    dev_user_email: str = Field(default="demo@example.com", max_length=254)
+    tenant_display_name: str | None = Field(default=None, max_length=100)
+    rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
+    rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+
+    @model_validator(mode="after")
+    def _check_combinations(self) -> Settings:
+        problems: list[str] = []
+        if self.chunk_overlap >= self.chunk_size:
+            problems.append("CHUNK_OVERLAP: must be smaller than CHUNK_SIZE")
+        if self.embedding_dimensions is not None and self.embedding_dimensions not in TITAN_V2_DIMENSIONS:
+            problems.append(f"EMBEDDING_DIMENSIONS: must be one of {TITAN_V2_DIMENSIONS}")
+        if self.uses_aws and not self.aws_default_region:
+            problems.append("AWS_DEFAULT_REGION: required when Bedrock, S3 or DynamoDB is used")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
+
+    @property
+    def uses_aws(self) -> bool:
+        """True when any configured provider talks to AWS (Bedrock, S3 or DynamoDB)."""
+        index_on_s3 = (self.index_uri or "").startswith("s3://") or (
+            self.index_uri is None and self.contextual_data_bucket is not None
+        )
+        return (
+            self.embeddings_provider == "bedrock"
+            or self.llm_provider == "bedrock"
+            or index_on_s3
+            or (self.history_url is None and self.chathistory_table is not None)
+            or (self.sessions_url is None and self.sessions_table is not None)
+        )
+
+    @property
+    def resolved_index_uri(self) -> str:
+        """``INDEX_URI``, else ``s3://$CONTEXTUAL_DATA_BUCKET/faiss_index/``.
+
+        Raises:
+            SettingsError: neither is set.
+        """
+        if self.index_uri:
+            return self.index_uri
+        if self.contextual_data_bucket:
+            return f"s3://{self.contextual_data_bucket}/faiss_index/"
+        raise SettingsError("INDEX_URI or CONTEXTUAL_DATA_BUCKET: one of them is required")
+
+    @property
+    def default_source_uri(self) -> str:
+        """``s3://$CONTEXTUAL_DATA_BUCKET/documents/``, the ingestion job's default source.
+
+        Raises:
+            SettingsError: ``CONTEXTUAL_DATA_BUCKET`` is not set.
+        """
+        if not self.contextual_data_bucket:
+            raise SettingsError("CONTEXTUAL_DATA_BUCKET: required when no --source is given")
+        return f"s3://{self.contextual_data_bucket}/documents/"
+
+    @property
+    def effective_embedding_model_id(self) -> str:
+        """The embedding model id recorded in (and checked against) the index manifest."""
+        if self.embeddings_provider == "local":
+            return LOCAL_EMBEDDING_MODEL_ID
+        return self.embedding_model_id
+
+
+def _format_validation_error(error: ValidationError) -> str:
+    lines = []
+    for item in error.errors(include_url=False):
+        field = ".".join(str(p) for p in item["loc"]).upper()
+        message = str(item["msg"]).removeprefix("Value error, ")
+        lines.append(f"{field}: {message}" if field else message)
+    return "\n".join(lines)
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Read and validate :class:`Settings` from the environment (plus explicit overrides).
+
+    Args:
+        overrides: field values that win over the environment (e.g. a CLI's ``--tenant``).
+
+    Raises:
+        SettingsError: one line per missing or malformed variable.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        raise SettingsError(_format_validation_error(exc)) from None
+
+
+@functools.lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read once (cached). Tests call ``get_settings.cache_clear()``."""
+    return load_settings()
