@@ -14,7 +14,12 @@ from typing import Any
 import boto3
 from botocore.config import Config
 
-from rag.settings import Settings
+from rag.settings import Settings, SettingsError
+
+
+def _require_region(settings: Settings) -> None:
+    if not settings.aws_default_region:
+        raise SettingsError("AWS_DEFAULT_REGION: required when Bedrock, S3 or DynamoDB is used")
 
 
 def client_config(settings: Settings, *, read_timeout: float | None = None) -> Config:
@@ -39,12 +44,21 @@ def make_client(service: str, settings: Settings, **kwargs: Any) -> Any:
         service: boto3 service name.
         settings: supplies region, timeouts and retry policy.
         kwargs: passed to ``boto3.client`` (e.g. ``endpoint_url`` in tests).
+
+    Raises:
+        SettingsError: ``AWS_DEFAULT_REGION`` is not set.
     """
+    _require_region(settings)
     config = kwargs.pop("config", None) or client_config(settings)
     return boto3.client(service, region_name=settings.aws_default_region, config=config, **kwargs)
 
 
 def make_resource(service: str, settings: Settings, **kwargs: Any) -> Any:
-    """Create a boto3 resource (e.g. DynamoDB ``Table`` access) with the same config as clients."""
+    """Create a boto3 resource (e.g. DynamoDB ``Table`` access) with the same config as clients.
+
+    Raises:
+        SettingsError: ``AWS_DEFAULT_REGION`` is not set.
+    """
+    _require_region(settings)
     config = kwargs.pop("config", None) or client_config(settings)
     return boto3.resource(service, region_name=settings.aws_default_region, config=config, **kwargs)

@@ -112,8 +112,6 @@ class Settings(BaseSettings):
             problems.append("CHUNK_OVERLAP: must be smaller than CHUNK_SIZE")
         if self.embedding_dimensions is not None and self.embedding_dimensions not in TITAN_V2_DIMENSIONS:
             problems.append(f"EMBEDDING_DIMENSIONS: must be one of {TITAN_V2_DIMENSIONS}")
-        if self.uses_aws and not self.aws_default_region:
-            problems.append("AWS_DEFAULT_REGION: required when Bedrock, S3 or DynamoDB is used")
         if problems:
             raise ValueError("; ".join(problems))
         return self

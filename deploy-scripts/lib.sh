@@ -1,0 +1,307 @@
+# shellcheck shell=bash
+# Shared functions for the deploy scripts: logging, tenant validation and naming, dry-run aware
+# command execution, template rendering. Sourced, never executed.
+
+REPO_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+readonly REPO_ROOT
+
+# Pinned platform versions (override only deliberately, e.g. ISTIO_VERSION=1.27.4 for an upgrade).
+: "${ISTIO_VERSION:=1.27.3}"
+: "${K8S_VERSION:=1.32}"
+: "${OAUTH2_PROXY_IMAGE:=quay.io/oauth2-proxy/oauth2-proxy}"
+: "${OAUTH2_PROXY_VERSION:=v7.7.1}"
+readonly ISTIO_HELM_REPO=https://istio-release.storage.googleapis.com/charts
+
+readonly TENANT_RE='^[a-z][a-z0-9-]{1,30}[a-z0-9]$'
+DRY_RUN="${DRY_RUN:-0}"
+
+log() { printf '[%s] %s\n' "${0##*/}" "$*" >&2; }
+die() { log "ERROR: $*"; exit 1; }
+
+on_error() {
+  local rc=$? line=$1 cmd=$2
+  log "ERROR: command failed (exit ${rc}) at line ${line}: ${cmd}"
+}
+trap 'on_error "${LINENO}" "${BASH_COMMAND}"' ERR
+
+# Temporary files of this run, removed on exit.
+TMP_ROOT="$(mktemp -d)"
+readonly TMP_ROOT
+cleanup() { rm -rf -- "${TMP_ROOT}"; }
+trap cleanup EXIT
+tmpdir() { printf '%s\n' "${TMP_ROOT}"; }
+
+validate_tenant() {
+  local tenant="${1-}"
+  [[ "${tenant}" =~ ${TENANT_RE} ]] || die "invalid tenant id '${tenant}': must match ${TENANT_RE}"
+}
+
+require_cmd() {
+  local c
+  for c in "$@"; do
+    command -v "${c}" >/dev/null 2>&1 || die "required command not found on PATH: ${c}"
+  done
+}
+
+# A call that changes something. With --dry-run it is printed (shell-quoted) and not run.
+run() {
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    printf '+'; printf ' %q' "$@"; printf '\n'
+    return 0
+  fi
+  "$@"
+}
+
+# A call that changes something and whose output is needed (e.g. the id of what it created):
+# run_out PLACEHOLDER cmd...; with --dry-run it is printed and the placeholder is the output.
+run_out() {
+  local placeholder=$1
+  shift
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    { printf '+'; printf ' %q' "$@"; printf '\n'; } >&2
+    printf '%s\n' "${placeholder}"
+    return 0
+  fi
+  "$@"
+}
+
+# An existence check: succeeds when the resource exists. With --dry-run it is printed and
+# reports "absent", so the dry run shows every call a first run would make.
+exists() {
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    printf '+ (check)'; printf ' %q' "$@"; printf '\n'
+    return 1
+  fi
+  "$@" >/dev/null 2>&1
+}
+
+# A read-only lookup whose output is needed: lookup PLACEHOLDER cmd...; prints the output (or the
+# placeholder with --dry-run). An empty or "None" answer (aws --output text) prints nothing.
+lookup() {
+  local placeholder=$1 out
+  shift
+  if [[ "${DRY_RUN}" == 1 ]]; then
+    { printf '+ (lookup)'; printf ' %q' "$@"; printf '\n'; } >&2
+    printf '%s\n' "${placeholder}"
+    return 0
+  fi
+  out="$("$@")" || return 1
+  if [[ "${out}" == "None" ]]; then out=""; fi
+  printf '%s\n' "${out}"
+}
+
+# --- configuration -----------------------------------------------------------------------------
+
+check_value() { # check_value NAME REGEX HINT
+  local name=$1 re=$2 hint=$3
+  [[ "${!name-}" =~ ${re} ]] || die "${name}='${!name-}' is not valid: ${hint}"
+}
+
+# Cluster-wide settings (no tenant in them).
+cluster_env() {
+  : "${AWS_REGION:?set AWS_REGION, e.g. eu-west-1}"
+  : "${CLUSTER_NAME:?set CLUSTER_NAME, the EKS cluster name}"
+  : "${AWS_PARTITION:=aws}"
+  : "${ISTIO_INGRESS_NAMESPACE:=istio-system}"
+  : "${ISTIO_INGRESS_SERVICE_ACCOUNT:=istio-ingressgateway}"
+  check_value AWS_REGION '^[a-z]{2}(-gov)?-[a-z]+-[0-9]$' "an AWS region such as eu-west-1"
+  check_value CLUSTER_NAME '^[A-Za-z][A-Za-z0-9-]{0,99}$' "an EKS cluster name"
+}
+
+# All names of one tenant, derived (never typed by hand). Needs ACCOUNT_ID and DOMAIN.
+# shellcheck disable=SC2034  # the names are used by the scripts that source this file
+tenant_env() {
+  validate_tenant "${1-}"
+  TENANT_ID=$1
+  : "${AWS_REGION:?set AWS_REGION, e.g. eu-west-1}"
+  : "${ACCOUNT_ID:?set ACCOUNT_ID (the scripts look it up with aws sts get-caller-identity)}"
+  : "${DOMAIN:?set DOMAIN, the parent domain of the tenants subdomains, e.g. chat.example.com}"
+  : "${AWS_PARTITION:=aws}"
+  : "${ISTIO_INGRESS_NAMESPACE:=istio-system}"
+  : "${ISTIO_INGRESS_SERVICE_ACCOUNT:=istio-ingressgateway}"
+  check_value AWS_REGION '^[a-z]{2}(-gov)?-[a-z]+-[0-9]$' "an AWS region such as eu-west-1"
+  check_value ACCOUNT_ID '^([0-9]{12}|<account-id>)$' "a 12-digit AWS account id"
+  check_value DOMAIN '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$' "a DNS name such as chat.example.com"
+
+  NAMESPACE="${TENANT_ID}-ns"
+  AUTH_NAMESPACE="${TENANT_ID}-auth"
+  TENANT_HOST="${TENANT_ID}.${DOMAIN}"
+  CONTEXTUAL_DATA_BUCKET="${TENANT_ID}-rag-${ACCOUNT_ID}-${AWS_REGION}"
+  if (( ${#CONTEXTUAL_DATA_BUCKET} > 63 )); then
+    die "bucket name ${CONTEXTUAL_DATA_BUCKET} is longer than 63 characters: use a shorter tenant id"
+  fi
+  CHATHISTORY_TABLE="${TENANT_ID}-chathistory"
+  SESSIONS_TABLE="${TENANT_ID}-sessions"
+  IAM_ROLE_NAME="${TENANT_ID}-chatbot"
+  IAM_POLICY_NAME="${TENANT_ID}-chatbot-access"
+  IRSA_ROLE_ARN="arn:${AWS_PARTITION}:iam::${ACCOUNT_ID}:role/${IAM_ROLE_NAME}"
+  COGNITO_POOL_NAME="${TENANT_ID}-users"
+  COGNITO_CLIENT_NAME="${TENANT_ID}-oauth2-proxy"
+  COGNITO_DOMAIN_PREFIX="${TENANT_ID}-${ACCOUNT_ID}"
+  OAUTH_SECRET_NAME="tenant-rag/${TENANT_ID}/oauth2-proxy"
+  TLS_SECRET_NAME="${TENANT_ID}-tls"
+
+  : "${EMBEDDING_MODEL_ID:=amazon.titan-embed-text-v2:0}"
+  : "${TEXT2TEXT_MODEL_ID:=anthropic.claude-3-haiku-20240307-v1:0}"
+  check_value EMBEDDING_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id"
+  check_value TEXT2TEXT_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id or inference profile"
+  export TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE \
+    SESSIONS_TABLE IRSA_ROLE_ARN TLS_SECRET_NAME EMBEDDING_MODEL_ID TEXT2TEXT_MODEL_ID AWS_REGION \
+    ISTIO_INGRESS_NAMESPACE ISTIO_INGRESS_SERVICE_ACCOUNT
+}
+
+# Settings only the Kubernetes objects need (images, Cognito ids, sizes).
+deploy_env() {
+  : "${IMAGE_REGISTRY:=${ACCOUNT_ID}.dkr.ecr.${AWS_REGION}.amazonaws.com/tenant-rag}"
+  : "${IMAGE_TAG:?set IMAGE_TAG to the pinned tag that deploy-scripts/build-push.sh pushed (e.g. a git sha)}"
+  : "${APP_VERSION:=${IMAGE_TAG}}"
+  : "${COGNITO_USER_POOL_ID:?set COGNITO_USER_POOL_ID (apply-tenant.sh looks it up)}"
+  : "${COGNITO_CLIENT_ID:?set COGNITO_CLIENT_ID (apply-tenant.sh looks it up)}"
+  : "${MIN_REPLICAS:=2}"
+  : "${MAX_REPLICAS:=5}"
+  : "${INGEST_SCHEDULE:=0 3 * * *}"
+  check_value IMAGE_TAG '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$' "a Docker tag"
+  [[ "${IMAGE_TAG}" != latest ]] || die "IMAGE_TAG=latest is not a pinned tag"
+  check_value IMAGE_REGISTRY '^[a-z0-9<][a-z0-9.:/_<>-]+$' "a registry path such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/tenant-rag"
+  check_value COGNITO_USER_POOL_ID '^([a-z]{2}(-gov)?-[a-z]+-[0-9]_[A-Za-z0-9]+|<pool-id>)$' "a Cognito user pool id"
+  check_value COGNITO_CLIENT_ID '^([a-z0-9]+|<client-id>)$' "a Cognito app client id"
+  check_value MIN_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
+  check_value MAX_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
+  check_value INGEST_SCHEDULE '^[0-9*/,-]+( [0-9*/,-]+){4}$' "a cron schedule with five fields"
+  ISSUER_URI="https://cognito-idp.${AWS_REGION}.amazonaws.com/${COGNITO_USER_POOL_ID}"
+  export IMAGE_REGISTRY IMAGE_TAG APP_VERSION COGNITO_USER_POOL_ID COGNITO_CLIENT_ID MIN_REPLICAS \
+    MAX_REPLICAS INGEST_SCHEDULE ISSUER_URI OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION ISTIO_VERSION
+}
+
+# --- rendering ---------------------------------------------------------------------------------
+
+# The only variables envsubst may replace in the tenant templates (anything else stays and fails).
+readonly TENANT_RENDER_VARS=(
+  TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST AWS_REGION APP_VERSION IMAGE_REGISTRY IMAGE_TAG
+  IRSA_ROLE_ARN CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE SESSIONS_TABLE EMBEDDING_MODEL_ID
+  TEXT2TEXT_MODEL_ID ISSUER_URI COGNITO_CLIENT_ID OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION
+  INGEST_SCHEDULE MIN_REPLICAS MAX_REPLICAS TLS_SECRET_NAME ISTIO_INGRESS_NAMESPACE
+  ISTIO_INGRESS_SERVICE_ACCOUNT
+)
+
+# render_file SRC DEST VAR... : envsubst with exactly these variables; fails on an empty variable
+# or on any "${" left in the output.
+render_file() {
+  local src=$1 dest=$2 v format=""
+  shift 2
+  for v in "$@"; do
+    [[ -n "${!v-}" ]] || die "render ${src#"${REPO_ROOT}/"}: variable ${v} is empty"
+    export "${v?}"
+    format+="\${${v}} "
+  done
+  mkdir -p "$(dirname "${dest}")"
+  envsubst "${format}" <"${src}" >"${dest}"
+  # shellcheck disable=SC2016  # a literal "${"
+  if grep -n '\${' "${dest}" >&2; then
+    die "render ${src#"${REPO_ROOT}/"}: placeholders left (above); add them to the variable list"
+  fi
+}
+
+# The tenant's templates, relative to REPO_ROOT (one kind per file).
+tenant_templates() {
+  (cd "${REPO_ROOT}" && find manifests istio -maxdepth 2 -name '*.yaml' -not -path 'istio/cluster/*' | LC_ALL=C sort)
+}
+
+# render_tenant OUTDIR: renders every tenant template into OUTDIR (same relative paths).
+render_tenant() {
+  local outdir=$1 rel
+  while IFS= read -r rel; do
+    render_file "${REPO_ROOT}/${rel}" "${outdir}/${rel}" "${TENANT_RENDER_VARS[@]}"
+  done < <(tenant_templates)
+}
+
+# --- shared cluster operations -------------------------------------------------------------------
+
+# Writes the helm values with meshConfig.extensionProviders: one ext_authz provider (the tenant's
+# oauth2-proxy) per onboarded tenant, found by the label of its auth namespace.
+# Usage: mesh_providers_values FILE [--without TENANT] [--with TENANT]
+mesh_providers_values() {
+  local values=$1 without="" with="" tenant names count=0
+  shift
+  while (($#)); do
+    case $1 in
+      --without) without=$2; shift 2 ;;
+      --with) with=$2; shift 2 ;;
+      *) die "mesh_providers_values: unknown argument $1" ;;
+    esac
+  done
+  names="$(lookup "" kubectl get namespaces -l 'app.kubernetes.io/name=oauth2-proxy,tenant-rag.io/tenant' \
+    -o 'jsonpath={range .items[*]}{.metadata.labels.tenant-rag\.io/tenant}{"\n"}{end}')"
+  printf 'meshConfig:\n  extensionProviders:\n' >"${values}"
+  while IFS= read -r tenant; do
+    [[ -n "${tenant}" && "${tenant}" != "${without}" ]] || continue
+    validate_tenant "${tenant}"
+    TENANT_ID=${tenant} AUTH_NAMESPACE="${tenant}-auth" \
+      render_file "${REPO_ROOT}/deploy-scripts/templates/mesh-extension-provider.yaml" \
+      "$(tmpdir)/provider-${tenant}.yaml" TENANT_ID AUTH_NAMESPACE
+    sed 's/^/    /' "$(tmpdir)/provider-${tenant}.yaml" >>"${values}"
+    count=$((count + 1))
+  done < <({ printf '%s\n' "${names}"; [[ -z "${with}" ]] || printf '%s\n' "${with}"; } | LC_ALL=C sort -u)
+  if ((count == 0)); then printf 'meshConfig:\n  extensionProviders: []\n' >"${values}"; fi
+  log "istiod: ${count} tenant ext_authz provider(s)"
+}
+
+# Installs or upgrades istiod (pinned ISTIO_VERSION) with the base values and the tenants'
+# ext_authz providers; all values come from files, so the result does not depend on history.
+# Usage: update_mesh_providers [--without TENANT] [--with TENANT]
+update_mesh_providers() {
+  local values
+  values="$(tmpdir)/mesh-providers.yaml"
+  mesh_providers_values "${values}" "$@"
+  run helm upgrade --install istiod istiod --repo "${ISTIO_HELM_REPO}" \
+    --namespace istio-system --version "${ISTIO_VERSION}" \
+    -f "${REPO_ROOT}/istio/cluster/istiod-values.yaml" -f "${values}" --wait
+}
+
+# --- AWS lookups shared by the scripts ------------------------------------------------------------
+
+resolve_account() {
+  ACCOUNT_ID="$(lookup '<account-id>' aws sts get-caller-identity --query Account --output text)"
+  [[ -n "${ACCOUNT_ID}" ]] || die "cannot determine the AWS account (aws sts get-caller-identity)"
+  export ACCOUNT_ID
+}
+
+# Sets COGNITO_USER_POOL_ID and COGNITO_CLIENT_ID of the tenant (after tenant_env); empty if absent.
+resolve_cognito() {
+  COGNITO_USER_POOL_ID="$(lookup '<pool-id>' aws cognito-idp list-user-pools --max-results 60 \
+    --query "UserPools[?Name=='${COGNITO_POOL_NAME}'].Id | [0]" --output text)"
+  COGNITO_CLIENT_ID=""
+  if [[ -n "${COGNITO_USER_POOL_ID}" ]]; then
+    COGNITO_CLIENT_ID="$(lookup '<client-id>' aws cognito-idp list-user-pool-clients \
+      --user-pool-id "${COGNITO_USER_POOL_ID}" --max-results 60 \
+      --query "UserPoolClients[?ClientName=='${COGNITO_CLIENT_NAME}'].ClientId | [0]" --output text)"
+  fi
+  export COGNITO_USER_POOL_ID COGNITO_CLIENT_ID
+}
+
+# Everything apply-tenant.sh and ingest.sh need to render: tenant names, Cognito ids, images.
+resolve_deploy_env() {
+  validate_tenant "${1-}"
+  cluster_env
+  resolve_account
+  tenant_env "$1"
+  resolve_cognito
+  [[ -n "${COGNITO_USER_POOL_ID}" && -n "${COGNITO_CLIENT_ID}" ]] \
+    || die "no Cognito user pool/app client for ${TENANT_ID}: run deploy-scripts/onboard-tenant.sh ${TENANT_ID} first"
+  deploy_env
+}
+
+# Parses the standard options of every script: --dry-run, -h/--help. Sets ARGS to the rest.
+parse_common() {
+  ARGS=()
+  while (($#)); do
+    case $1 in
+      --dry-run) DRY_RUN=1 ;;
+      -h | --help) usage; exit 0 ;;
+      --) shift; ARGS+=("$@"); break ;;
+      -*) usage; die "unknown option $1" ;;
+      *) ARGS+=("$1") ;;
+    esac
+    shift
+  done
+}

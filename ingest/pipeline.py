@@ -1,0 +1,266 @@
+"""The ingestion pipeline: list sources → load → chunk → embed (new sources only) → publish a version.
+
+Incremental: a source whose fingerprint (ETag or sha256) equals the one in the published
+version's manifest reuses that version's chunks and vectors; a source that is gone is left out of
+the new version. A failure anywhere before the final ``LATEST`` write leaves the published index
+as it was (a half-written version folder is never pointed to).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_text_splitters import RecursiveCharacterTextSplitter
+from tqdm import tqdm
+
+from ingest.embedder import embed_in_batches
+from ingest.loaders import LoaderError, is_supported, load_file
+from ingest.sources import LocalSource, S3Source, SourceFile
+from rag.index_store import (
+    BlobStore,
+    IndexError_,
+    IndexIntegrityError,
+    IndexNotFoundError,
+    SourceRecord,
+    list_versions,
+    load_index_version,
+    read_latest_version_id,
+    write_index_version,
+)
+from rag.tenant import validate_tenant_id
+
+log = logging.getLogger(__name__)
+
+
+class NothingIngestedError(RuntimeError):
+    """No valid document was found: nothing is published and the job exits non-zero."""
+
+
+@dataclass
+class IngestSummary:
+    """What a run did. Counts are of the new version (reused plus newly embedded)."""
+
+    tenant: str
+    source_uri: str
+    index_uri: str
+    version: str | None = None
+    sources: int = 0
+    documents: int = 0
+    chunks: int = 0
+    characters: int = 0
+    embedded_chunks: int = 0
+    reused_chunks: int = 0
+    removed_sources: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+    dry_run: bool = False
+    unchanged: bool = False
+
+    @property
+    def chunks_per_second(self) -> float:
+        """Newly embedded chunks per second of the whole run."""
+        return self.embedded_chunks / self.seconds if self.seconds > 0 else 0.0
+
+    def render(self) -> str:
+        """A human-readable multi-line summary."""
+        lines = [
+            f"tenant            {self.tenant}",
+            f"source            {self.source_uri}",
+            f"index             {self.index_uri}",
+            f"version           {self.version or ('(dry run: nothing written)' if self.dry_run else '-')}"
+            + (" (unchanged: nothing to publish)" if self.unchanged else ""),
+            f"sources           {self.sources}",
+            f"documents         {self.documents}",
+            f"chunks            {self.chunks} ({self.embedded_chunks} embedded, {self.reused_chunks} reused)",
+            f"characters        {self.characters}",
+            f"seconds           {self.seconds:.2f}",
+            f"chunks/s          {self.chunks_per_second:.1f}",
+        ]
+        if self.removed_sources:
+            lines.append(f"removed sources   {len(self.removed_sources)}")
+            lines += [f"  - {uri}" for uri in self.removed_sources]
+        if self.skipped:
+            lines.append(f"skipped files     {len(self.skipped)}")
+            lines += [f"  - {uri}: {reason}" for uri, reason in self.skipped]
+        return "\n".join(lines)
+
+
+def make_splitter(chunk_size: int, chunk_overlap: int) -> RecursiveCharacterTextSplitter:
+    """LangChain's recursive character splitter (sizes in characters), recording ``start_index``.
+
+    See https://python.langchain.com/docs/how_to/recursive_text_splitter/.
+    """
+    return RecursiveCharacterTextSplitter(chunk_size=chunk_size, chunk_overlap=chunk_overlap, add_start_index=True)
+
+
+def chunk_documents(documents: list[Document], splitter: RecursiveCharacterTextSplitter) -> list[Document]:
+    """Split documents into chunks; each chunk keeps its document's metadata and gets a stable ``id``.
+
+    The id is ``<12 hex of sha256(source)>-<ordinal within the source>`` so it is unique in the
+    index and the same across runs for an unchanged source.
+    """
+    chunks = splitter.split_documents(documents)
+    counters: dict[str, int] = {}
+    for chunk in chunks:
+        source = str(chunk.metadata["source"])
+        ordinal = counters.get(source, 0)
+        counters[source] = ordinal + 1
+        chunk.metadata["id"] = f"{hashlib.sha256(source.encode()).hexdigest()[:12]}-{ordinal:06d}"
+    return chunks
+
+
+def _document_key(doc: Document) -> tuple[str, object, object]:
+    return (str(doc.metadata.get("source")), doc.metadata.get("row"), doc.metadata.get("page"))
+
+
+def _previous_version(store: BlobStore, tenant: str, embedding_model: str) -> Any:
+    try:
+        return load_index_version(store, tenant=tenant, embedding_model=embedding_model)
+    except IndexNotFoundError:
+        return None
+    except IndexIntegrityError as exc:
+        log.warning("published index is not reusable (%s): every source is embedded again", exc)
+        return None
+
+
+def run_ingestion(
+    *,
+    tenant: str,
+    source: LocalSource | S3Source,
+    store: BlobStore,
+    embeddings: Embeddings,
+    embedding_model: str,
+    chunk_size: int = 1500,
+    chunk_overlap: int = 150,
+    batch_size: int = 32,
+    concurrency: int = 4,
+    dry_run: bool = False,
+    keep_versions: int = 5,
+    progress: bool = True,
+) -> IngestSummary:
+    """Ingest every supported file under ``source`` into a new index version for ``tenant``.
+
+    Args:
+        tenant: tenant id (validated before anything is read).
+        source: where the documents are (:func:`ingest.sources.open_source`).
+        store: the index root (:func:`rag.index_store.open_store`).
+        embeddings: the embedding model; ``embedding_model`` is its id, recorded in the manifest.
+        embedding_model: e.g. ``amazon.titan-embed-text-v2:0``.
+        chunk_size: characters per chunk (a CSV row shorter than this stays one chunk).
+        chunk_overlap: characters shared by neighbouring chunks.
+        batch_size: texts per embedding task.
+        concurrency: embedding tasks in flight.
+        dry_run: load and chunk only; embed nothing, write nothing.
+        keep_versions: complete versions kept after publishing (older ones are deleted; the
+            published one is always kept).
+        progress: show a tqdm progress bar on stderr.
+
+    Returns:
+        The run's :class:`IngestSummary`.
+
+    Raises:
+        NothingIngestedError: no supported, parsable file with text (nothing is published).
+        botocore.exceptions.ClientError: S3 or Bedrock failed after retries (nothing is published).
+    """
+    validate_tenant_id(tenant)
+    started = time.perf_counter()
+    summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=store.uri, dry_run=dry_run)
+    previous = _previous_version(store, tenant, embedding_model)
+    previous_sources = {s.uri: s for s in previous.manifest.sources} if previous else {}
+    splitter = make_splitter(chunk_size, chunk_overlap)
+
+    files: list[SourceFile] = []
+    for item in source.list():
+        if is_supported(item.uri):
+            files.append(item)
+        else:
+            summary.skipped.append((item.uri, "unsupported file type"))
+
+    kept_chunks: list[Document] = []  # reused chunks, in order
+    kept_positions: list[int] = []  # their positions in the previous index
+    new_chunks: list[Document] = []
+    records: list[SourceRecord] = []
+    previous_positions: dict[str, list[int]] = {}
+    if previous:
+        for position, doc in enumerate(previous.documents):
+            previous_positions.setdefault(str(doc.metadata.get("source")), []).append(position)
+
+    for item in files:
+        old = previous_sources.get(item.uri)
+        if old and old.etag_or_sha256 == item.fingerprint and previous_positions.get(item.uri):
+            positions = previous_positions[item.uri]
+            kept_positions += positions
+            kept_chunks += [previous.documents[p] for p in positions]
+            records.append(SourceRecord(uri=item.uri, etag_or_sha256=item.fingerprint, chunks=len(positions)))
+            continue
+        try:
+            with source.fetch(item) as path:
+                documents = load_file(path, item.uri)
+        except LoaderError as exc:
+            summary.skipped.append((item.uri, str(exc).removeprefix(f"{item.uri}: ")))
+            continue
+        chunks = chunk_documents(documents, splitter)
+        new_chunks += chunks
+        records.append(SourceRecord(uri=item.uri, etag_or_sha256=item.fingerprint, chunks=len(chunks)))
+
+    current = {r.uri for r in records}
+    summary.removed_sources = sorted(uri for uri in previous_sources if uri not in current)
+    all_chunks = kept_chunks + new_chunks
+    summary.sources = len(records)
+    summary.documents = len({_document_key(c) for c in all_chunks})
+    summary.chunks = len(all_chunks)
+    summary.characters = sum(len(c.page_content) for c in all_chunks)
+    summary.reused_chunks = len(kept_chunks)
+    if not all_chunks:
+        summary.seconds = time.perf_counter() - started
+        raise NothingIngestedError(f"no valid document under {source.uri}\n{summary.render()}")
+    if dry_run:
+        summary.seconds = time.perf_counter() - started
+        return summary
+    if previous and not new_chunks and not summary.removed_sources:
+        summary.version = previous.version  # nothing changed: keep serving the published version
+        summary.unchanged = True
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    texts = [c.page_content for c in new_chunks]
+    with tqdm(total=len(texts), unit="chunk", desc=f"embedding {tenant}", disable=not progress) as bar:
+        new_vectors = embed_in_batches(
+            embeddings, texts, batch_size=batch_size, concurrency=concurrency, on_batch_done=bar.update
+        )
+    summary.embedded_chunks = len(new_chunks)
+    parts = []
+    if kept_positions:
+        parts.append(previous.vectors()[kept_positions])
+    if len(new_chunks):
+        parts.append(new_vectors)
+    vectors = np.vstack(parts).astype(np.float32)
+    summary.version = write_index_version(
+        store,
+        tenant=tenant,
+        embedding_model=embedding_model,
+        vectors=vectors,
+        documents=all_chunks,
+        sources=records,
+    )
+    _prune_versions(store, keep_versions)
+    summary.seconds = time.perf_counter() - started
+    return summary
+
+
+def _prune_versions(store: BlobStore, keep: int) -> None:
+    """Delete all but the ``keep`` newest versions; never the published one. Failures only log."""
+    try:
+        published = read_latest_version_id(store)
+        old = [v for v in list_versions(store)[:-keep] if v != published] if keep > 0 else []
+        for version in old:
+            store.delete(store.list(f"v/{version}/"))
+    except (IndexError_, OSError) as exc:
+        log.warning("could not prune old index versions: %s", exc)

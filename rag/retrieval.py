@@ -1,0 +1,178 @@
+"""Retrieval over one tenant's index: dense (FAISS inner product) or hybrid (BM25 + dense, RRF).
+
+Hybrid fusion is reciprocal rank fusion (Cormack et al., 2009: ``score = sum 1 / (c + rank)``,
+``c = 60``), the same rule LangChain's ``EnsembleRetriever`` applies; it is done here so that each
+returned chunk carries its scores (``metadata["score"]`` and ``metadata["dense_score"]``) for the
+citations the API returns.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict, Field
+from rank_bm25 import BM25Okapi
+
+from rag.index_store import IndexVersion
+
+RRF_C = 60
+_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+#: Very common English words, left out of BM25 so they do not drown the content words.
+_STOPWORDS = frozenset(
+    [
+        "a",
+        "an",
+        "and",
+        "are",
+        "as",
+        "at",
+        "be",
+        "by",
+        "can",
+        "do",
+        "does",
+        "for",
+        "from",
+        "how",
+        "i",
+        "if",
+        "in",
+        "is",
+        "it",
+        "my",
+        "of",
+        "on",
+        "or",
+        "the",
+        "to",
+        "what",
+        "when",
+        "where",
+        "which",
+        "who",
+        "why",
+        "will",
+        "with",
+        "you",
+        "your",
+    ]
+)
+
+
+def bm25_tokens(text: str) -> list[str]:
+    """Lower-cased word tokens without stop words, as the BM25 side indexes and queries them."""
+    return [t for t in _TOKEN_RE.findall(text.lower()) if t not in _STOPWORDS]
+
+
+@dataclass
+class TenantIndex:
+    """A loaded index version plus what searching it needs, built once per version (in lifespan).
+
+    Attributes:
+        version: the loaded :class:`rag.index_store.IndexVersion`.
+        bm25: a BM25Okapi model over the same chunks (built lazily on first hybrid search).
+    """
+
+    version: IndexVersion
+    _bm25: BM25Okapi | None = field(default=None, repr=False)
+
+    @property
+    def tenant(self) -> str:
+        """The tenant id from the manifest."""
+        return self.version.manifest.tenant
+
+    @property
+    def documents(self) -> list[Document]:
+        """Chunks in vector order."""
+        return self.version.documents
+
+    def bm25(self) -> BM25Okapi:
+        """The BM25 model (built on first use; about 1 s per 100k chunks)."""
+        if self._bm25 is None:
+            corpus = [bm25_tokens(d.page_content) or ["<empty>"] for d in self.documents]
+            self._bm25 = BM25Okapi(corpus or [["<empty>"]])
+        return self._bm25
+
+    def dense_search(self, query_vector: list[float] | np.ndarray, k: int) -> list[tuple[int, float]]:
+        """Top ``k`` chunk positions by inner product (cosine: vectors are unit length)."""
+        if not self.documents or k <= 0:
+            return []
+        query = np.asarray(query_vector, dtype=np.float32).reshape(1, -1)
+        scores, positions = self.version.index.search(query, min(k, len(self.documents)))
+        return [(int(p), float(s)) for p, s in zip(positions[0], scores[0], strict=True) if p >= 0]
+
+    def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
+        """Top ``k`` chunk positions by BM25 score (only those with a positive score)."""
+        tokens = bm25_tokens(query)
+        if not self.documents or not tokens or k <= 0:
+            return []
+        scores = self.bm25().get_scores(tokens)
+        top = np.argsort(-scores)[:k]
+        return [(int(p), float(scores[p])) for p in top if scores[p] > 0]
+
+
+def reciprocal_rank_fusion(rankings: list[list[int]], c: int = RRF_C) -> list[tuple[int, float]]:
+    """Fuse ranked lists of ids: ``score(id) = sum over lists of 1 / (c + rank)``, rank from 1.
+
+    Returns:
+        ``(id, score)`` pairs, best first; ties keep first-seen order.
+    """
+    scores: dict[int, float] = {}
+    for ranking in rankings:
+        for rank, item in enumerate(ranking, start=1):
+            scores[item] = scores.get(item, 0.0) + 1.0 / (c + rank)
+    return sorted(scores.items(), key=lambda kv: -kv[1])
+
+
+class TenantRetriever(BaseRetriever):
+    """LangChain retriever over one :class:`TenantIndex`.
+
+    Args:
+        index: the tenant's loaded index.
+        embeddings: the query embedding model (same model id as the index manifest).
+        mode: ``"dense"`` or ``"hybrid"`` (setting ``RETRIEVER_MODE``).
+        k: chunks returned per query (the API's ``max_matching_docs``).
+        candidates: how many candidates each side contributes before fusion (hybrid only).
+
+    Each returned ``Document`` is a copy whose metadata adds ``score`` (cosine for dense, RRF
+    for hybrid), ``dense_score`` (cosine) and ``rank`` (1-based).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index: TenantIndex
+    embeddings: Embeddings
+    mode: Literal["dense", "hybrid"] = "hybrid"
+    k: int = Field(default=4, ge=1, le=100)
+    candidates: int = Field(default=30, ge=1, le=1000)
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        vector = self.embeddings.embed_query(query)
+        return self.search_by_vector(query, vector)
+
+    def search_by_vector(self, query: str, vector: list[float] | np.ndarray) -> list[Document]:
+        """Search with an already computed query embedding (``dim`` floats)."""
+        pool = max(self.k, self.candidates)
+        dense = self.index.dense_search(vector, pool if self.mode == "hybrid" else self.k)
+        dense_scores = dict(dense)
+        if self.mode == "dense":
+            ranked = dense[: self.k]
+        else:
+            keyword = self.index.keyword_search(query, pool)
+            ranked = reciprocal_rank_fusion([[p for p, _ in dense], [p for p, _ in keyword]])[: self.k]
+        results = []
+        for rank, (position, score) in enumerate(ranked, start=1):
+            doc = self.index.documents[position]
+            dense_score = dense_scores.get(position)
+            if dense_score is None:  # found by BM25 only: compute its cosine for the citation
+                dense_score = float(np.dot(self.index.version.index.reconstruct(position), np.asarray(vector)))
+            metadata = {**doc.metadata, "score": round(score, 6), "dense_score": round(dense_score, 6), "rank": rank}
+            results.append(Document(page_content=doc.page_content, metadata=metadata, id=doc.id))
+        return results
