@@ -151,7 +151,9 @@ class ApiError(Exception):
         retry_after: seconds the API asked us to wait, when given.
     """
 
-    def __init__(self, message: str, *, status: int | None = None, code: str = "error", retry_after: float | None = None):
+    def __init__(
+        self, message: str, *, status: int | None = None, code: str = "error", retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.code = code
@@ -187,7 +189,7 @@ def _error_from_response(response: httpx.Response) -> ApiError:
     except (ValueError, httpx.HTTPError):
         body = {}
     body = body if isinstance(body, dict) else {}
-    code = str(body.get("error") or ("http_%d" % response.status_code))
+    code = str(body.get("error") or f"http_{response.status_code}")
     message = body.get("message") if isinstance(body.get("message"), str) else None
     if message is None and isinstance(body.get("detail"), str):
         message = body["detail"]
@@ -291,7 +293,10 @@ class RagApiClient:
         headers = {"X-Request-ID": request_id or uuid.uuid4().hex, "Accept": "text/event-stream"}
         done = False
         try:
-            with self._client(self.timeout) as client, client.stream("POST", STREAM_PATH, json=body, headers=headers) as resp:
+            with (
+                self._client(self.timeout) as client,
+                client.stream("POST", STREAM_PATH, json=body, headers=headers) as resp,
+            ):
                 if resp.status_code >= 400:
                     raise _error_from_response(resp)
                 for sse in EventSource(resp).iter_sse():

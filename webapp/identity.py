@@ -33,6 +33,8 @@ JWKS_TIMEOUT_SECONDS = 5.0
 #: How long a downloaded key set is trusted before it is fetched again, in seconds.
 JWKS_LIFESPAN_SECONDS = 3600.0
 TENANT_CLAIM = "custom:tenantid"
+#: Accepted ``token_use`` values: Cognito id tokens (checked by ``aud``) and access tokens (``client_id``).
+TOKEN_USES = ("id", "access")
 EMAIL_HEADER = "x-auth-request-email"
 
 
@@ -188,10 +190,10 @@ class TokenVerifier:
 
     def _check_claims(self, claims: Mapping[str, Any]) -> None:
         token_use = claims.get("token_use")
-        if token_use not in ("id", "access"):
+        if token_use not in TOKEN_USES:
             raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token is neither an id nor an access token")
         if self.client_id:
-            audience = claims.get("aud") if token_use == "id" else claims.get("client_id")
+            audience = claims.get("aud") if token_use == TOKEN_USES[0] else claims.get("client_id")
             audiences = audience if isinstance(audience, list) else [audience]
             if self.client_id not in audiences:
                 raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token was issued to another application")
@@ -199,9 +201,7 @@ class TokenVerifier:
             raise IdentityError(Denial.NOT_ALLOWED, "your account does not belong to this tenant")
 
 
-def resolve_identity(
-    headers: Mapping[str, str], settings: Settings, verifier: TokenVerifier | None = None
-) -> Identity:
+def resolve_identity(headers: Mapping[str, str], settings: Settings, verifier: TokenVerifier | None = None) -> Identity:
     """Establish the user from request headers (or ``DEV_USER_EMAIL`` in dev mode).
 
     Args:
@@ -237,4 +237,3 @@ def resolve_identity(
     if ":" in email or "@" not in email:
         raise IdentityError(Denial.NOT_ALLOWED, "the e-mail address is not usable")
     return Identity(tenant=settings.tenant_id, email=email)
-

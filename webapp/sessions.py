@@ -111,9 +111,9 @@ class DynamoSessionStore:
 
     def get(self, user_key: str) -> SessionRecord | None:
         """The user's row, or None (strongly consistent read)."""
-        item = self.client.get_item(
-            TableName=self.table, Key={HASH_KEY: {"S": user_key}}, ConsistentRead=True
-        ).get("Item")
+        item = self.client.get_item(TableName=self.table, Key={HASH_KEY: {"S": user_key}}, ConsistentRead=True).get(
+            "Item"
+        )
         if not item or "session_id" not in item:
             return None
         return SessionRecord(session_id=item["session_id"]["S"], last_active=float(item["last_active"]["N"]))

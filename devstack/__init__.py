@@ -1,0 +1,1 @@
+"""Local development stack: the one-command demo and the end-to-end test harness."""

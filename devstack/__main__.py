@@ -1,0 +1,56 @@
+"""``python -m devstack``: the local demo (``make demo``). Ctrl-C stops everything."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+
+from devstack.stack import DEMO_CORPORA, REPO_ROOT, DemoStack
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Start the demo stack, print one URL per tenant, run until interrupted."""
+    parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
+    parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".demo")
+    parser.add_argument("--tenants", nargs="+", default=list(DEMO_CORPORA))
+    parser.add_argument("--base-port", type=int, default=int(os.environ.get("DEMO_BASE_PORT", "8501")))
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    log = logging.getLogger("devstack")
+    stack = DemoStack(workdir=args.workdir, tenants=tuple(args.tenants), base_port=args.base_port)
+    env = stack.base_env(args.tenants[0])
+    log.info(
+        "providers: embeddings=%s llm=%s history=%s auth=%s retriever=%s",
+        env["EMBEDDINGS_PROVIDER"], env["LLM_PROVIDER"], env["HISTORY_URL"].split(":")[0] if
+        env.get("HISTORY_URL") else "dynamodb", env["AUTH_MODE"], env["RETRIEVER_MODE"],
+    )  # fmt: skip
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        stack.start()
+    except (RuntimeError, OSError) as exc:
+        print(f"demo failed to start: {exc}", file=sys.stderr)
+        return 1
+    print("\nThe demo is running. Open one chat per tenant:")
+    for ep in stack.endpoints.values():
+        print(f"  {ep.tenant:<10} {ep.web_url}   ({ep.display_name}; API {ep.api_url})")
+    print(f"Logs: {stack.log_dir}. Press Ctrl-C to stop.\n", flush=True)
+    try:
+        signal.pause()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping...", flush=True)
+        stack.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

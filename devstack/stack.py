@@ -1,0 +1,233 @@
+"""Start the whole platform for a set of tenants on one machine, offline by default.
+
+For each tenant: ingest its documents into a local index (incremental, so a second start is quick),
+start its RAG API (gunicorn + uvicorn worker, bound to 127.0.0.1) and its web chat (Streamlit), and
+wait until both answer their health checks. The same code serves ``make demo`` and the end-to-end
+tests, so what the tests prove is what a user runs.
+
+Providers follow the environment: with nothing set, local embeddings, the extractive answerer and
+SQLite; setting ``EMBEDDINGS_PROVIDER=bedrock`` / ``LLM_PROVIDER=bedrock`` (plus AWS credentials and
+``AWS_DEFAULT_REGION``) switches the same stack to Bedrock.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rag.tenant import validate_tenant_id
+
+log = logging.getLogger("devstack")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SHARED_DIR", REPO_ROOT.parent / "shared")) / "data"
+
+#: The demo tenants and their corpora in ``../shared/data``.
+DEMO_CORPORA = {
+    "tenanta": ("Amazon_SageMaker_FAQs.csv", "SageMaker FAQ assistant"),
+    "tenantb": ("Amazon_EMR_FAQs.csv", "EMR FAQ assistant"),
+}
+
+
+@dataclass
+class TenantEndpoints:
+    """Where one tenant's services listen (all on 127.0.0.1)."""
+
+    tenant: str
+    web_port: int
+    api_port: int
+    display_name: str
+
+    @property
+    def web_url(self) -> str:
+        """The web chat URL."""
+        return f"http://127.0.0.1:{self.web_port}"
+
+    @property
+    def api_url(self) -> str:
+        """The RAG API base URL."""
+        return f"http://127.0.0.1:{self.api_port}"
+
+
+@dataclass
+class DemoStack:
+    """Processes of a running demo; use as a context manager (stops everything on exit).
+
+    Args:
+        workdir: where indexes, SQLite files and logs go (e.g. ``.demo/``).
+        tenants: tenant ids to start (default: the two demo tenants).
+        base_port: web chats listen on ``base_port + i``, APIs on ``base_port + 100 + i``.
+        env: extra environment for every process (e.g. provider switches).
+        start_web: also start the web chats (tests of the API alone can skip them).
+    """
+
+    workdir: Path
+    tenants: tuple[str, ...] = tuple(DEMO_CORPORA)
+    base_port: int = 8501
+    env: dict[str, str] = field(default_factory=dict)
+    start_web: bool = True
+    endpoints: dict[str, TenantEndpoints] = field(default_factory=dict)
+    _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def __enter__(self) -> DemoStack:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ setup
+    def base_env(self, tenant: str) -> dict[str, str]:
+        """Environment for one tenant's processes: offline defaults unless already set."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("TENANT_", "INDEX_"))}
+        env.setdefault("EMBEDDINGS_PROVIDER", "local")
+        env.setdefault("LLM_PROVIDER", "extractive")
+        env.setdefault("AUTH_MODE", "dev")
+        env.setdefault("RETRIEVER_MODE", "hybrid")
+        env.setdefault("HF_HUB_OFFLINE", "1")
+        env.setdefault("TOKENIZERS_PARALLELISM", "false")
+        env.update(self.env)
+        tenant_dir = self.workdir / tenant
+        env.update(
+            TENANT_ID=tenant,
+            INDEX_URI=str(tenant_dir / "index"),
+            INDEX_POLL_SECONDS=env.get("INDEX_POLL_SECONDS", "5"),
+            PYTHONPATH=str(REPO_ROOT),
+        )
+        env.setdefault("HISTORY_URL", f"sqlite:///{tenant_dir / 'history.sqlite3'}")
+        env.setdefault("SESSIONS_URL", f"sqlite:///{tenant_dir / 'sessions.sqlite3'}")
+        return env
+
+    def prepare_documents(self, tenant: str) -> Path:
+        """Copy the tenant's corpus into ``<workdir>/<tenant>/documents`` and return that directory.
+
+        Uses ``../shared/data`` for the demo tenants; when it is absent (a bare clone), the
+        project's own docs (README and ``docs/``) so the demo still has something to answer from.
+        """
+        target = self.workdir / tenant / "documents"
+        target.mkdir(parents=True, exist_ok=True)
+        corpus = DEMO_CORPORA.get(tenant, ("", ""))[0]
+        candidates = [SHARED_DATA / corpus] if corpus and (SHARED_DATA / corpus).is_file() else []
+        if not candidates:
+            candidates = [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "docs").glob("*.md"))]
+            log.warning("%s: %s not found, using the project's own docs as the corpus", tenant, SHARED_DATA / corpus)
+        for path in candidates:
+            if path.is_file():
+                destination = target / path.name
+                if not destination.exists() or destination.read_bytes() != path.read_bytes():
+                    shutil.copyfile(path, destination)
+        return target
+
+    def ingest(self, tenant: str) -> None:
+        """Run ``python -m ingest`` for the tenant (incremental).
+
+        Raises:
+            RuntimeError: the job failed (its output is in the log directory).
+        """
+        documents = self.prepare_documents(tenant)
+        env = self.base_env(tenant)
+        log_file = self.log_dir / f"{tenant}-ingest.log"
+        with log_file.open("wb") as out:
+            result = subprocess.run(  # noqa: S603 - fixed argv
+                [sys.executable, "-m", "ingest", "--tenant", tenant, "--source", str(documents), "--no-progress"],
+                env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, check=False,
+            )  # fmt: skip
+        summary = log_file.read_text(errors="replace")
+        if result.returncode != 0:
+            raise RuntimeError(f"ingestion for {tenant} failed (exit {result.returncode}):\n{summary[-2000:]}")
+        for line in summary.splitlines():
+            if line.startswith(("documents", "chunks ", "version")):
+                log.info("%s: %s", tenant, " ".join(line.split()))
+
+    @property
+    def log_dir(self) -> Path:
+        """``<workdir>/logs``."""
+        path = self.workdir / "logs"
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        out = (self.log_dir / f"{name}.log").open("ab")
+        proc = subprocess.Popen(  # noqa: S603 - fixed argv
+            argv, env=env, cwd=REPO_ROOT, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        self._procs.append((name, proc))
+
+    def start(self) -> None:
+        """Ingest, start every service and wait until all are healthy.
+
+        Raises:
+            RuntimeError: ingestion failed or a service did not become healthy in time.
+        """
+        self.workdir = self.workdir.resolve()
+        for i, tenant in enumerate(self.tenants):
+            validate_tenant_id(tenant)
+            name = DEMO_CORPORA.get(tenant, ("", tenant))[1]
+            self.endpoints[tenant] = TenantEndpoints(tenant, self.base_port + i, self.base_port + 100 + i, name)
+        try:
+            for tenant in self.tenants:
+                self.ingest(tenant)
+            for tenant, ep in self.endpoints.items():
+                env = self.base_env(tenant)
+                self._spawn(
+                    f"{tenant}-ragapi",
+                    [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn.conf.py", "--bind",
+                     f"127.0.0.1:{ep.api_port}", "--workers", env.get("DEMO_API_WORKERS", "1"), "api.main:app"],
+                    env,
+                )  # fmt: skip
+            for tenant, ep in self.endpoints.items():
+                self._wait_http(f"{ep.api_url}/readyz", f"{tenant} RAG API", timeout=180)
+            if self.start_web:
+                for tenant, ep in self.endpoints.items():
+                    env = self.base_env(tenant) | {"RAG_API_URL": ep.api_url, "TENANT_DISPLAY_NAME": ep.display_name}
+                    self._spawn(
+                        f"{tenant}-webapp",
+                        [sys.executable, "-m", "streamlit", "run", "webapp/app.py", "--server.port", str(ep.web_port),
+                         "--server.address", "127.0.0.1", "--server.headless", "true",
+                         "--browser.gatherUsageStats", "false"],
+                        env,
+                    )  # fmt: skip
+                for tenant, ep in self.endpoints.items():
+                    self._wait_http(f"{ep.web_url}/_stcore/health", f"{tenant} web chat", timeout=90)
+        except BaseException:
+            self.stop()
+            raise
+
+    def _wait_http(self, url: str, what: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for name, proc in self._procs:
+                if proc.poll() is not None:
+                    tail = (self.log_dir / f"{name}.log").read_text(errors="replace")[-3000:]
+                    raise RuntimeError(f"{name} exited with {proc.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local http only
+                    if response.status == 200:
+                        return
+            except (urllib.error.URLError, OSError):
+                pass
+            time.sleep(0.5)
+        raise RuntimeError(f"{what} not healthy at {url} after {timeout:.0f}s (logs in {self.log_dir})")
+
+    def stop(self) -> None:
+        """SIGTERM every process group, then SIGKILL what is still running after 15 s."""
+        for _, proc in self._procs:
+            if proc.poll() is None:
+                os.killpg(proc.pid, signal.SIGTERM)
+        deadline = time.monotonic() + 15
+        for _, proc in self._procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        self._procs.clear()

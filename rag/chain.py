@@ -1,0 +1,288 @@
+"""The conversational RAG chain: condense the follow-up with the history, retrieve, answer.
+
+Built once per process (in the API's lifespan) around a :class:`LiveRetriever` that looks up the
+tenant's *current* index on every call, so a hot-reloaded index is used without rebuilding the
+chain. Per-request values (``k`` = ``max_matching_docs``, generation parameters) travel in context
+variables set by :func:`request_scope`.
+
+The chain is LangChain's ``ConversationalRetrievalChain`` (langchain-classic,
+https://python.langchain.com/api_reference/langchain/chains/langchain.chains.conversational_retrieval.base.ConversationalRetrievalChain.html):
+with an empty history it skips the condense LLM; otherwise the condense prompt sees
+``{chat_history}`` (the reference deployment's prompt lacked it, so follow-ups lost their subject).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from langchain_classic.chains import ConversationalRetrievalChain
+from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.documents import Document
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.chat_models import BaseChatModel
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
+from langchain_core.retrievers import BaseRetriever
+from pydantic import ConfigDict
+
+from rag.llm import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
+from rag.llm import generation_scope as _generation_scope
+from rag.retrieval import TenantIndex, TenantRetriever
+
+ANSWER_RUN_NAME = "answer"
+CONDENSE_RUN_NAME = "condense"
+
+#: Condense prompt: MUST contain {chat_history}. Ends with CONDENSE_MARKER (the extractive model keys on it).
+CONDENSE_TEMPLATE = (
+    "Given the conversation below and a follow-up question, rewrite the follow-up question as a "
+    "standalone question that keeps every subject, product and constraint it refers to from the "
+    "conversation. Reply with the question only, in its original language.\n\n"
+    "Chat history:\n{chat_history}\n\n"
+    "Follow-up question: {question}\n"
+    f"{CONDENSE_MARKER}"
+)
+CONDENSE_PROMPT = PromptTemplate.from_template(CONDENSE_TEMPLATE)
+
+ANSWER_SYSTEM = (
+    "You are a helpful assistant that answers questions about the organisation's documents. "
+    "Answer only from the documents below; if they do not contain the answer, say that you do not "
+    "know. Cite the documents you used as [n].\n\n"
+    "Documents:\n{context}"
+)
+ANSWER_PROMPT = ChatPromptTemplate.from_messages([("system", ANSWER_SYSTEM), ("human", f"{QUESTION_MARKER} {{question}}")])
+#: How one retrieved chunk appears in {context}; ``n`` is its 1-based rank.
+DOCUMENT_PROMPT = PromptTemplate.from_template('<doc n="{rank}" source="{source}">\n{page_content}\n</doc>')
+
+
+@dataclass
+class RequestStats:
+    """Filled in while one request runs (read by the API for metrics and responses).
+
+    Attributes:
+        retrieval_seconds: wall time of the retrieval (query embedding + search), seconds.
+        index_version: the index version the documents came from.
+    """
+
+    retrieval_seconds: float | None = None
+    index_version: str | None = None
+
+
+@dataclass(frozen=True)
+class _Scope:
+    k: int
+    stats: RequestStats
+
+
+_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("rag_request_scope", default=None)
+
+
+@contextlib.contextmanager
+def request_scope(*, k: int, generation: GenerationParams) -> Iterator[RequestStats]:
+    """Set ``k`` and the generation parameters for chain calls made inside this block.
+
+    Args:
+        k: documents to retrieve (the API's ``max_matching_docs``).
+        generation: temperature, max tokens, top-p, top-k, stop sequences.
+
+    Yields:
+        The :class:`RequestStats` the retriever fills in.
+    """
+    stats = RequestStats()
+    token = _SCOPE.set(_Scope(k=k, stats=stats))
+    try:
+        with _generation_scope(generation):
+            yield stats
+    finally:
+        _SCOPE.reset(token)
+
+
+class IndexNotReadyError(RuntimeError):
+    """No index is loaded yet (first load pending or failing)."""
+
+
+class LiveRetriever(BaseRetriever):
+    """Retriever over whatever index ``index_provider()`` returns now (hot reload), with ``k`` from
+    :func:`request_scope` (default ``default_k``).
+
+    The search itself (query embedding, FAISS, BM25) is synchronous; LangChain runs it in a worker
+    thread when the chain is called asynchronously, so it never blocks the event loop.
+
+    Args:
+        index_provider: returns the current :class:`TenantIndex`, or None when none is loaded.
+        embeddings: the query embedding model.
+        mode: ``"dense"`` or ``"hybrid"``.
+        default_k: ``k`` outside a request scope.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    index_provider: Callable[[], TenantIndex | None]
+    embeddings: Embeddings
+    mode: Literal["dense", "hybrid"] = "hybrid"
+    default_k: int = 4
+
+    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+        index = self.index_provider()
+        if index is None:
+            raise IndexNotReadyError("the tenant's index is not loaded yet")
+        scope = _SCOPE.get()
+        k = scope.k if scope else self.default_k
+        started = time.perf_counter()
+        retriever = TenantRetriever(index=index, embeddings=self.embeddings, mode=self.mode, k=k)
+        docs = retriever.invoke(query)
+        if scope:
+            scope.stats.retrieval_seconds = time.perf_counter() - started
+            scope.stats.index_version = index.version.version
+        return docs
+
+
+def _rank_and_source(docs: list[Document]) -> list[Document]:
+    """Make sure DOCUMENT_PROMPT's variables exist on every document."""
+    out = []
+    for position, doc in enumerate(docs, start=1):
+        metadata = {"rank": position, "source": "", **doc.metadata}
+        out.append(Document(page_content=doc.page_content, metadata=metadata, id=doc.id))
+    return out
+
+
+class RagChain(ConversationalRetrievalChain):
+    """``ConversationalRetrievalChain`` that guarantees ``rank``/``source`` metadata for the prompt."""
+
+    def _get_docs(self, question: str, inputs: dict[str, Any], *, run_manager: Any) -> list[Document]:
+        return _rank_and_source(super()._get_docs(question, inputs, run_manager=run_manager))
+
+    async def _aget_docs(self, question: str, inputs: dict[str, Any], *, run_manager: Any) -> list[Document]:
+        return _rank_and_source(await super()._aget_docs(question, inputs, run_manager=run_manager))
+
+
+def build_chain(
+    *,
+    retriever: BaseRetriever,
+    llm: BaseChatModel,
+    condense_llm: BaseChatModel | None = None,
+) -> ConversationalRetrievalChain:
+    """Build the conversational RAG chain (once per process).
+
+    Args:
+        retriever: usually a :class:`LiveRetriever`.
+        llm: the answering chat model; wrapped in :class:`GenerationParamsModel` named ``"answer"``.
+        condense_llm: the model that rewrites follow-ups (default: ``llm``), named ``"condense"``.
+
+    Returns:
+        A chain taking ``{"question", "chat_history": [messages]}`` and returning ``answer``,
+        ``source_documents`` and ``generated_question``.
+    """
+    answer = GenerationParamsModel(inner=llm, name=ANSWER_RUN_NAME)
+    condense = GenerationParamsModel(inner=condense_llm or llm, name=CONDENSE_RUN_NAME)
+    return RagChain.from_llm(
+        llm=answer,
+        retriever=retriever,
+        condense_question_prompt=CONDENSE_PROMPT,
+        condense_question_llm=condense,
+        combine_docs_chain_kwargs={"prompt": ANSWER_PROMPT, "document_prompt": DOCUMENT_PROMPT},
+        return_source_documents=True,
+        return_generated_question=True,
+        rephrase_question=False,  # answer the user's own words; retrieve with the condensed question
+    )
+
+
+def history_messages(turns: list[tuple[str, str]]) -> list[BaseMessage]:
+    """``[(question, answer), ...]`` → alternating Human/AI messages for ``chat_history``."""
+    messages: list[BaseMessage] = []
+    for question, answer in turns:
+        messages.extend([HumanMessage(question), AIMessage(answer)])
+    return messages
+
+
+# --------------------------------------------------------------------------------------------
+# running the chain as a stream of events
+
+
+@dataclass
+class Usage:
+    """Token counts summed over the model calls of one request (condense + answer)."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """input + output."""
+        return self.input_tokens + self.output_tokens
+
+    def as_dict(self) -> dict[str, int]:
+        """``{"input_tokens", "output_tokens", "total_tokens"}``."""
+        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "total_tokens": self.total_tokens}
+
+
+@dataclass(frozen=True)
+class TokenEvent:
+    """A piece of the answer as the model streams it."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class FinalEvent:
+    """The chain's result: the complete answer and the documents it was generated from."""
+
+    answer: str
+    documents: list[Document]
+    generated_question: str
+    usage: Usage = field(default_factory=Usage)
+
+
+def _message_text(message: Any) -> str:
+    text = getattr(message, "text", None)
+    if isinstance(text, str):  # langchain-core >= 1.0: a str property
+        return str(text)
+    if callable(text):  # older langchain-core: .text() method
+        return str(text())
+    return str(getattr(message, "content", "") or "")
+
+
+async def astream_chain(
+    chain: ConversationalRetrievalChain, question: str, chat_history: list[BaseMessage]
+) -> AsyncIterator[TokenEvent | FinalEvent]:
+    """Run ``chain`` once and yield the answer's tokens, then one :class:`FinalEvent`.
+
+    Uses ``astream_events`` (v2): one retrieval, one answer call (plus one condense call when there
+    is history). Token usage comes from the models' ``usage_metadata``; models that report none get
+    an estimate (:func:`rag.llm.estimate_tokens`).
+
+    Raises:
+        Whatever the retriever or the models raise (botocore errors, :class:`IndexNotReadyError`).
+    """
+    usage = Usage()
+    final: dict[str, Any] | None = None
+    async for event in chain.astream_events({"question": question, "chat_history": chat_history}, version="v2"):
+        kind = event["event"]
+        if kind == "on_chat_model_stream" and event["name"] == ANSWER_RUN_NAME:
+            text = _message_text(event["data"]["chunk"])
+            if text:
+                yield TokenEvent(text)
+        elif kind == "on_chat_model_end" and event["name"] in (ANSWER_RUN_NAME, CONDENSE_RUN_NAME):
+            output = event["data"].get("output")
+            meta = getattr(output, "usage_metadata", None)
+            if meta:
+                usage.input_tokens += int(meta.get("input_tokens", 0))
+                usage.output_tokens += int(meta.get("output_tokens", 0))
+            else:
+                prompt = event["data"].get("input", {})
+                usage.input_tokens += estimate_tokens(str(prompt))
+                usage.output_tokens += estimate_tokens(_message_text(output))
+        elif kind == "on_chain_end" and not event.get("parent_ids"):
+            final = event["data"]["output"]
+    if final is None:  # pragma: no cover - LangChain always ends the root run
+        raise RuntimeError("the chain ended without a result")
+    yield FinalEvent(
+        answer=str(final.get("answer", "")),
+        documents=list(final.get("source_documents", [])),
+        generated_question=str(final.get("generated_question", question)),
+        usage=usage,
+    )

@@ -1,0 +1,302 @@
+"""Chat history: one *turn* (question + answer + sources) written atomically once the answer is done.
+
+Why not langchain-community's ``DynamoDBChatMessageHistory`` / ``SQLChatMessageHistory``? They
+store messages one by one (the SQL one: a row per message; the DynamoDB one: a read-modify-write
+of the whole list, which loses turns under concurrent writers), have no place for the sources of
+an answer, and would leave a lone question behind when the answer fails. Here a turn is stored
+only when it is complete, in one write:
+
+* DynamoDB (``CHATHISTORY_TABLE``, HASH key ``SessionId``, TTL attribute ``expires_at``): one item
+  per session; a turn is appended with a single ``UpdateItem`` ``list_append`` (atomic, no read
+  first), which also pushes ``expires_at`` to now + ``HISTORY_TTL_SECONDS``
+  (https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/TTL.html). The table only has a
+  HASH key (as the onboarding script creates it), so turns live in a list attribute; the oldest
+  turns are dropped beyond :data:`MAX_TURNS` to stay far below the 400 KB item limit.
+* SQLite (``HISTORY_URL=sqlite:///path``): one row per turn, one ``INSERT``.
+
+Every backend error is raised as :class:`HistoryUnavailableError` (the API answers 503).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+from rag.settings import Settings
+
+#: Turns kept per session (oldest dropped first).
+MAX_TURNS = 50
+#: Characters of each source's snippet stored with a turn.
+SNIPPET_CHARS = 300
+
+
+class HistoryUnavailableError(RuntimeError):
+    """The history backend failed (DynamoDB throttled/unreachable, SQLite locked or unwritable)."""
+
+
+@dataclass(frozen=True)
+class Turn:
+    """One question and its complete answer.
+
+    Attributes:
+        question: the user's question, as asked.
+        answer: the complete answer.
+        sources: the citations returned with the answer (JSON-able dicts).
+        created_at: when the question was received (ISO 8601, UTC).
+        answered_at: when the answer was complete (ISO 8601, UTC).
+    """
+
+    question: str
+    answer: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    created_at: str = ""
+    answered_at: str = ""
+
+
+def utc_now_iso() -> str:
+    """Current UTC time, ISO 8601 with milliseconds."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+class HistoryStore(Protocol):
+    """Where turns live. Methods are blocking: call them from a worker thread in async code."""
+
+    def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
+        """The session's turns, oldest first (only the last ``limit`` when given)."""
+        ...
+
+    def append(self, session_id: str, turn: Turn) -> None:
+        """Store one complete turn atomically."""
+        ...
+
+    def clear(self, session_id: str) -> None:
+        """Delete every turn of the session (idempotent)."""
+        ...
+
+
+def _turn_to_json(turn: Turn) -> dict[str, str]:
+    return {
+        "question": turn.question,
+        "answer": turn.answer,
+        "sources": json.dumps(turn.sources, ensure_ascii=False),
+        "created_at": turn.created_at,
+        "answered_at": turn.answered_at,
+    }
+
+
+def _turn_from_json(raw: dict[str, Any]) -> Turn:
+    try:
+        sources = json.loads(raw.get("sources") or "[]")
+    except ValueError:
+        sources = []
+    return Turn(
+        question=str(raw.get("question", "")),
+        answer=str(raw.get("answer", "")),
+        sources=sources if isinstance(sources, list) else [],
+        created_at=str(raw.get("created_at", "")),
+        answered_at=str(raw.get("answered_at", "")),
+    )
+
+
+class DynamoDBHistoryStore:
+    """History in a DynamoDB table (HASH key ``SessionId``, TTL attribute ``expires_at``).
+
+    Args:
+        table: a boto3 DynamoDB ``Table`` resource.
+        ttl_seconds: lifetime of a session after its last turn, seconds.
+        max_turns: turns kept per session.
+    """
+
+    def __init__(self, table: Any, *, ttl_seconds: int, max_turns: int = MAX_TURNS) -> None:
+        self.table = table
+        self.ttl_seconds = ttl_seconds
+        self.max_turns = max_turns
+
+    def _call(self, fn: Any, **kwargs: Any) -> Any:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as exc:
+            raise HistoryUnavailableError(f"chat history (DynamoDB) failed: {exc}") from exc
+
+    def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
+        """See :class:`HistoryStore`. Expired items (TTL passed, not yet deleted) count as empty."""
+        item = self._call(self.table.get_item, Key={"SessionId": session_id}, ConsistentRead=True).get("Item")
+        if not item or int(item.get("expires_at", 0)) < time.time():
+            return []
+        turns = [_turn_from_json(raw) for raw in item.get("Turns", [])]
+        return turns[-limit:] if limit else turns
+
+    def append(self, session_id: str, turn: Turn) -> None:
+        """See :class:`HistoryStore`: one ``UpdateItem`` with ``list_append``."""
+        response = self._call(
+            self.table.update_item,
+            Key={"SessionId": session_id},
+            UpdateExpression=(
+                "SET Turns = list_append(if_not_exists(Turns, :empty), :turn), expires_at = :exp, updated_at = :now"
+            ),
+            ExpressionAttributeValues={
+                ":empty": [],
+                ":turn": [_turn_to_json(turn)],
+                ":exp": int(time.time()) + self.ttl_seconds,
+                ":now": turn.answered_at or utc_now_iso(),
+            },
+            ReturnValues="UPDATED_NEW",
+        )
+        count = len(response.get("Attributes", {}).get("Turns", []))
+        if count > self.max_turns:
+            drop = count - self.max_turns
+            # Best effort; the condition keeps a concurrent trim from dropping too much.
+            self._call(
+                self.table.update_item,
+                Key={"SessionId": session_id},
+                UpdateExpression="REMOVE " + ", ".join(f"Turns[{i}]" for i in range(drop)),
+                ConditionExpression="size(Turns) > :max",
+                ExpressionAttributeValues={":max": self.max_turns},
+            )
+
+    def clear(self, session_id: str) -> None:
+        """See :class:`HistoryStore`."""
+        self._call(self.table.delete_item, Key={"SessionId": session_id})
+
+
+class SQLiteHistoryStore:
+    """History in a SQLite file (the local default): one row per turn.
+
+    Args:
+        path: database file (created with its table on first use).
+        ttl_seconds: rows older than this are ignored and purged on write, seconds.
+        max_turns: turns returned at most per session.
+    """
+
+    _SCHEMA = """
+    CREATE TABLE IF NOT EXISTS chat_turns (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        session_id TEXT NOT NULL,
+        question TEXT NOT NULL,
+        answer TEXT NOT NULL,
+        sources TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        answered_at TEXT NOT NULL,
+        expires_at INTEGER NOT NULL
+    );
+    CREATE INDEX IF NOT EXISTS chat_turns_session ON chat_turns (session_id, seq);
+    """
+
+    def __init__(self, path: str | Path, *, ttl_seconds: int, max_turns: int = MAX_TURNS) -> None:
+        self.path = Path(path)
+        self.ttl_seconds = ttl_seconds
+        self.max_turns = max_turns
+        self._local = threading.local()
+        self._init_lock = threading.Lock()
+        self._ready = False
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA busy_timeout=10000")
+            except (sqlite3.Error, OSError) as exc:
+                raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
+            self._local.conn = conn
+        if not self._ready:
+            with self._init_lock:
+                if not self._ready:
+                    conn.executescript(self._SCHEMA)
+                    self._ready = True
+        return conn
+
+    def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
+
+    def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
+        """See :class:`HistoryStore`."""
+        rows = self._run(
+            "SELECT question, answer, sources, created_at, answered_at FROM chat_turns "
+            "WHERE session_id = ? AND expires_at >= ? ORDER BY seq DESC LIMIT ?",
+            (session_id, int(time.time()), min(limit or self.max_turns, self.max_turns)),
+        )
+        return [
+            _turn_from_json({"question": q, "answer": a, "sources": s, "created_at": c, "answered_at": d})
+            for q, a, s, c, d in reversed(rows)
+        ]
+
+    def append(self, session_id: str, turn: Turn) -> None:
+        """See :class:`HistoryStore`: one ``INSERT`` (atomic)."""
+        row = _turn_to_json(turn)
+        self._run(
+            "INSERT INTO chat_turns (session_id, question, answer, sources, created_at, answered_at, expires_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                session_id,
+                row["question"],
+                row["answer"],
+                row["sources"],
+                row["created_at"],
+                row["answered_at"],
+                int(time.time()) + self.ttl_seconds,
+            ),
+        )
+
+    def clear(self, session_id: str) -> None:
+        """See :class:`HistoryStore`."""
+        self._run("DELETE FROM chat_turns WHERE session_id = ?", (session_id,))
+
+
+class InMemoryHistoryStore:
+    """History in a dict: for unit tests and ``HISTORY_URL`` unset without a table (dev only)."""
+
+    def __init__(self) -> None:
+        self._turns: dict[str, list[Turn]] = {}
+        self._lock = threading.Lock()
+
+    def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
+        """See :class:`HistoryStore`."""
+        with self._lock:
+            turns = list(self._turns.get(session_id, []))
+        return turns[-limit:] if limit else turns
+
+    def append(self, session_id: str, turn: Turn) -> None:
+        """See :class:`HistoryStore`."""
+        with self._lock:
+            self._turns.setdefault(session_id, []).append(turn)
+
+    def clear(self, session_id: str) -> None:
+        """See :class:`HistoryStore`."""
+        with self._lock:
+            self._turns.pop(session_id, None)
+
+
+def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> HistoryStore:
+    """The store the settings ask for.
+
+    ``HISTORY_URL=sqlite:///path`` → SQLite; else ``CHATHISTORY_TABLE`` → DynamoDB; else an
+    in-memory store (history lost on restart; logged by the caller).
+
+    Args:
+        settings: ``HISTORY_URL``, ``CHATHISTORY_TABLE``, ``HISTORY_TTL_SECONDS``.
+        dynamodb_resource: a boto3 DynamoDB resource (tests); from :func:`rag.aws.make_resource` if None.
+    """
+    if settings.history_url:
+        return SQLiteHistoryStore(settings.history_url.removeprefix("sqlite:///"), ttl_seconds=settings.history_ttl_seconds)
+    if settings.chathistory_table:
+        from rag.aws import make_resource
+
+        resource = dynamodb_resource or make_resource("dynamodb", settings)
+        return DynamoDBHistoryStore(
+            resource.Table(settings.chathistory_table), ttl_seconds=settings.history_ttl_seconds
+        )
+    return InMemoryHistoryStore()

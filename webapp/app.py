@@ -1,0 +1,36 @@
+"""The tenant's web chat page: ``streamlit run webapp/app.py``.
+
+Thin on purpose: configuration, identity, sessions and the RAG API client live in the
+``webapp`` modules; this page only wires them up in Streamlit's chat loop.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from webapp import api_client, identity, sessions, ui
+from webapp.config import ConfigError, web_settings
+
+st.set_page_config(page_title="Assistant", page_icon=":material/forum:")
+
+try:
+    settings = web_settings()
+except ConfigError as exc:
+    ui.stop_with_config_error(exc)
+
+try:
+    user = identity.resolve_identity(identity.request_headers(), settings)
+except identity.IdentityError as exc:
+    ui.stop_with_denial(exc)
+
+manager = sessions.SessionManager(ui.session_store(settings), settings.session_idle_seconds)
+client = api_client.client_from_settings(settings)
+
+ui.init_state(user, manager, client)
+ui.render_header(settings, user, manager)
+ui.render_messages()
+ui.render_notices(client)
+
+prompt = st.chat_input("Ask a question about your documents")
+if question := ui.pending_question(prompt):
+    ui.send(question, user, manager, client)
