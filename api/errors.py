@@ -5,7 +5,7 @@
 | request body/params invalid | 422 | ``validation_error`` |
 | body larger than the limit | 413 | ``payload_too_large`` |
 | session of another tenant | 403 | ``forbidden`` |
-| Bedrock throttled / unavailable / not ready, endpoint unreachable | 503 + ``Retry-After`` | ``model_throttled`` / ``model_unavailable`` |
+| Bedrock throttled, unavailable, unreachable | 503 + ``Retry-After`` | ``model_throttled``, ``model_unavailable`` |
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
 | DynamoDB / SQLite history failure | 503 + ``Retry-After`` | ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
@@ -91,12 +91,18 @@ def classify_exception(exc: BaseException) -> ApiError:
     if isinstance(exc, bx.ReadTimeoutError | TimeoutError):
         return ApiError(504, "model_timeout", "The language model did not answer in time.")
     if isinstance(exc, bx.ConnectionError | bx.ConnectionClosedError):
-        return ApiError(503, "model_unavailable", "The language model endpoint is unreachable.", RETRY_AFTER_UNAVAILABLE)
+        return ApiError(
+            503, "model_unavailable", "The language model endpoint is unreachable.", RETRY_AFTER_UNAVAILABLE
+        )
     code = _client_error_code(exc)
     if code in THROTTLING_CODES:
-        return ApiError(503, "model_throttled", "The language model is busy (throttled); retry later.", RETRY_AFTER_THROTTLED)
+        return ApiError(
+            503, "model_throttled", "The language model is busy (throttled); retry later.", RETRY_AFTER_THROTTLED
+        )
     if code in UNAVAILABLE_CODES:
-        return ApiError(503, "model_unavailable", "The language model is unavailable; retry later.", RETRY_AFTER_UNAVAILABLE)
+        return ApiError(
+            503, "model_unavailable", "The language model is unavailable; retry later.", RETRY_AFTER_UNAVAILABLE
+        )
     if code in TIMEOUT_CODES:
         return ApiError(504, "model_timeout", "The language model did not answer in time.")
     if code:
@@ -129,8 +135,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(exc.status_code, "http_error")
-        return JSONResponse({"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers)
+        code = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}.get(
+            exc.status_code, "http_error"
+        )
+        return JSONResponse(
+            {"error": code, "message": str(exc.detail)}, status_code=exc.status_code, headers=exc.headers
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

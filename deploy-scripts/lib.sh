@@ -217,6 +217,13 @@ render_tenant() {
 
 # --- shared cluster operations -------------------------------------------------------------------
 
+# render_provider TENANT DEST: one tenant's ext_authz provider entry. The tenant's names are locals
+# here, so rendering another tenant's entry never changes the caller's TENANT_ID/AUTH_NAMESPACE.
+render_provider() {
+  local TENANT_ID=$1 AUTH_NAMESPACE="$1-auth"
+  render_file "${REPO_ROOT}/deploy-scripts/templates/mesh-extension-provider.yaml" "$2" TENANT_ID AUTH_NAMESPACE
+}
+
 # Writes the helm values with meshConfig.extensionProviders: one ext_authz provider (the tenant's
 # oauth2-proxy) per onboarded tenant, found by the label of its auth namespace.
 # Usage: mesh_providers_values FILE [--without TENANT] [--with TENANT]
@@ -236,9 +243,7 @@ mesh_providers_values() {
   while IFS= read -r tenant; do
     [[ -n "${tenant}" && "${tenant}" != "${without}" ]] || continue
     validate_tenant "${tenant}"
-    TENANT_ID=${tenant} AUTH_NAMESPACE="${tenant}-auth" \
-      render_file "${REPO_ROOT}/deploy-scripts/templates/mesh-extension-provider.yaml" \
-      "$(tmpdir)/provider-${tenant}.yaml" TENANT_ID AUTH_NAMESPACE
+    render_provider "${tenant}" "$(tmpdir)/provider-${tenant}.yaml"
     sed 's/^/    /' "$(tmpdir)/provider-${tenant}.yaml" >>"${values}"
     count=$((count + 1))
   done < <({ printf '%s\n' "${names}"; [[ -z "${with}" ]] || printf '%s\n' "${with}"; } | LC_ALL=C sort -u)

@@ -54,7 +54,9 @@ ANSWER_SYSTEM = (
     "know. Cite the documents you used as [n].\n\n"
     "Documents:\n{context}"
 )
-ANSWER_PROMPT = ChatPromptTemplate.from_messages([("system", ANSWER_SYSTEM), ("human", f"{QUESTION_MARKER} {{question}}")])
+ANSWER_PROMPT = ChatPromptTemplate.from_messages(
+    [("system", ANSWER_SYSTEM), ("human", f"{QUESTION_MARKER} {{question}}")]
+)
 #: How one retrieved chunk appears in {context}; ``n`` is its 1-based rank.
 DOCUMENT_PROMPT = PromptTemplate.from_template('<doc n="{rank}" source="{source}">\n{page_content}\n</doc>')
 
@@ -217,7 +219,11 @@ class Usage:
 
     def as_dict(self) -> dict[str, int]:
         """``{"input_tokens", "output_tokens", "total_tokens"}``."""
-        return {"input_tokens": self.input_tokens, "output_tokens": self.output_tokens, "total_tokens": self.total_tokens}
+        return {
+            "input_tokens": self.input_tokens,
+            "output_tokens": self.output_tokens,
+            "total_tokens": self.total_tokens,
+        }
 
 
 @dataclass(frozen=True)

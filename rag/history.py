@@ -291,7 +291,9 @@ def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> 
         dynamodb_resource: a boto3 DynamoDB resource (tests); from :func:`rag.aws.make_resource` if None.
     """
     if settings.history_url:
-        return SQLiteHistoryStore(settings.history_url.removeprefix("sqlite:///"), ttl_seconds=settings.history_ttl_seconds)
+        return SQLiteHistoryStore(
+            settings.history_url.removeprefix("sqlite:///"), ttl_seconds=settings.history_ttl_seconds
+        )
     if settings.chathistory_table:
         from rag.aws import make_resource
 

@@ -258,10 +258,7 @@ class ExtractiveChatModel(BaseChatModel):
 
     def _answer(self, messages: list[BaseMessage], stop: list[str] | None) -> str:
         prompt = "\n".join(str(m.content) for m in messages)
-        if prompt.rstrip().endswith(CONDENSE_MARKER):
-            text = self._condense(prompt)
-        else:
-            text = self._extract(prompt)
+        text = self._condense(prompt) if prompt.rstrip().endswith(CONDENSE_MARKER) else self._extract(prompt)
         if self.max_tokens:
             words = text.split(" ")
             text = " ".join(words[: self.max_tokens])

@@ -86,6 +86,11 @@ class Settings(BaseSettings):
 
     # --- retrieval ----------------------------------------------------------------------
     retriever_mode: Literal["dense", "hybrid"] = "hybrid"
+    rerank_model_arn: str | None = Field(
+        default=None,
+        pattern=r"^arn:aws[a-z-]*:bedrock:[a-z0-9-]+::foundation-model/[\w.:-]+$",
+        description="Optional Bedrock Rerank model ARN (e.g. amazon.rerank-v1:0); unset = no reranking.",
+    )
     index_poll_seconds: float = Field(default=60.0, ge=0, le=86_400, description="0 disables polling")
 
     # --- chat history and sessions ------------------------------------------------------

@@ -165,9 +165,14 @@ def retry_history(client: RagApiClient) -> None:
 # --- rendering -------------------------------------------------------------------------
 
 
+def file_name(uri: str) -> str:
+    """The last path segment of a source URI (``s3://b/documents/faq.csv`` → ``faq.csv``)."""
+    return uri.rstrip("/").rsplit("/", 1)[-1]
+
+
 def source_label(source: Mapping[str, Any]) -> str:
     """One line naming a source, e.g. ``Amazon_SageMaker_FAQs.csv · row 12 · score 0.83``."""
-    parts = [f"`{source.get('source') or 'unknown source'}`"]
+    parts = [f"`{file_name(str(source.get('source') or '')) or 'unknown source'}`"]
     if source.get("row") is not None:
         parts.append(f"row {source['row']}")
     if source.get("page") is not None:
@@ -183,7 +188,7 @@ def render_sources(sources: list[Mapping[str, Any]]) -> None:
         return
     with st.expander(f"Sources ({len(sources)})", icon=":material/description:"):
         for i, source in enumerate(sources, start=1):
-            title = source.get("title") or source.get("source") or f"Source {i}"
+            title = source.get("title") or file_name(str(source.get("source") or "")) or f"Source {i}"
             st.markdown(f"**{i}. {title}**  \n{source_label(source)}")
             if source.get("snippet"):
                 st.caption(str(source["snippet"]))

@@ -1,0 +1,97 @@
+"""FastAPI dependencies as ``Annotated`` aliases; routes take these, never inline ``Depends``.
+
+Everything comes from ``app.state.rag`` (:class:`api.state.RagState`), built once by the lifespan;
+tests replace any of them with ``app.dependency_overrides``.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Path, Request
+from langchain_classic.chains import ConversationalRetrievalChain
+
+from api.errors import ApiError
+from api.state import IndexHolder, RagState
+from rag.history import HistoryStore
+from rag.settings import Settings
+from rag.tenant import InvalidSessionIdError, InvalidTenantIdError, SessionId, parse_session_id, validate_tenant_id
+
+
+def get_rag_state(request: Request) -> RagState:
+    """The per-worker state the lifespan built."""
+    return request.app.state.rag
+
+
+RagStateDep = Annotated[RagState, Depends(get_rag_state)]
+
+
+def get_app_settings(state: RagStateDep) -> Settings:
+    """The validated settings (read once at start)."""
+    return state.settings
+
+
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+
+def get_tenant(settings: SettingsDep) -> str:
+    """This pod's tenant id (validated again: every lookup is keyed by it)."""
+    return validate_tenant_id(settings.tenant_id)
+
+
+TenantDep = Annotated[str, Depends(get_tenant)]
+
+
+def get_history(state: RagStateDep) -> HistoryStore:
+    """The chat history store."""
+    return state.history
+
+
+HistoryDep = Annotated[HistoryStore, Depends(get_history)]
+
+
+def get_chain(state: RagStateDep) -> ConversationalRetrievalChain:
+    """The conversational retrieval chain."""
+    return state.chain
+
+
+ChainDep = Annotated[ConversationalRetrievalChain, Depends(get_chain)]
+
+
+def get_index(state: RagStateDep) -> IndexHolder:
+    """The index holder (current version, last load error)."""
+    return state.index
+
+
+IndexDep = Annotated[IndexHolder, Depends(get_index)]
+
+
+def get_request_id(request: Request) -> str:
+    """The request id set by :class:`api.middleware.RequestContextMiddleware`."""
+    return str(getattr(request.state, "request_id", "-"))
+
+
+RequestIdDep = Annotated[str, Depends(get_request_id)]
+
+
+def check_session(value: str, tenant: str) -> SessionId:
+    """Parse ``<tenant>:<email>:<uuid>`` and require this pod's tenant.
+
+    Raises:
+        ApiError: 422 for a malformed id, 403 for another tenant's session.
+    """
+    try:
+        session = parse_session_id(value)
+    except (InvalidSessionIdError, InvalidTenantIdError) as exc:
+        raise ApiError(422, "validation_error", f"user_session_id: {exc}") from None
+    if session.tenant != tenant:
+        raise ApiError(403, "forbidden", "this session belongs to another tenant")
+    return session
+
+
+def get_own_session(tenant: TenantDep, session_id: Annotated[str, Path(max_length=400)]) -> SessionId:
+    """The ``{session_id}`` path parameter, parsed and checked against the tenant."""
+    return check_session(session_id, tenant)
+
+
+OwnSessionDep = Annotated[SessionId, Depends(get_own_session)]

@@ -1,0 +1,51 @@
+"""gunicorn settings for the RAG API: ``gunicorn -c api/gunicorn.conf.py api.main:app``.
+
+https://docs.gunicorn.org/en/stable/settings.html. Environment overrides: ``RAGAPI_PORT``
+(default 8000), ``WEB_CONCURRENCY`` (workers, default 2), ``GUNICORN_TIMEOUT`` (seconds),
+``PROMETHEUS_MULTIPROC_DIR`` (multiprocess metrics).
+
+The API is reachable only from inside the pod: it binds 127.0.0.1 and the kubelet probes it with
+``python -m api.probe`` (exec probes). Each worker loads the tenant's index into its own memory
+(see docs/api.md for RSS per worker), so keep workers few and let the HPA add pods.
+"""
+
+import glob
+import os
+
+_port = int(os.environ.get("RAGAPI_PORT", "8000"))
+bind = [f"127.0.0.1:{_port}"]
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "uvicorn.workers.UvicornWorker"
+# A worker that does not heartbeat for this long is killed and replaced (seconds). Long enough for
+# the first index load (which runs in a thread, so the heartbeat continues) and slow model streams.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+# On SIGTERM (pod deletion), workers get this long to finish in-flight answers (seconds); keep it
+# below the pod's terminationGracePeriodSeconds.
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+keepalive = 5  # seconds: the webapp talks to us over keep-alive connections
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # 0: never recycle workers
+max_requests_jitter = 50
+_SHM = "/dev/shm"  # noqa: S108 - tmpfs for worker heartbeats (a read-only root filesystem has no /tmp)
+worker_tmp_dir = os.environ.get("GUNICORN_WORKER_TMP_DIR", _SHM if os.path.isdir(_SHM) else None)
+accesslog = None  # the app logs requests with their X-Request-ID
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+proc_name = "ragapi"
+forwarded_allow_ips = "127.0.0.1"
+
+
+def on_starting(server: object) -> None:
+    """Empty PROMETHEUS_MULTIPROC_DIR: files from a previous run would be added to ours."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        os.makedirs(directory, exist_ok=True)
+        for path in glob.glob(os.path.join(directory, "*.db")):
+            os.remove(path)
+
+
+def child_exit(server: object, worker: object) -> None:
+    """Drop a dead worker's live gauges (multiprocess mode)."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        multiprocess.mark_process_dead(worker.pid)  # type: ignore[attr-defined]

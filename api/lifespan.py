@@ -1,0 +1,132 @@
+"""Start-up and shutdown: build settings, clients, embeddings, model, history, index and chain once.
+
+Nothing here runs at import time. Blocking constructors (boto3 clients, the local embedding model,
+the first index load) run in worker threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import FastAPI
+from langchain_core.embeddings import Embeddings
+from langchain_core.language_models.chat_models import BaseChatModel
+
+from api.state import IndexHolder, RagState
+from rag.chain import LiveRetriever, build_chain
+from rag.history import HistoryStore, InMemoryHistoryStore, make_history_store
+from rag.index_store import open_store
+from rag.llm import make_chat_model, model_id_of
+from rag.settings import Settings, SettingsError, get_settings
+
+logger = logging.getLogger("api")
+
+
+@dataclass
+class Components:
+    """Optional ready-made parts (tests, benchmarks); anything left None is built from settings.
+
+    Attributes:
+        settings: instead of :func:`rag.settings.get_settings`.
+        embeddings: query embedding model (its ``model_id`` must match the index manifest).
+        chat_model: answering model.
+        condense_model: follow-up rewriting model (default: ``chat_model``).
+        history: chat history store.
+        s3_client: S3 client for an ``s3://`` index URI.
+        bedrock_client: ``bedrock-runtime`` client for embeddings and the model.
+        dynamodb_resource: DynamoDB resource for the history table.
+    """
+
+    settings: Settings | None = None
+    embeddings: Embeddings | None = None
+    chat_model: BaseChatModel | None = None
+    condense_model: BaseChatModel | None = None
+    history: HistoryStore | None = None
+    s3_client: Any = None
+    bedrock_client: Any = None
+    dynamodb_resource: Any = None
+
+
+def _needs_bedrock(settings: Settings, parts: Components) -> bool:
+    return (parts.embeddings is None and settings.embeddings_provider == "bedrock") or (
+        parts.chat_model is None and settings.llm_provider == "bedrock"
+    )
+
+
+async def build_state(parts: Components) -> RagState:
+    """Create every long-lived object of one worker.
+
+    Raises:
+        SettingsError: invalid configuration (the process should stop).
+    """
+    settings = parts.settings or get_settings()
+    from rag.aws import make_client
+    from rag.embeddings import make_embeddings
+
+    bedrock = parts.bedrock_client
+    if bedrock is None and _needs_bedrock(settings, parts):
+        bedrock = await asyncio.to_thread(make_client, settings.bedrock_service, settings)
+    embeddings = parts.embeddings or await asyncio.to_thread(make_embeddings, settings, bedrock_client=bedrock)
+    chat_model = parts.chat_model or await asyncio.to_thread(make_chat_model, settings, bedrock_client=bedrock)
+    history = parts.history or await asyncio.to_thread(
+        make_history_store, settings, dynamodb_resource=parts.dynamodb_resource
+    )
+    if isinstance(history, InMemoryHistoryStore) and parts.history is None:
+        logger.warning("no HISTORY_URL or CHATHISTORY_TABLE: chat history is kept in memory only")
+    uri = settings.resolved_index_uri
+    s3 = parts.s3_client
+    if s3 is None and uri.startswith("s3://"):
+        s3 = await asyncio.to_thread(make_client, "s3", settings)
+    store = open_store(uri, s3_client=s3)
+    embedding_model = getattr(embeddings, "model_id", None) or settings.effective_embedding_model_id
+    holder = IndexHolder(
+        store,
+        tenant=settings.tenant_id,
+        embedding_model=embedding_model,
+        prebuild_bm25=settings.retriever_mode == "hybrid",
+    )
+    retriever = LiveRetriever(index_provider=holder.get, embeddings=embeddings, mode=settings.retriever_mode)
+    chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model)
+    return RagState(
+        settings=settings,
+        chain=chain,
+        history=history,
+        index=holder,
+        model_id=model_id_of(settings),
+        chat_model=chat_model,
+    )
+
+
+def make_lifespan(parts: Components) -> Any:
+    """The lifespan context for :func:`api.main.create_app`."""
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        try:
+            state = await build_state(parts)
+        except SettingsError as exc:
+            logger.error("invalid configuration: %s", str(exc).replace("\n", "; "))
+            raise
+        await state.index.refresh()  # first load; on failure the app starts unready and retries
+        app.state.rag = state
+        poller = asyncio.create_task(state.index.run(state.settings.index_poll_seconds), name="index-poller")
+        logger.info(
+            "ragapi started: tenant=%s index=%s model=%s ready=%s",
+            state.settings.tenant_id,
+            state.index.store.uri,
+            state.model_id,
+            state.index.get() is not None,
+        )
+        try:
+            yield
+        finally:
+            poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await poller
+
+    return lifespan

@@ -1,0 +1,154 @@
+"""Pure ASGI middleware (no ``BaseHTTPMiddleware``: it would buffer nothing but costs per request).
+
+* :class:`RequestContextMiddleware`: accepts a client's ``X-Request-ID`` (or makes one), echoes it
+  on every response, puts it into every log record of the request, and records request count and
+  latency by route template and status.
+* :class:`BodySizeLimitMiddleware`: refuses bodies over the limit with 413, whether the client
+  sent ``Content-Length`` or streamed a chunked body.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import re
+import time
+import uuid
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from api import metrics
+
+REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
+request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+
+
+class RequestIdLogFilter(logging.Filter):
+    """Adds ``record.request_id`` (``-`` outside a request) for format strings."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Attach the current request id; never drops a record."""
+        record.request_id = request_id_var.get()
+        return True
+
+
+def _header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", []):
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+class RequestContextMiddleware:
+    """Request id propagation plus Prometheus request metrics.
+
+    Args:
+        app: the wrapped ASGI app.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        incoming = _header(scope, REQUEST_ID_HEADER.encode())
+        request_id = incoming if incoming and _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
+        token = request_id_var.set(request_id)
+        started = time.perf_counter()
+        scope.setdefault("state", {})["started"] = started
+        scope["state"]["request_id"] = request_id
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                headers.append((b"x-request-id", request_id.encode()))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = getattr(scope.get("route"), "path", None) or "unmatched"
+            method = scope.get("method", "GET")
+            metrics.REQUESTS.labels(route, method, str(status["code"])).inc()
+            metrics.LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            request_id_var.reset(token)
+
+
+class BodySizeLimitMiddleware:
+    """Answer 413 ``{"error": "payload_too_large"}`` for bodies above ``max_bytes``.
+
+    Args:
+        app: the wrapped ASGI app.
+        max_bytes: the limit in bytes (default 64 KiB).
+    """
+
+    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def _reject(self, send: Send) -> None:
+        body = json.dumps(
+            {"error": "payload_too_large", "message": f"request body larger than {self.max_bytes} bytes"}
+        ).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 413,
+                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        length = _header(scope, b"content-length")
+        if length is not None and (not length.isdigit() or int(length) > self.max_bytes):
+            await self._reject(send)
+            return
+        if scope.get("method") not in ("POST", "PUT", "PATCH"):
+            await self.app(scope, receive, send)
+            return
+        # Read the (small) body up front, counting bytes: chunked bodies have no Content-Length.
+        chunks: list[bytes] = []
+        received = 0
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body = message.get("body", b"")
+            received += len(body)
+            if received > self.max_bytes:
+                await self._reject(send)
+                return
+            chunks.append(body)
+            if not message.get("more_body", False):
+                break
+        replayed = {"done": False}
+
+        async def replay() -> Message:
+            if not replayed["done"]:
+                replayed["done"] = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()  # after the body: wait for http.disconnect as usual
+
+        await self.app(scope, replay, send)
+
+
+def configure_logging(level: str = "INFO") -> None:
+    """Log lines with the request id: ``time level logger [request_id] message``."""
+    handler = logging.StreamHandler()
+    handler.addFilter(RequestIdLogFilter())
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
+    root = logging.getLogger()
+    if not any(isinstance(f, RequestIdLogFilter) for h in root.handlers for f in h.filters):
+        root.addHandler(handler)
+    root.setLevel(level)

@@ -1,0 +1,1 @@
+"""HTTP routes by area: ``rag`` (answers), ``sessions`` (history), ``health`` (probes, metrics)."""

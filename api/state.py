@@ -1,0 +1,130 @@
+"""What the lifespan builds once per worker: the index holder (with hot reload) and the chain.
+
+:class:`IndexHolder` keeps the tenant's current :class:`rag.retrieval.TenantIndex`. The first load
+happens during start-up; when it fails (S3 unreachable, nothing published yet) the app still
+starts, ``/readyz`` says 503, and a background task retries until it succeeds. After that the task
+polls ``LATEST`` every ``INDEX_POLL_SECONDS`` and swaps a new version in; loading runs in a worker
+thread, and a failed reload keeps the old index (logged and counted in
+``ragapi_index_reload_failures_total``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from langchain_classic.chains import ConversationalRetrievalChain
+
+from api import metrics
+from rag.history import HistoryStore
+from rag.index_store import BlobStore, load_index_version, read_latest_version_id
+from rag.retrieval import TenantIndex
+from rag.settings import Settings
+
+logger = logging.getLogger("api.index")
+
+#: Seconds between attempts while no index is loaded (capped by INDEX_POLL_SECONDS when smaller).
+INITIAL_RETRY_SECONDS = 5.0
+
+
+class IndexHolder:
+    """The current index of this worker and the loop that keeps it fresh.
+
+    Args:
+        store: the index root (local directory or S3 prefix).
+        tenant: this pod's tenant id.
+        embedding_model: the query embedding model id (the manifest must match).
+        prebuild_bm25: build the BM25 side while loading (hybrid retrieval), not on the first query.
+    """
+
+    def __init__(self, store: BlobStore, *, tenant: str, embedding_model: str, prebuild_bm25: bool) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.embedding_model = embedding_model
+        self.prebuild_bm25 = prebuild_bm25
+        self.current: TenantIndex | None = None
+        self.last_error: str | None = None
+        self._lock = asyncio.Lock()
+
+    def get(self) -> TenantIndex | None:
+        """The index to search now (None until the first successful load)."""
+        return self.current
+
+    def _load(self, version: str) -> TenantIndex:
+        loaded = TenantIndex(
+            load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model)
+        )
+        if self.prebuild_bm25:
+            loaded.bm25()
+        return loaded
+
+    async def refresh(self) -> bool:
+        """Load ``LATEST`` if it differs from the current version.
+
+        Returns:
+            True when a new version was swapped in. Errors are logged, counted and kept in
+            ``last_error``; they never propagate (the old index keeps serving).
+        """
+        async with self._lock:
+            try:
+                latest = await asyncio.to_thread(read_latest_version_id, self.store)
+                if self.current is not None and self.current.version.version == latest:
+                    return False
+                loaded = await asyncio.to_thread(self._load, latest)
+            except Exception as exc:
+                metrics.INDEX_RELOAD_FAILURES.inc()
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                keeping = f"keeping {self.current.version.version}" if self.current else "no index loaded"
+                logger.warning("index load from %s failed (%s): %s", self.store.uri, keeping, self.last_error)
+                return False
+            previous, self.current, self.last_error = self.current, loaded, None
+            manifest = loaded.version.manifest
+            if previous is not None:
+                pm = previous.version.manifest
+                metrics.INDEX_INFO.labels(pm.tenant, previous.version.version, pm.embedding_model).set(0)
+            metrics.INDEX_INFO.labels(manifest.tenant, loaded.version.version, manifest.embedding_model).set(1)
+            metrics.INDEX_CHUNKS.set(manifest.count)
+            metrics.INDEX_RELOADS.inc()
+            logger.info(
+                "index version %s loaded (%d chunks, %s)%s",
+                loaded.version.version,
+                manifest.count,
+                manifest.embedding_model,
+                f", replacing {previous.version.version}" if previous else "",
+            )
+            return True
+
+    async def run(self, poll_seconds: float) -> None:
+        """Retry the first load, then poll ``LATEST`` every ``poll_seconds`` (0: stop once loaded)."""
+        while True:
+            if self.current is None:
+                delay = min(INITIAL_RETRY_SECONDS, poll_seconds) if poll_seconds > 0 else INITIAL_RETRY_SECONDS
+            elif poll_seconds > 0:
+                delay = poll_seconds
+            else:
+                return
+            await asyncio.sleep(delay)
+            await self.refresh()
+
+
+@dataclass
+class RagState:
+    """Per-worker objects built by the lifespan (kept on ``app.state.rag``).
+
+    Attributes:
+        settings: the validated settings.
+        chain: the conversational retrieval chain (built once).
+        history: the chat history store.
+        index: the index holder.
+        model_id: the model id reported in responses.
+        chat_model: the underlying chat model (for diagnostics).
+    """
+
+    settings: Settings
+    chain: ConversationalRetrievalChain
+    history: HistoryStore
+    index: IndexHolder
+    model_id: str
+    chat_model: Any = None

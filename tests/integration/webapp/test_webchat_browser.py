@@ -1,0 +1,125 @@
+"""The web chat in a real browser: Streamlit server + Debian Chromium + the fake RAG API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, expect, sync_playwright
+
+from tests.conftest import DATA_DIR
+from tests.integration.webapp.browser import (
+    ALERT,
+    USER,
+    ask,
+    assistant_messages,
+    launch_browser,
+    open_chat,
+    screenshot,
+    send,
+    sources,
+    wait_for_answer,
+)
+from tests.integration.webapp.fake_rag_api import FakeRagApi, load_faq
+from tests.integration.webapp.servers import streamlit_app
+
+QUESTION = "What is the service availability of Amazon SageMaker?"  # row 2 of the SageMaker FAQ
+
+
+@pytest.fixture(scope="module")
+def fake_api() -> Iterator[FakeRagApi]:
+    rows = load_faq(DATA_DIR / "Amazon_SageMaker_FAQs.csv")
+    with FakeRagApi(rows, source="s3://tenanta-data/documents/Amazon_SageMaker_FAQs.csv") as api:
+        yield api
+
+
+@pytest.fixture(scope="module")
+def chat_url(fake_api: FakeRagApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    db: Path = tmp_path_factory.mktemp("webchat") / "sessions.db"
+    env = {
+        "TENANT_ID": "tenanta",
+        "TENANT_DISPLAY_NAME": "Tenant A",
+        "AUTH_MODE": "dev",
+        "DEV_USER_EMAIL": "demo@example.com",
+        "SESSIONS_URL": f"sqlite:///{db}",
+        "RAG_API_URL": fake_api.url,
+        "RAG_API_TIMEOUT_SECONDS": "10",
+        "EMBEDDINGS_PROVIDER": "local",
+        "LLM_PROVIDER": "extractive",
+    }
+    with streamlit_app(env, log_name="webchat-streamlit.log") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+@pytest.fixture(autouse=True)
+def _healthy_api(fake_api: FakeRagApi) -> None:
+    fake_api.fail_with = None
+
+
+def test_question_streams_answer_with_source_row(browser, chat_url, fake_api):
+    page = open_chat(browser, chat_url)
+    expect(page.get_by_text("Tenant A assistant")).to_be_visible()
+    expect(page.get_by_text("Signed in as demo@example.com")).to_be_visible()
+    expect(page.get_by_text("Development mode")).to_be_visible()
+    screenshot(page, "webchat-empty")
+
+    n_requests = len(fake_api.requests)
+    answer = ask(page, QUESTION)
+    assert "designed for high availability" in answer
+    listed = sources(page)
+    assert listed, "no sources under the answer"
+    assert "Amazon_SageMaker_FAQs.csv · row 2" in listed[0]
+    assert "s3://" not in listed[0]  # the file name, not the full URI
+    expect(page.locator('[data-testid="stExpanderDetails"]').last).to_contain_text("designed for high availability")
+    screenshot(page, "webchat-answer")
+
+    (request,) = fake_api.requests[n_requests:]
+    assert request["q"] == QUESTION
+    assert request["user_session_id"].startswith("tenanta:demo@example.com:")
+    assert len(request["request_id"]) == 32
+
+
+def test_reload_shows_earlier_messages_and_new_chat_clears(browser, chat_url, fake_api):
+    page = open_chat(browser, chat_url)
+    ask(page, "Can I use R with SageMaker?")
+    sid = fake_api.requests[-1]["user_session_id"]
+
+    page.reload()
+    page.locator('[data-testid="stChatInputTextArea"]').wait_for()
+    expect(page.locator(USER).filter(has_text="Can I use R with SageMaker?").first).to_be_visible(timeout=15_000)
+    assert assistant_messages(page).count() >= 1
+    screenshot(page, "webchat-after-reload")
+
+    page.get_by_role("button", name="New chat").click()
+    expect(page.locator(USER)).to_have_count(0, timeout=15_000)
+    ask(page, "Which regions is SageMaker available in?")
+    assert fake_api.requests[-1]["user_session_id"] != sid
+
+
+def test_api_failure_shows_message_and_retry(browser, chat_url, fake_api):
+    page = open_chat(browser, chat_url)
+    page.get_by_role("button", name="New chat").click()
+    fake_api.fail_with = (503, "bedrock_unavailable")
+    send(page, QUESTION)
+    alert = page.locator(ALERT).filter(has_text="not available right now")
+    expect(alert).to_be_visible(timeout=20_000)
+    retry = page.get_by_role("button", name="Retry")
+    expect(retry).to_be_visible()
+    screenshot(page, "webchat-api-down")
+
+    fake_api.fail_with = None
+    before = assistant_messages(page).count()
+    retry.click()
+    expect(alert).to_have_count(0, timeout=20_000)  # the stale error box goes once the rerun starts
+    answer = wait_for_answer(page, before)
+    assert "designed for high availability" in answer
+    screenshot(page, "webchat-after-retry")
