@@ -109,7 +109,7 @@ def sources(page: Page, index: int = -1) -> list[str]:
     """The source lines under assistant bubble ``index`` (default: the last), expanding them.
 
     Each item reads like ``1. What is Amazon SageMaker?\\nAmazon_SageMaker_FAQs.csv · row 0 · score 1.00``
-    followed by the snippet.
+    (the snippets, shown as captions, are left out).
     """
     bubbles = assistant_messages(page)
     bubble = bubbles.nth(index if index >= 0 else bubbles.count() + index)
@@ -121,8 +121,10 @@ def sources(page: Page, index: int = -1) -> list[str]:
         expander.locator("summary").first.click()
     body = expander.locator('[data-testid="stExpanderDetails"]')
     expect(body).to_be_visible()
-    items = body.locator('[data-testid="stMarkdownContainer"]')
-    return [t.strip() for t in items.all_inner_texts() if t.strip()]
+    texts = body.locator('[data-testid="stMarkdownContainer"]').evaluate_all(
+        "els => els.filter(e => !e.closest('[data-testid=\"stCaptionContainer\"]')).map(e => e.innerText)"
+    )
+    return [t.strip() for t in texts if t.strip()]
 
 
 def screenshot(page: Page, name: str) -> Path:

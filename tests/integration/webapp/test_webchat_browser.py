@@ -76,7 +76,7 @@ def test_question_streams_answer_with_source_row(browser, chat_url, fake_api):
     answer = ask(page, QUESTION)
     assert "designed for high availability" in answer
     listed = sources(page)
-    assert listed, "no sources under the answer"
+    assert len(listed) == 3, listed
     assert "Amazon_SageMaker_FAQs.csv · row 2" in listed[0]
     assert "s3://" not in listed[0]  # the file name, not the full URI
     expect(page.locator('[data-testid="stExpanderDetails"]').last).to_contain_text("designed for high availability")

@@ -209,6 +209,7 @@ def test_ingest_replaces_and_waits_for_the_job(fakes: Fakes) -> None:
 def test_onboard_then_offboard_leaves_nothing_behind(fakes: Fakes) -> None:
     deploy(fakes, "tenantb")
     keep = fakes.state_keys()
+    fakes.clear_calls()  # from here on, every call is about tenanta
     deploy(fakes, "tenanta")
     ok(fakes.run("ingest.sh", "tenanta"))
     assert fakes.state_keys() > keep
@@ -219,9 +220,11 @@ def test_onboard_then_offboard_leaves_nothing_behind(fakes: Fakes) -> None:
     assert [p["name"] for p in providers] == ["oauth2-proxy-tenantb"]
     # every AWS create-* call of tenanta has a matching delete-* call
     aws = [c for c in fakes.calls() if c[0] == "aws"]
-    created = {c[2].removeprefix("create-") for c in aws if c[2].startswith("create-") and "tenanta" in " ".join(c)}
-    deleted = {c[2].removeprefix("delete-") for c in aws if c[2].startswith("delete-") and "tenanta" in " ".join(c)}
+    created = {c[2].removeprefix("create-") for c in aws if c[2].startswith("create-")}
+    deleted = {c[2].removeprefix("delete-") for c in aws if c[2].startswith("delete-")}
+    assert created == {"user-pool", "user-pool-domain", "user-pool-client", "secret", "bucket", "table", "role"}
     assert created - {"user-pool-client"} <= deleted, created - deleted  # a pool's clients go with the pool
+    assert not [c for c in fakes.calls() if "tenantb" in " ".join(c)], "tenanta's scripts touched tenantb"
     ok(fakes.run("offboard-tenant.sh", "--yes", "tenanta"))  # again: nothing left to do, no error
     ok(fakes.run("offboard-tenant.sh", "--yes", "tenantb"))
     assert fakes.state_keys() == set()
