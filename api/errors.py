@@ -87,10 +87,12 @@ def classify_exception(exc: BaseException) -> ApiError:
             503, "index_not_ready", "The document index is not loaded yet; try again shortly.", RETRY_AFTER_UNAVAILABLE
         )
     from botocore import exceptions as bx
+    from urllib3 import exceptions as ux
 
-    if isinstance(exc, bx.ReadTimeoutError | TimeoutError):
+    # urllib3's own errors surface when a streamed body (ConverseStream) times out or breaks mid-way.
+    if isinstance(exc, bx.ReadTimeoutError | ux.ReadTimeoutError | TimeoutError):
         return ApiError(504, "model_timeout", "The language model did not answer in time.")
-    if isinstance(exc, bx.ConnectionError | bx.ConnectionClosedError):
+    if isinstance(exc, bx.ConnectionError | bx.ConnectionClosedError | ux.ProtocolError):
         return ApiError(
             503, "model_unavailable", "The language model endpoint is unreachable.", RETRY_AFTER_UNAVAILABLE
         )

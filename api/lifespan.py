@@ -21,10 +21,13 @@ from api.state import IndexHolder, RagState
 from rag.chain import LiveRetriever, build_chain
 from rag.history import HistoryStore, InMemoryHistoryStore, make_history_store
 from rag.index_store import open_store
+from rag.retrieval import make_retriever
 from rag.llm import make_chat_model, model_id_of
 from rag.settings import Settings, SettingsError, get_settings
 
 logger = logging.getLogger("api")
+#: Upper bound of the API's max_matching_docs.
+MAX_MATCHING_DOCS = 20
 
 
 @dataclass
@@ -90,7 +93,13 @@ async def build_state(parts: Components) -> RagState:
         embedding_model=embedding_model,
         prebuild_bm25=settings.retriever_mode == "hybrid",
     )
-    retriever = LiveRetriever(index_provider=holder.get, embeddings=embeddings, mode=settings.retriever_mode)
+    retriever = LiveRetriever(
+        index_provider=holder.get,
+        embeddings=embeddings,
+        mode=settings.retriever_mode,
+        # k=MAX_K so an optional reranker keeps enough; each request copies it with its own k.
+        retriever_factory=lambda index: make_retriever(settings, index, embeddings, k=MAX_MATCHING_DOCS),
+    )
     chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model)
     return RagState(
         settings=settings,

@@ -132,9 +132,12 @@ tenant_env() {
   fi
   CHATHISTORY_TABLE="${TENANT_ID}-chathistory"
   SESSIONS_TABLE="${TENANT_ID}-sessions"
-  IAM_ROLE_NAME="${TENANT_ID}-chatbot"
-  IAM_POLICY_NAME="${TENANT_ID}-chatbot-access"
-  IRSA_ROLE_ARN="arn:${AWS_PARTITION}:iam::${ACCOUNT_ID}:role/${IAM_ROLE_NAME}"
+  # two IRSA roles: the chat pod only reads the bucket; only the ingestion Job writes the index
+  CHATBOT_ROLE_NAME="${TENANT_ID}-chatbot"
+  INGEST_ROLE_NAME="${TENANT_ID}-ingest"
+  IAM_POLICY_NAME="access"
+  CHATBOT_ROLE_ARN="arn:${AWS_PARTITION}:iam::${ACCOUNT_ID}:role/${CHATBOT_ROLE_NAME}"
+  INGEST_ROLE_ARN="arn:${AWS_PARTITION}:iam::${ACCOUNT_ID}:role/${INGEST_ROLE_NAME}"
   COGNITO_POOL_NAME="${TENANT_ID}-users"
   COGNITO_CLIENT_NAME="${TENANT_ID}-oauth2-proxy"
   COGNITO_DOMAIN_PREFIX="${TENANT_ID}-${ACCOUNT_ID}"
@@ -146,7 +149,7 @@ tenant_env() {
   check_value EMBEDDING_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id"
   check_value TEXT2TEXT_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id or inference profile"
   export TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE \
-    SESSIONS_TABLE IRSA_ROLE_ARN TLS_SECRET_NAME EMBEDDING_MODEL_ID TEXT2TEXT_MODEL_ID AWS_REGION \
+    SESSIONS_TABLE CHATBOT_ROLE_ARN INGEST_ROLE_ARN TLS_SECRET_NAME EMBEDDING_MODEL_ID TEXT2TEXT_MODEL_ID AWS_REGION \
     ISTIO_INGRESS_NAMESPACE ISTIO_INGRESS_SERVICE_ACCOUNT
 }
 
@@ -162,7 +165,7 @@ deploy_env() {
   : "${INGEST_SCHEDULE:=0 3 * * *}"
   check_value IMAGE_TAG '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$' "a Docker tag"
   [[ "${IMAGE_TAG}" != latest ]] || die "IMAGE_TAG=latest is not a pinned tag"
-  check_value IMAGE_REGISTRY '^[a-z0-9<][a-z0-9.:/_<>-]+$' "a registry path such as 123456789012.dkr.ecr.eu-west-1.amazonaws.com/tenant-rag"
+  check_value IMAGE_REGISTRY '^[a-z0-9<][a-z0-9.:/_<>-]+$' "a registry path such as ACCOUNT.dkr.ecr.REGION.amazonaws.com/tenant-rag"
   check_value COGNITO_USER_POOL_ID '^([a-z]{2}(-gov)?-[a-z]+-[0-9]_[A-Za-z0-9]+|<pool-id>)$' "a Cognito user pool id"
   check_value COGNITO_CLIENT_ID '^([a-z0-9]+|<client-id>)$' "a Cognito app client id"
   check_value MIN_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
@@ -178,7 +181,7 @@ deploy_env() {
 # The only variables envsubst may replace in the tenant templates (anything else stays and fails).
 readonly TENANT_RENDER_VARS=(
   TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST AWS_REGION APP_VERSION IMAGE_REGISTRY IMAGE_TAG
-  IRSA_ROLE_ARN CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE SESSIONS_TABLE EMBEDDING_MODEL_ID
+  CHATBOT_ROLE_ARN INGEST_ROLE_ARN CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE SESSIONS_TABLE EMBEDDING_MODEL_ID
   TEXT2TEXT_MODEL_ID ISSUER_URI COGNITO_CLIENT_ID OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION
   INGEST_SCHEDULE MIN_REPLICAS MAX_REPLICAS TLS_SECRET_NAME ISTIO_INGRESS_NAMESPACE
   ISTIO_INGRESS_SERVICE_ACCOUNT

@@ -42,10 +42,15 @@ empty_bucket() {
 
 delete_aws() {
   local pool_id domain
-  if exists aws iam get-role --role-name "${IAM_ROLE_NAME}"; then
-    run aws iam delete-role-policy --role-name "${IAM_ROLE_NAME}" --policy-name "${IAM_POLICY_NAME}" || true
-    run aws iam delete-role --role-name "${IAM_ROLE_NAME}"
-  fi
+  local role
+  for role in "${CHATBOT_ROLE_NAME}" "${INGEST_ROLE_NAME}"; do
+    if exists aws iam get-role --role-name "${role}"; then
+      if exists aws iam get-role-policy --role-name "${role}" --policy-name "${IAM_POLICY_NAME}"; then
+        run aws iam delete-role-policy --role-name "${role}" --policy-name "${IAM_POLICY_NAME}"
+      fi
+      run aws iam delete-role --role-name "${role}"
+    fi
+  done
   local t
   for t in "${CHATHISTORY_TABLE}" "${SESSIONS_TABLE}"; do
     if exists aws dynamodb describe-table --table-name "${t}"; then

@@ -2,7 +2,8 @@
 # Creates a tenant's AWS resources (idempotent: each resource is looked up first and only created
 # when missing): Cognito user pool (custom:tenantid) + hosted-UI domain + app client, the oauth2-proxy
 # secret in Secrets Manager, S3 bucket (encrypted, versioned, public access blocked, TLS only),
-# DynamoDB tables (TTL, point-in-time recovery), and the IRSA role scoped to this tenant only.
+# DynamoDB tables (TTL, point-in-time recovery), and two IRSA roles scoped to this tenant only
+# (chatbot: read the bucket, use the tables and both models; ingest: write the bucket, embed).
 set -Eeuo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -17,11 +18,11 @@ Optional: EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, BEDROCK_EXTRA_MODEL_ARNS (spac
 USAGE
 }
 
-# Bedrock ARNs the tenant's role may invoke: the two configured models (and, for a cross-region
-# inference profile such as us.anthropic..., the profile and its foundation model), nothing else.
+# Bedrock ARNs for the given model ids (for a cross-region inference profile such as us.anthropic...,
+# the profile and its foundation model), plus BEDROCK_EXTRA_MODEL_ARNS; nothing else.
 bedrock_model_arns() {
   local id p=${AWS_PARTITION}
-  for id in "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}"; do
+  for id in "$@"; do
     if [[ "${id}" == arn:* ]]; then
       printf '%s\n' "${id}"
     elif [[ "${id}" =~ ^(us|eu|apac|jp|au|ca|us-gov|global)\.(.+)$ ]]; then
@@ -46,8 +47,8 @@ json_list() { # quoted, comma separated JSON strings from stdin lines
   done
 }
 
-# The role's permissions: this tenant's bucket, its two tables, the configured models.
-access_policy() {
+# The chat pod: read this tenant's bucket (the index), read/write its two tables, invoke both models.
+chatbot_policy() {
   local p=${AWS_PARTITION} b=${CONTEXTUAL_DATA_BUCKET}
   local tables="arn:${p}:dynamodb:${AWS_REGION}:${ACCOUNT_ID}:table"
   cat <<JSON
@@ -57,8 +58,8 @@ access_policy() {
     {"Sid": "TenantBucket", "Effect": "Allow",
      "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
      "Resource": "arn:${p}:s3:::${b}"},
-    {"Sid": "TenantObjects", "Effect": "Allow",
-     "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+    {"Sid": "TenantObjectsRead", "Effect": "Allow",
+     "Action": ["s3:GetObject"],
      "Resource": "arn:${p}:s3:::${b}/*"},
     {"Sid": "TenantTables", "Effect": "Allow",
      "Action": ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
@@ -66,15 +67,37 @@ access_policy() {
      "Resource": ["${tables}/${CHATHISTORY_TABLE}", "${tables}/${SESSIONS_TABLE}"]},
     {"Sid": "BedrockModels", "Effect": "Allow",
      "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-     "Resource": [$(bedrock_model_arns | json_list)]}
+     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}" | json_list)]}
   ]
 }
 JSON
 }
 
-# Only the tenant's ServiceAccount (namespace/name) may assume the role, through the cluster's OIDC provider.
+# The ingestion Job: read the documents and write index versions in this tenant's bucket; embed.
+ingest_policy() {
+  local p=${AWS_PARTITION} b=${CONTEXTUAL_DATA_BUCKET}
+  cat <<JSON
+{
+  "Version": "2012-10-17",
+  "Statement": [
+    {"Sid": "TenantBucket", "Effect": "Allow",
+     "Action": ["s3:ListBucket", "s3:GetBucketLocation"],
+     "Resource": "arn:${p}:s3:::${b}"},
+    {"Sid": "TenantObjectsReadWrite", "Effect": "Allow",
+     "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+     "Resource": "arn:${p}:s3:::${b}/*"},
+    {"Sid": "BedrockEmbeddings", "Effect": "Allow",
+     "Action": ["bedrock:InvokeModel"],
+     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" | json_list)]}
+  ]
+}
+JSON
+}
+
+# Only the given ServiceAccount of the tenant's namespace may assume the role, through the
+# cluster's OIDC provider.
 trust_policy() {
-  local issuer=$1
+  local issuer=$1 sa=$2
   cat <<JSON
 {
   "Version": "2012-10-17",
@@ -83,7 +106,7 @@ trust_policy() {
     "Principal": {"Federated": "arn:${AWS_PARTITION}:iam::${ACCOUNT_ID}:oidc-provider/${issuer}"},
     "Action": "sts:AssumeRoleWithWebIdentity",
     "Condition": {"StringEquals": {
-      "${issuer}:sub": "system:serviceaccount:${NAMESPACE}:chatbot",
+      "${issuer}:sub": "system:serviceaccount:${NAMESPACE}:${sa}",
       "${issuer}:aud": "sts.amazonaws.com"}}
   }]
 }
@@ -206,26 +229,31 @@ ensure_oauth_secret() {
     --secret-string "file://${secret_file}"
 }
 
-ensure_role() {
-  local issuer policy_file trust_file
+cluster_oidc_issuer() {
+  local issuer
   issuer="$(lookup 'oidc.eks.<region>.amazonaws.com/id/<id>' aws eks describe-cluster --name "${CLUSTER_NAME}" \
     --query cluster.identity.oidc.issuer --output text)"
   issuer=${issuer#https://}
   [[ -n "${issuer}" ]] || die "cluster ${CLUSTER_NAME} has no OIDC issuer: run bootstrap-cluster.sh first"
-  trust_file="$(tmpdir)/trust.json"
-  policy_file="$(tmpdir)/access-policy.json"
-  trust_policy "${issuer}" >"${trust_file}"
-  access_policy >"${policy_file}"
-  if exists aws iam get-role --role-name "${IAM_ROLE_NAME}"; then
-    run aws iam update-assume-role-policy --role-name "${IAM_ROLE_NAME}" --policy-document "file://${trust_file}"
+  printf '%s\n' "${issuer}"
+}
+
+ensure_role() { # ensure_role ROLE_NAME SERVICE_ACCOUNT POLICY_FUNCTION OIDC_ISSUER
+  local role=$1 sa=$2 policy_fn=$3 issuer=$4 policy_file trust_file
+  trust_file="$(tmpdir)/trust-${role}.json"
+  policy_file="$(tmpdir)/policy-${role}.json"
+  trust_policy "${issuer}" "${sa}" >"${trust_file}"
+  "${policy_fn}" >"${policy_file}"
+  if exists aws iam get-role --role-name "${role}"; then
+    run aws iam update-assume-role-policy --role-name "${role}" --policy-document "file://${trust_file}"
   else
-    run aws iam create-role --role-name "${IAM_ROLE_NAME}" \
-      --description "chatbot of tenant ${TENANT_ID} (IRSA: ${NAMESPACE}/chatbot)" \
+    run aws iam create-role --role-name "${role}" \
+      --description "tenant ${TENANT_ID}: IRSA role of ${NAMESPACE}/${sa}" \
       --assume-role-policy-document "file://${trust_file}" \
       --tags "Key=app.kubernetes.io/part-of,Value=tenant-rag" "Key=tenant,Value=${TENANT_ID}"
   fi
   # an inline policy: put-role-policy replaces it, so re-running converges
-  run aws iam put-role-policy --role-name "${IAM_ROLE_NAME}" --policy-name "${IAM_POLICY_NAME}" \
+  run aws iam put-role-policy --role-name "${role}" --policy-name "${IAM_POLICY_NAME}" \
     --policy-document "file://${policy_file}"
 }
 
@@ -242,7 +270,10 @@ main() {
   ensure_bucket
   ensure_table "${CHATHISTORY_TABLE}" SessionId
   ensure_table "${SESSIONS_TABLE}" TenantId
-  ensure_role
+  local issuer
+  issuer="$(cluster_oidc_issuer)"
+  ensure_role "${CHATBOT_ROLE_NAME}" chatbot chatbot_policy "${issuer}"
+  ensure_role "${INGEST_ROLE_NAME}" ingest ingest_policy "${issuer}"
   log "done: next, deploy-scripts/apply-tenant.sh ${TENANT_ID}"
 }
 

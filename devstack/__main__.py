@@ -39,8 +39,16 @@ def main(argv: list[str] | None = None) -> int:
         print(f"demo failed to start: {exc}", file=sys.stderr)
         return 1
     print("\nThe demo is running. Open one chat per tenant:")
-    for ep in stack.endpoints.values():
-        print(f"  {ep.tenant:<10} {ep.web_url}   ({ep.display_name}; API {ep.api_url})")
+    if stack.oidc:  # --- oidc mode (gateway/): only the gateway URLs sign users in ---
+        for ep in stack.endpoints.values():
+            print(f"  {ep.tenant:<10} {stack.gateway_url(ep.tenant)}/   ({ep.display_name}; via Envoy)")
+        print(f"Sign-in (local test issuer {stack.issuer.issuer_url}, no passwords):")
+        for user in stack.issuer.users.values():
+            print(f"  {user.username:<10} {user.email}  tenant {user.tenant}: "
+                  f"{stack.gateway_url(user.tenant)}/oauth2/login?user={user.username}")  # fmt: skip
+    else:
+        for ep in stack.endpoints.values():
+            print(f"  {ep.tenant:<10} {ep.web_url}   ({ep.display_name}; API {ep.api_url})")
     print(f"Logs: {stack.log_dir}. Press Ctrl-C to stop.\n", flush=True)
     try:
         signal.pause()

@@ -23,6 +23,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from rag.tenant import validate_tenant_id
 
@@ -68,6 +69,11 @@ class DemoStack:
         base_port: web chats listen on ``base_port + i``, APIs on ``base_port + 100 + i``.
         env: extra environment for every process (e.g. provider switches).
         start_web: also start the web chats (tests of the API alone can skip them).
+        auth_mode: ``"oidc"`` or ``"dev"``; None follows ``$AUTH_MODE`` (default ``dev``). With
+            ``oidc``: a local test issuer (:mod:`gateway.issuer`) starts first, the web chats verify
+            its tokens, and a real Envoy (:mod:`gateway`) in front of them listens on
+            ``gateway_port`` (default ``base_port + 200``): ``http://<tenant>.localhost:<port>/``.
+        gateway_port: TCP port of the Envoy gateway in oidc mode.
     """
 
     workdir: Path
@@ -75,6 +81,12 @@ class DemoStack:
     base_port: int = 8501
     env: dict[str, str] = field(default_factory=dict)
     start_web: bool = True
+    # --- oidc mode (owned by gateway/; see SECURITY.md) ---
+    auth_mode: str | None = None
+    gateway_port: int | None = None
+    issuer: Any = None  # gateway.issuer.LocalIssuer while running in oidc mode
+    gateway: Any = None  # gateway.runner.EnvoyGateway while running in oidc mode
+    # --- end oidc mode ---
     endpoints: dict[str, TenantEndpoints] = field(default_factory=dict)
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
@@ -96,6 +108,12 @@ class DemoStack:
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.update(self.env)
+        # --- oidc mode ---
+        if self.auth_mode:
+            env["AUTH_MODE"] = self.auth_mode
+        if self.issuer is not None:
+            env.update(ISSUER_URI=self.issuer.issuer_url, COGNITO_CLIENT_ID=self.issuer.client_id)
+        # --- end oidc mode ---
         tenant_dir = self.workdir / tenant
         env.update(
             TENANT_ID=tenant,
@@ -174,6 +192,8 @@ class DemoStack:
             name = DEMO_CORPORA.get(tenant, ("", tenant))[1]
             self.endpoints[tenant] = TenantEndpoints(tenant, self.base_port + i, self.base_port + 100 + i, name)
         try:
+            if self.oidc:  # --- oidc mode: the issuer must be up before the web chats start ---
+                self._start_issuer()
             for tenant in self.tenants:
                 self.ingest(tenant)
             for tenant, ep in self.endpoints.items():
@@ -198,6 +218,8 @@ class DemoStack:
                     )  # fmt: skip
                 for tenant, ep in self.endpoints.items():
                     self._wait_http(f"{ep.web_url}/_stcore/health", f"{tenant} web chat", timeout=90)
+                if self.oidc:  # --- oidc mode: the gateway goes in front of the running web chats ---
+                    self._start_gateway()
         except BaseException:
             self.stop()
             raise
@@ -218,8 +240,51 @@ class DemoStack:
             time.sleep(0.5)
         raise RuntimeError(f"{what} not healthy at {url} after {timeout:.0f}s (logs in {self.log_dir})")
 
+    # --- oidc mode (gateway/) -----------------------------------------------------------
+    @property
+    def oidc(self) -> bool:
+        """True when the stack runs with the local issuer and the Envoy gateway."""
+        return (self.auth_mode or os.environ.get("AUTH_MODE", "dev")) == "oidc"
+
+    def gateway_url(self, tenant: str) -> str:
+        """``http://<tenant>.localhost:<gateway port>`` (oidc mode; ``*.localhost`` is loopback)."""
+        port = self.gateway_port or self.base_port + 200
+        return f"http://{validate_tenant_id(tenant)}.localhost:{port}"
+
+    def _start_issuer(self) -> None:
+        from gateway.issuer import LocalIssuer
+
+        self.auth_mode = "oidc"
+        self.issuer = LocalIssuer().start()
+        log.info("test issuer %s (client id %s)", self.issuer.issuer_url, self.issuer.client_id)
+
+    def _start_gateway(self) -> None:
+        from gateway.envoy_config import TenantRoute, build_envoy_config
+        from gateway.runner import EnvoyGateway
+
+        port = self.gateway_port or self.base_port + 200
+        routes = [
+            TenantRoute(t, f"{t}.localhost", ep.web_port, self.issuer.issuer_url, (self.issuer.client_id,))
+            for t, ep in self.endpoints.items()
+        ]
+        config = build_envoy_config(routes, port, login_upstream=("127.0.0.1", self.issuer.port))
+        self.gateway = EnvoyGateway(config, workdir=self.workdir / "gateway")
+        self.gateway.start()
+        log.info("gateway %s (config %s, log %s)", self.gateway.url, self.gateway.config_path, self.gateway.log_path)
+
+    def _stop_oidc(self) -> None:
+        if self.gateway is not None:
+            self.gateway.stop()
+            self.gateway = None
+        if self.issuer is not None:
+            self.issuer.stop()
+            self.issuer = None
+
+    # --- end oidc mode -------------------------------------------------------------------
+
     def stop(self) -> None:
         """SIGTERM every process group, then SIGKILL what is still running after 15 s."""
+        self._stop_oidc()  # oidc mode
         for _, proc in self._procs:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGTERM)

@@ -59,7 +59,9 @@ EMAIL_HEADER = "x-auth-request-email"
 #: Every client-sent header with this prefix is removed before any check runs.
 STRIPPED_HEADER_PREFIX = "x-auth-request-"
 #: Cookie the demo login sets; the gateway turns it into ``Authorization: Bearer``.
-TOKEN_COOKIE = "id_token"
+TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
+#: Where a browser without a valid token is redirected (served by ``gateway.issuer``).
+LOGIN_PATH = "/oauth2/login"
 #: Clock skew Envoy tolerates on ``exp``/``nbf``, in seconds (Envoy's default, stated explicitly).
 CLOCK_SKEW_SECONDS = 60
 #: Largest request header block accepted, in KiB (Envoy's and Istio's default); larger -> 431.
@@ -68,9 +70,12 @@ MAX_REQUEST_HEADERS_KB = 60
 ROUTE_TIMEOUT_SECONDS = 300
 #: How long Envoy caches a downloaded JWKS, in seconds.
 JWKS_CACHE_SECONDS = 300
+#: CA bundle for https JWKS URIs (Debian/Ubuntu path).
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 #: Dynamic metadata key (under ``envoy.filters.http.jwt_authn``) holding the verified payload.
 PAYLOAD_METADATA_KEY = "jwt_payload"
 
+_TYPE = "type.googleapis.com/envoy.extensions."
 _JWT_FILTER = "envoy.filters.http.jwt_authn"
 _RBAC_FILTER = "envoy.filters.http.rbac"
 
@@ -169,9 +174,9 @@ def _lua_filter(name: str, source: str) -> dict[str, Any]:
     }
 
 
-def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
+def _cluster(name: str, host: str, port: int, tls: bool = False) -> dict[str, Any]:
     is_ip = bool(re.fullmatch(r"[0-9.]+|\[?[0-9a-fA-F:]+\]?", host))
-    return {
+    cluster: dict[str, Any] = {
         "name": name,
         "type": "STATIC" if is_ip else "STRICT_DNS",
         "connect_timeout": "2s",
@@ -182,13 +187,34 @@ def _cluster(name: str, host: str, port: int) -> dict[str, Any]:
             ],
         },
     }
+    if tls:  # e.g. Cognito's JWKS: verify the server certificate against the system CAs
+        cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "sni": host,
+                "common_tls_context": {
+                    "validation_context": {
+                        "trusted_ca": {"filename": SYSTEM_CA_BUNDLE},
+                        "match_typed_subject_alt_names": [{"san_type": "DNS", "matcher": {"exact": host}}],
+                    }
+                },
+            },
+        }
+    return cluster
 
 
-def _http_endpoint(url: str) -> tuple[str, int]:
+def _jwks_endpoint(url: str) -> tuple[str, int, bool]:
     parts = urlsplit(url)
-    if parts.scheme != "http" or not parts.hostname:
-        raise ValueError(f"only http:// JWKS URIs can be fetched by the local gateway, got {url!r}")
-    return parts.hostname, parts.port or 80
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError(f"a JWKS URI must be http:// or https://, got {url!r}")
+    tls = parts.scheme == "https"
+    return parts.hostname, parts.port or (443 if tls else 80), tls
+
+
+def cognito_issuer(region: str, user_pool_id: str) -> str:
+    """Cognito's issuer URL for a user pool (``deploy-scripts/lib.sh`` builds ``ISSUER_URI`` the same way)."""
+    return f"https://cognito-idp.{region}.amazonaws.com/{user_pool_id}"
 
 
 def provider_name(tenant_id: str) -> str:
@@ -256,7 +282,7 @@ def build_envoy_config(
         listen_port: TCP port of the plain-HTTP listener.
         listen_address: IP address to listen on (keep it on loopback).
         inline_jwks: ``{issuer: jwks_dict}``; an issuer listed here uses ``local_jwks`` instead of
-            fetching its ``jwks_uri`` (``remote_jwks``, plain http only).
+            fetching its ``jwks_uri`` (``remote_jwks``; https is verified against the system CAs).
         login_upstream: ``(host, port)`` of :mod:`gateway.issuer`; when set, ``/oauth2/*`` on every
             tenant host goes there without a token check (as oauth2-proxy answers ``/oauth2/*``).
         token_cookie: cookie converted to ``Authorization: Bearer`` (demo sign-in); None disables it.
@@ -266,7 +292,7 @@ def build_envoy_config(
         The bootstrap as a dict (write it as JSON or YAML).
 
     Raises:
-        ValueError: no tenants, a duplicate host or tenant, or a JWKS URI that is not http.
+        ValueError: no tenants, a duplicate host or tenant, or a JWKS URI that is not http(s).
     """
     if not tenants:
         raise ValueError("at least one tenant is required")
@@ -277,7 +303,7 @@ def build_envoy_config(
     inline_jwks = inline_jwks or {}
 
     clusters: list[dict[str, Any]] = []
-    jwks_clusters: dict[tuple[str, int], str] = {}
+    jwks_clusters: dict[tuple[str, int, bool], str] = {}
     providers: dict[str, Any] = {}
     for t in tenants:
         provider: dict[str, Any] = {
@@ -295,7 +321,7 @@ def build_envoy_config(
         if t.issuer in inline_jwks:
             provider["local_jwks"] = {"inline_string": json.dumps(inline_jwks[t.issuer])}
         else:
-            endpoint = _http_endpoint(t.jwks_uri)
+            endpoint = _jwks_endpoint(t.jwks_uri)
             if endpoint not in jwks_clusters:
                 jwks_clusters[endpoint] = f"jwks-{len(jwks_clusters)}"
                 clusters.append(_cluster(jwks_clusters[endpoint], *endpoint))
@@ -363,7 +389,9 @@ def build_envoy_config(
             "typed_config": {
                 "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication",
                 "providers": providers,
-                "requirement_map": {provider_name(t.tenant_id): {"provider_name": provider_name(t.tenant_id)} for t in tenants},
+                "requirement_map": {
+                    provider_name(t.tenant_id): {"provider_name": provider_name(t.tenant_id)} for t in tenants
+                },
             },
         },
         {
@@ -374,10 +402,10 @@ def build_envoy_config(
                 "rules": {"action": "ALLOW", "policies": {}},
             },
         },
-        {"name": "envoy.filters.http.router", "typed_config": {"@type": "type.googleapis.com/envoy.extensions.filters.http.router.v3.Router"}},
-    ]  # fmt: skip
+        {"name": "envoy.filters.http.router", "typed_config": {"@type": _TYPE + "filters.http.router.v3.Router"}},
+    ]
     hcm = {
-        "@type": "type.googleapis.com/envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+        "@type": _TYPE + "filters.network.http_connection_manager.v3.HttpConnectionManager",
         "stat_prefix": "ingress",
         "use_remote_address": True,
         "normalize_path": True,
@@ -387,6 +415,33 @@ def build_envoy_config(
         "route_config": {"name": "tenants", "virtual_hosts": virtual_hosts},
         "http_filters": http_filters,
     }
+    if login_upstream:
+        # Browsers (Accept: text/html) without a valid token are sent to sign in, as oauth2-proxy
+        # does; API clients keep the 401.
+        unauthorized = {"default_value": 401, "runtime_key": "gateway.login_redirect_status"}
+        html = {"contains": "text/html"}
+        hcm["local_reply_config"] = {
+            "mappers": [
+                {
+                    "filter": {
+                        "and_filter": {
+                            "filters": [
+                                {"status_code_filter": {"comparison": {"op": "EQ", "value": unauthorized}}},
+                                {"header_filter": {"header": {"name": "accept", "string_match": html}}},
+                            ]
+                        }
+                    },
+                    "status_code": 302,
+                    "headers_to_add": [
+                        {
+                            "header": {"key": "location", "value": LOGIN_PATH},
+                            "append_action": "OVERWRITE_IF_EXISTS_OR_ADD",
+                        }
+                    ],
+                    "body": {"inline_string": f"Sign in at {LOGIN_PATH}\n"},
+                }
+            ]
+        }
     return {
         "static_resources": {
             "listeners": [
@@ -460,4 +515,3 @@ def summarize(config: Mapping[str, Any]) -> dict[str, Any]:
         "strip_first": first["name"] == "tenant-rag.strip-x-auth-request",
         "hosts": hosts,
     }
-

@@ -28,7 +28,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
-from pydantic import ConfigDict
+from pydantic import ConfigDict, PrivateAttr
 
 from rag.llm import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
 from rag.llm import generation_scope as _generation_scope
@@ -111,14 +111,18 @@ class LiveRetriever(BaseRetriever):
     """Retriever over whatever index ``index_provider()`` returns now (hot reload), with ``k`` from
     :func:`request_scope` (default ``default_k``).
 
-    The search itself (query embedding, FAISS, BM25) is synchronous; LangChain runs it in a worker
-    thread when the chain is called asynchronously, so it never blocks the event loop.
+    One base retriever is built per index version with ``retriever_factory`` (e.g.
+    :func:`rag.retrieval.make_retriever`, which adds the optional reranker) and copied with the
+    request's ``k``. The search itself (query embedding, FAISS, BM25) is synchronous; LangChain
+    runs it in a worker thread when the chain is called asynchronously, so it never blocks the
+    event loop.
 
     Args:
         index_provider: returns the current :class:`TenantIndex`, or None when none is loaded.
-        embeddings: the query embedding model.
-        mode: ``"dense"`` or ``"hybrid"``.
+        embeddings: the query embedding model (used when no factory is given).
+        mode: ``"dense"`` or ``"hybrid"`` (used when no factory is given).
         default_k: ``k`` outside a request scope.
+        retriever_factory: builds the retriever for a newly loaded index.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -127,6 +131,19 @@ class LiveRetriever(BaseRetriever):
     embeddings: Embeddings
     mode: Literal["dense", "hybrid"] = "hybrid"
     default_k: int = 4
+    retriever_factory: Callable[[TenantIndex], TenantRetriever] | None = None
+    _cache: tuple[int, TenantRetriever] | None = PrivateAttr(default=None)
+
+    def _base(self, index: TenantIndex) -> TenantRetriever:
+        cached = self._cache
+        if cached is not None and cached[0] == id(index):
+            return cached[1]
+        if self.retriever_factory is not None:
+            base = self.retriever_factory(index)
+        else:
+            base = TenantRetriever(index=index, embeddings=self.embeddings, mode=self.mode, k=self.default_k)
+        self._cache = (id(index), base)
+        return base
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
         index = self.index_provider()
@@ -135,8 +152,8 @@ class LiveRetriever(BaseRetriever):
         scope = _SCOPE.get()
         k = scope.k if scope else self.default_k
         started = time.perf_counter()
-        retriever = TenantRetriever(index=index, embeddings=self.embeddings, mode=self.mode, k=k)
-        docs = retriever.invoke(query)
+        retriever = self._base(index).model_copy(update={"k": k})
+        docs = retriever.invoke(query, config={"callbacks": run_manager.get_child()})
         if scope:
             scope.stats.retrieval_seconds = time.perf_counter() - started
             scope.stats.index_version = index.version.version

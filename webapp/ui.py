@@ -29,6 +29,7 @@ from webapp.sessions import SessionManager, SessionStore, store_from_settings
 log = logging.getLogger(__name__)
 
 IDLE_NOTICE = "Your earlier chat was idle for a while, so this question starts a new chat."
+UNEXPECTED = "Something went wrong while answering. Please try again."
 STORE_DOWN = "Your chat session could not be loaded or saved right now. Please try again in a moment."
 _DENIAL_PAGES: dict[Denial, tuple[str, str]] = {
     Denial.NOT_SIGNED_IN: ("Not signed in", "Please sign in through your organisation's chat address."),
@@ -258,6 +259,11 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
             if exc.retry_after:
                 message += f" (The assistant asked to wait {exc.retry_after:.0f} s.)"
             state.failed = {"question": question, "message": message}
+            st.rerun()
+        except Exception:  # a bug or an unexpected reply: still a message and Retry, never a traceback
+            log.exception("answer failed unexpectedly request_id=%s", answer.request_id)
+            state.messages.pop()
+            state.failed = {"question": question, "message": UNEXPECTED}
             st.rerun()
         render_sources([s.to_json() for s in answer.sources])
     state.messages.append(answer.as_message())

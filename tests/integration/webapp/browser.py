@@ -56,7 +56,7 @@ def assistant_messages(page: Page) -> Locator:
     return page.locator(ASSISTANT)
 
 
-def _answer_text(message: Locator) -> str:
+def answer_text(message: Locator) -> str:
     """The answer's text: the bubble's first Markdown block (the sources are in an expander below)."""
     blocks = message.locator('[data-testid="stChatMessageContent"] [data-testid="stMarkdownContainer"]')
     return blocks.first.inner_text().strip() if blocks.count() else ""
@@ -79,7 +79,7 @@ def wait_for_answer(page: Page, count_before: int, timeout: float = 60.0) -> str
         bubbles = assistant_messages(page)
         if bubbles.count() > count_before:
             bubble = bubbles.nth(count_before)
-            text = _answer_text(bubble)
+            text = answer_text(bubble)
             if bubble.locator(EXPANDER).count() and text:
                 return text
             if text != last:

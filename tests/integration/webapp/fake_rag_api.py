@@ -14,6 +14,7 @@ Use in tests with :class:`FakeRagApi` (a context manager), or run it for a local
 from __future__ import annotations
 
 import argparse
+import contextlib
 import csv
 import json
 import math
@@ -146,10 +147,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.flush()
 
     def do_POST(self) -> None:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # the browser went away mid-answer
             self._stream()
-        except (BrokenPipeError, ConnectionResetError):
-            pass  # the browser went away mid-answer (reload, New chat)
 
     def _stream(self) -> None:
         if self.path != "/api/v1/llm/rag/stream":

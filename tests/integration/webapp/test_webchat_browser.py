@@ -11,7 +11,9 @@ from playwright.sync_api import Browser, expect, sync_playwright
 from tests.conftest import DATA_DIR
 from tests.integration.webapp.browser import (
     ALERT,
+    EXPANDER,
     USER,
+    answer_text,
     ask,
     assistant_messages,
     launch_browser,
@@ -21,6 +23,7 @@ from tests.integration.webapp.browser import (
     sources,
     wait_for_answer,
 )
+from tests.integration.webapp.fake_issuer import FakeIssuer
 from tests.integration.webapp.fake_rag_api import FakeRagApi, load_faq
 from tests.integration.webapp.servers import streamlit_app
 
@@ -88,6 +91,24 @@ def test_question_streams_answer_with_source_row(browser, chat_url, fake_api):
     assert len(request["request_id"]) == 32
 
 
+def test_answer_arrives_in_pieces(browser, chat_url, fake_api):
+    """Streaming: part of the answer is on screen before the rest (and the sources) arrive."""
+    page = open_chat(browser, chat_url)
+    fake_api.token_delay = 0.25
+    try:
+        before = assistant_messages(page).count()
+        send(page, QUESTION)
+        bubble = assistant_messages(page).nth(before)
+        expect(bubble).to_contain_text("designed for", timeout=20_000)
+        partial = answer_text(bubble)
+        assert bubble.locator(EXPANDER).count() == 0, "the whole answer arrived at once"
+        final = wait_for_answer(page, before)
+    finally:
+        fake_api.token_delay = 0.03
+    assert final.startswith(partial.strip())
+    assert len(partial) < len(final)
+
+
 def test_reload_shows_earlier_messages_and_new_chat_clears(browser, chat_url, fake_api):
     page = open_chat(browser, chat_url)
     ask(page, "Can I use R with SageMaker?")
@@ -123,3 +144,58 @@ def test_api_failure_shows_message_and_retry(browser, chat_url, fake_api):
     answer = wait_for_answer(page, before)
     assert "designed for high availability" in answer
     screenshot(page, "webchat-after-retry")
+
+
+@pytest.fixture(scope="module")
+def oidc_chat(fake_api: FakeRagApi, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, FakeIssuer]]:
+    db: Path = tmp_path_factory.mktemp("webchat-oidc") / "sessions.db"
+    with FakeIssuer() as issuer:
+        env = {
+            "TENANT_ID": "tenanta",
+            "AUTH_MODE": "oidc",
+            "ISSUER_URI": issuer.url,
+            "COGNITO_CLIENT_ID": issuer.client_id,
+            "SESSIONS_URL": f"sqlite:///{db}",
+            "RAG_API_URL": fake_api.url,
+            "EMBEDDINGS_PROVIDER": "local",
+            "LLM_PROVIDER": "extractive",
+        }
+        with streamlit_app(env, log_name="webchat-oidc-streamlit.log") as url:
+            yield url, issuer
+
+
+def test_oidc_headers_reach_the_page(browser, oidc_chat, fake_api):
+    url, issuer = oidc_chat
+    token = issuer.token("alice@example.com", "tenanta")
+    page = open_chat(
+        browser, url, headers={"Authorization": f"Bearer {token}", "X-Auth-Request-Email": "alice@example.com"}
+    )
+    expect(page.get_by_text("Signed in as alice@example.com")).to_be_visible()
+    expect(page.get_by_text("Development mode")).to_have_count(0)
+    assert "designed for high availability" in ask(page, QUESTION)
+    assert fake_api.requests[-1]["user_session_id"].startswith("tenanta:alice@example.com:")
+    assert issuer.jwks_requests >= 1
+    screenshot(page, "webchat-oidc")
+
+
+@pytest.mark.parametrize(
+    ("headers", "title"),
+    [
+        (lambda issuer: {}, "Not signed in"),
+        (lambda issuer: {"Authorization": "Bearer " + issuer.token("bob@example.com", "tenantb")}, "Not allowed"),
+        (
+            lambda issuer: {"Authorization": "Bearer " + issuer.token("a@example.com", "tenanta", -120)},
+            "Sign-in expired",
+        ),
+    ],
+    ids=["no-token", "other-tenant", "expired"],
+)
+def test_oidc_refusals_show_a_page(browser, oidc_chat, headers, title):
+    url, issuer = oidc_chat
+    page = browser.new_page(extra_http_headers=headers(issuer))
+    page.goto(url)
+    expect(page.get_by_role("heading", name=title)).to_be_visible(timeout=30_000)
+    expect(page.locator('[data-testid="stChatInputTextArea"]')).to_have_count(0)
+    expect(page.get_by_text("Traceback")).to_have_count(0)
+    screenshot(page, f"webchat-refused-{title.lower().replace(' ', '-')}")
+    page.close()

@@ -46,7 +46,12 @@ def publish_index(root: Path, rows: list[tuple[str, str]] = FAQ, tenant: str = T
     ]
     vectors = np.array(emb.embed_documents([d.page_content for d in docs]))
     return write_index_version(
-        open_store(str(root)), tenant=tenant, embedding_model=EMBEDDING_MODEL, vectors=vectors, documents=docs, sources=[]
+        open_store(str(root)),
+        tenant=tenant,
+        embedding_model=EMBEDDING_MODEL,
+        vectors=vectors,
+        documents=docs,
+        sources=[],
     )
 
 

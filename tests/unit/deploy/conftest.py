@@ -34,7 +34,9 @@ def tool(name: str) -> str:
         return str(candidate)
     found = shutil.which(name)
     if not found:
-        pytest.fail(f"required tool {name!r} not found (venv bin/ or PATH); see docs/deploy.md for the test prerequisites")
+        pytest.fail(
+            f"required tool {name!r} not found (venv bin/ or PATH); see docs/deploy.md for the test prerequisites"
+        )
     return found
 
 

@@ -54,7 +54,7 @@ def one(opts: dict, key: str) -> str:
 
 
 def read_param(value: str) -> str:
-    return Path(value[len("file://"):]).read_text() if value.startswith("file://") else value
+    return Path(value[len("file://") :]).read_text() if value.startswith("file://") else value
 
 
 class Absent(Exception):
@@ -126,8 +126,11 @@ def aws(args: list[str]) -> int:
             if any(v.get("pool") == pid for key, v in st.items() if key.startswith("cognito-domain:")):
                 print("InvalidParameterException: delete the domain first", file=sys.stderr)
                 return 254
-            for key in [key for key, v in st.items() if key == f"cognito-pool:{pid}" or
-                        (key.startswith("cognito-client:") and v["pool"] == pid)]:
+            for key in [
+                key
+                for key, v in st.items()
+                if key == f"cognito-pool:{pid}" or (key.startswith("cognito-client:") and v["pool"] == pid)
+            ]:
                 del st[key]
         elif op == "create-user-pool-domain":
             st[f"cognito-domain:{one(o, 'domain')}"] = {"pool": one(o, "user-pool-id")}
@@ -145,9 +148,13 @@ def aws(args: list[str]) -> int:
             resp = {"UserPoolClient": {"ClientId": cid}}
         elif op == "list-user-pool-clients":
             pid = one(o, "user-pool-id")
-            resp = {"UserPoolClients": [{"ClientName": v["name"], "ClientId": key.split(":", 1)[1]}
-                                        for key, v in st.items()
-                                        if key.startswith("cognito-client:") and v["pool"] == pid]}
+            resp = {
+                "UserPoolClients": [
+                    {"ClientName": v["name"], "ClientId": key.split(":", 1)[1]}
+                    for key, v in st.items()
+                    if key.startswith("cognito-client:") and v["pool"] == pid
+                ]
+            }
         elif op == "describe-user-pool-client":
             need(f"cognito-client:{one(o, 'client-id')}")
             resp = {"UserPoolClient": {"ClientId": one(o, "client-id"), "ClientSecret": "fake-client-secret"}}
@@ -177,7 +184,8 @@ def aws(args: list[str]) -> int:
         elif op == "put-role-policy":
             need(k)
             st[f"iam-policy:{one(o, 'role-name')}:{one(o, 'policy-name')}"] = json.loads(
-                read_param(one(o, "policy-document")))
+                read_param(one(o, "policy-document"))
+            )
         elif op == "delete-role-policy":
             pk = f"iam-policy:{one(o, 'role-name')}:{one(o, 'policy-name')}"
             need(pk)
@@ -245,8 +253,12 @@ def kubectl(args: list[str]) -> int:
         print(yaml.safe_dump({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": pos[3], "namespace": ns}}))
         return 0
     if verb == "delete":
-        kinds = {"namespace": "Namespace", "secret": "Secret", "job": "Job",
-                 "authorizationpolicies.security.istio.io": "AuthorizationPolicy"}
+        kinds = {
+            "namespace": "Namespace",
+            "secret": "Secret",
+            "job": "Job",
+            "authorizationpolicies.security.istio.io": "AuthorizationPolicy",
+        }
         kind = kinds[pos[1]]
         for name in pos[2:]:
             if kind == "Namespace":
@@ -284,7 +296,7 @@ def eksctl(args: list[str]) -> int:
 
 def helm(args: list[str]) -> int:
     # keep the content of the values files (they are temp files of the script)
-    pos, o = parse(args)
+    _pos, o = parse(args)
     values = [Path(f).read_text() for f in o.get("f", [])]
     with (STATE_DIR / "helm-values.jsonl").open("a") as fh:
         fh.write(json.dumps({"args": args, "values": values}) + "\n")
@@ -307,8 +319,14 @@ def main() -> int:
     args = sys.argv[1:]
     with (STATE_DIR / "calls.jsonl").open("a") as fh:
         fh.write(json.dumps([name, *args]) + "\n")
-    handler = {"aws": aws, "kubectl": kubectl, "eksctl": eksctl, "helm": helm, "docker": docker,
-               "istioctl": passthrough}[name]
+    handler = {
+        "aws": aws,
+        "kubectl": kubectl,
+        "eksctl": eksctl,
+        "helm": helm,
+        "docker": docker,
+        "istioctl": passthrough,
+    }[name]
     try:
         return handler(args)
     except Absent as e:
@@ -322,8 +340,10 @@ def install(bin_dir: Path, state_dir: Path) -> None:
     state_dir.mkdir(parents=True, exist_ok=True)
     for name in ("aws", "kubectl", "eksctl", "helm", "docker", "istioctl"):
         path = bin_dir / name
-        path.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
-                        "from fakecli import main\nsys.exit(main())\n")
+        path.write_text(
+            f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+            "from fakecli import main\nsys.exit(main())\n"
+        )
         path.chmod(0o755)
 
 

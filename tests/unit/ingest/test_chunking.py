@@ -28,9 +28,15 @@ def test_long_document_split_keeps_metadata() -> None:
 
 
 def test_ids_stable_across_runs_and_unique_across_sources() -> None:
-    docs = [_long_doc("/a/x.md", 0), _long_doc("/a/y.md", 0), Document(page_content="short", metadata={"source": "/a/x.md"})]
+    docs = [
+        _long_doc("/a/x.md", 0),
+        _long_doc("/a/y.md", 0),
+        Document(page_content="short", metadata={"source": "/a/x.md"}),
+    ]
     first = [c.metadata["id"] for c in chunk_documents([d.model_copy(deep=True) for d in docs], make_splitter(400, 40))]
-    second = [c.metadata["id"] for c in chunk_documents([d.model_copy(deep=True) for d in docs], make_splitter(400, 40))]
+    second = [
+        c.metadata["id"] for c in chunk_documents([d.model_copy(deep=True) for d in docs], make_splitter(400, 40))
+    ]
     assert first == second
     assert len(set(first)) == len(first)
     prefixes = {i.split("-")[0] for i in first}

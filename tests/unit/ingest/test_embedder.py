@@ -14,7 +14,9 @@ from ingest.embedder import embed_in_batches, is_retryable
 
 
 def _client_error(code: str, status: int = 400) -> ClientError:
-    return ClientError({"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "InvokeModel")
+    return ClientError(
+        {"Error": {"Code": code, "Message": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "InvokeModel"
+    )
 
 
 class _Indexed(Embeddings):

@@ -96,7 +96,9 @@ def test_evaluate_with_fake_retriever() -> None:
             rows = {"a": [3, 1], "b": [7, 8, 9], "c": []}[question]
             return [Document(page_content="x", metadata={"row": r}) for r in rows]
 
-    scores = evaluate(Fake(), [Question("a", frozenset({1})), Question("b", frozenset({7})), Question("c", frozenset({0}))])
+    scores = evaluate(
+        Fake(), [Question("a", frozenset({1})), Question("b", frozenset({7})), Question("c", frozenset({0}))]
+    )
     assert scores.recall == {1: pytest.approx(1 / 3), 4: pytest.approx(2 / 3), 10: pytest.approx(2 / 3)}
     assert scores.mrr == pytest.approx((0.5 + 1) / 3)
 
@@ -104,11 +106,19 @@ def test_evaluate_with_fake_retriever() -> None:
 def test_load_questions(tmp_path) -> None:
     path = tmp_path / "q.jsonl"
     path.write_text(
-        json.dumps({"question": "hi?", "relevant_rows": [1, 2], "extra": 1}) + "\n\n" + json.dumps({"question": "x", "relevant_rows": []}) + "\n"
+        json.dumps({"question": "hi?", "relevant_rows": [1, 2], "extra": 1})
+        + "\n\n"
+        + json.dumps({"question": "x", "relevant_rows": []})
+        + "\n"
     )
     questions = load_questions(path)
     assert questions == [Question("hi?", frozenset({1, 2})), Question("x", frozenset())]
-    for bad in ["not json", '{"question": "x"}', '{"question": "", "relevant_rows": [1]}', '{"question": "x", "relevant_rows": ["1"]}']:
+    for bad in [
+        "not json",
+        '{"question": "x"}',
+        '{"question": "", "relevant_rows": [1]}',
+        '{"question": "x", "relevant_rows": ["1"]}',
+    ]:
         path.write_text(bad + "\n")
         with pytest.raises(ValueError, match=":1:"):
             load_questions(path)

@@ -193,12 +193,18 @@ def test_write_rejects_inconsistent_input(tmp_path, fake_embeddings) -> None:
     docs = make_docs(["a", "b"])
     vectors = np.asarray(fake_embeddings.embed_documents(["a", "b"]))
     with pytest.raises(ValueError, match="vectors but"):
-        write_index_version(store, tenant="tenanta", embedding_model=FAKE_MODEL, vectors=vectors[:1], documents=docs, sources=[])
+        write_index_version(
+            store, tenant="tenanta", embedding_model=FAKE_MODEL, vectors=vectors[:1], documents=docs, sources=[]
+        )
     dup = [Document(page_content=d.page_content, metadata={**d.metadata, "id": "same"}) for d in docs]
     with pytest.raises(ValueError, match="unique"):
-        write_index_version(store, tenant="tenanta", embedding_model=FAKE_MODEL, vectors=vectors, documents=dup, sources=[])
+        write_index_version(
+            store, tenant="tenanta", embedding_model=FAKE_MODEL, vectors=vectors, documents=dup, sources=[]
+        )
     with pytest.raises(ValueError):
-        write_index_version(store, tenant="../x", embedding_model=FAKE_MODEL, vectors=vectors, documents=docs, sources=[])
+        write_index_version(
+            store, tenant="../x", embedding_model=FAKE_MODEL, vectors=vectors, documents=docs, sources=[]
+        )
     assert store.list("") == []
 
 
@@ -218,6 +224,19 @@ def test_new_version_ids_sort_by_time() -> None:
     assert early < late
     assert late.startswith("20261125T120000Z-")
     assert VERSION_RE.fullmatch(late)
+
+
+def test_version_ids_made_in_one_second_sort_in_creation_order() -> None:
+    """BUG (reported): the id has 1-second resolution plus a random suffix, so versions written
+    within one second sort randomly; ``list_versions`` ("oldest first") and pruning then disagree
+    with the real order (pruning can delete a newer version and keep an older one)."""
+    import time
+
+    ids = []
+    for _ in range(20):
+        ids.append(new_version_id())
+        time.sleep(0.002)
+    assert ids == sorted(ids)
 
 
 @pytest.mark.parametrize("key", ["../x", "/etc/passwd", "a//b", "a/./b", ""])

@@ -102,8 +102,9 @@ def test_dense_vs_hybrid(blind_index) -> None:
     # hybrid: BM25 puts the terminate/cluster row first
     assert hybrid[0].metadata["row"] == 2
     assert [d.metadata["rank"] for d in hybrid] == [1, 2, 3]
-    dense_rank_of_row2 = [d.metadata["row"] for d in TenantRetriever(index=index, embeddings=emb, mode="dense", k=5)
-                          .invoke(query)].index(2) + 1
+    dense_rank_of_row2 = [
+        d.metadata["row"] for d in TenantRetriever(index=index, embeddings=emb, mode="dense", k=5).invoke(query)
+    ].index(2) + 1
     # row 2 is BM25's only hit (rank 1) and somewhere in the dense list
     weight = getattr(hybrid_retriever, "keyword_weight", 1.0)
     expected = weight / (RRF_C + 1) + 1 / (RRF_C + dense_rank_of_row2)

@@ -115,7 +115,7 @@ def test_default_source_needs_bucket(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_bad_bucket_name(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TENANT_ID", "tenanta")
     monkeypatch.setenv("CONTEXTUAL_DATA_BUCKET", "Bad_Bucket")
-    with pytest.raises(SettingsError, match="^CONTEXTUAL_DATA_BUCKET:"):
+    with pytest.raises(SettingsError, match=r"^CONTEXTUAL_DATA_BUCKET:"):
         load_settings()
 
 
@@ -157,7 +157,7 @@ def test_aws_client_needs_region(monkeypatch: pytest.MonkeyPatch) -> None:
     from rag.aws import make_client
 
     monkeypatch.setenv("TENANT_ID", "tenanta")
-    with pytest.raises(SettingsError, match="^AWS_DEFAULT_REGION:"):
+    with pytest.raises(SettingsError, match=r"^AWS_DEFAULT_REGION:"):
         make_client("s3", load_settings())
 
 

@@ -20,7 +20,9 @@ from webapp.api_client import (
 from webapp.chat import AnswerStream
 
 SID = "tenanta:alice@example.com:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
-SOURCES = [{"id": "d1", "source": "Amazon_SageMaker_FAQs.csv", "row": 3, "title": "What is?", "score": 0.9, "snippet": "s"}]
+SOURCES = [
+    {"id": "d1", "source": "Amazon_SageMaker_FAQs.csv", "row": 3, "title": "What is?", "score": 0.9, "snippet": "s"}
+]
 
 
 def sse(*events: tuple[str, dict]) -> bytes:
@@ -206,7 +208,10 @@ def test_client_from_settings():
     from rag.settings import load_settings
 
     settings = load_settings(
-        tenant_id="tenanta", rag_api_url="http://x:1", rag_api_timeout_seconds=9, embeddings_provider="local",
+        tenant_id="tenanta",
+        rag_api_url="http://x:1",
+        rag_api_timeout_seconds=9,
+        embeddings_provider="local",
         llm_provider="extractive",
     )
     client = client_from_settings(settings)

@@ -138,6 +138,16 @@ def test_api_down_shows_message_and_retry(app, set_headers, issuer, fake_api: Fa
     assert [c["q"] for c in fake_api.calls] == ["What is SageMaker?", "What is SageMaker?"]
 
 
+def test_unexpected_client_error_still_shows_retry(app, set_headers, issuer, fake_api: FakeRagApi):
+    set_headers(bearer(issuer.token()))
+    fake_api.error = RuntimeError("bug")  # type: ignore[assignment]
+    at = app.run()
+    at.chat_input[0].set_value("hi").run()
+    assert not at.exception
+    assert "went wrong" in at.error[0].value
+    assert at.button(key="retry")
+
+
 @pytest.mark.parametrize("failure", [httpx.ConnectError("refused"), httpx.ReadTimeout("slow")])
 def test_real_client_failure_is_friendly(app, set_headers, issuer, monkeypatch, failure):
     """The real httpx client whose API is down or slow: history warning, then the Retry box."""

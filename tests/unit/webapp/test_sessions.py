@@ -27,8 +27,11 @@ def dynamo_store(monkeypatch):
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
         settings = load_settings(
-            tenant_id=TENANT, aws_default_region="us-east-1", sessions_table="tenanta-sessions",
-            embeddings_provider="local", llm_provider="extractive",
+            tenant_id=TENANT,
+            aws_default_region="us-east-1",
+            sessions_table="tenanta-sessions",
+            embeddings_provider="local",
+            llm_provider="extractive",
         )
         client = boto3.client("dynamodb", region_name="us-east-1")
         client.create_table(

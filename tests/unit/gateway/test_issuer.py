@@ -1,0 +1,111 @@
+"""The local test issuer: Cognito-shaped tokens, discovery, JWKS and the demo login (no sockets)."""
+
+from __future__ import annotations
+
+import json
+import time
+from http.cookies import SimpleCookie
+from types import SimpleNamespace
+
+import jwt
+import pytest
+
+from gateway.issuer import DEMO_USERS, LocalIssuer, SigningKey
+from rag.tenant import InvalidTenantIdError
+
+
+@pytest.fixture
+def issuer() -> LocalIssuer:
+    issuer = LocalIssuer(port=4444)  # never started: respond() is pure
+    return issuer
+
+
+def jwks_of(issuer: LocalIssuer) -> dict:
+    response = issuer.respond("GET", f"/{issuer.pool_id}/.well-known/jwks.json")
+    assert response.status == 200
+    return json.loads(response.body)
+
+
+def test_issuer_url_has_cognito_shape(issuer: LocalIssuer) -> None:
+    assert issuer.issuer_url == "http://127.0.0.1:4444/us-east-1_TESTPOOL"
+    doc = json.loads(issuer.respond("GET", "/us-east-1_TESTPOOL/.well-known/openid-configuration").body)
+    assert doc["issuer"] == issuer.issuer_url
+    assert doc["jwks_uri"] == issuer.issuer_url + "/.well-known/jwks.json"
+    assert doc["id_token_signing_alg_values_supported"] == ["RS256"]
+
+
+def test_token_is_cognito_shaped_and_verifies_against_published_jwks(issuer: LocalIssuer) -> None:
+    token = issuer.mint_for("alice")
+    header = jwt.get_unverified_header(token)
+    assert header["alg"] == "RS256" and header["kid"] == issuer.key.kid
+    (key,) = jwks_of(issuer)["keys"]
+    assert key["kid"] == issuer.key.kid and key["use"] == "sig" and "d" not in key  # public only
+    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["RS256"], audience="localtestclient",
+                        issuer=issuer.issuer_url)  # fmt: skip
+    assert claims["token_use"] == "id"
+    assert claims["custom:tenantid"] == "tenanta" and claims["email"] == "alice@tenanta.example.com"
+    assert claims["cognito:username"] == "alice"
+    assert claims["exp"] - claims["iat"] == 3600 and claims["auth_time"] == claims["iat"]
+    assert {"sub", "jti", "origin_jti", "event_id", "email_verified"} <= set(claims)
+
+
+def test_mint_overrides_and_removals(issuer: LocalIssuer) -> None:
+    other = SigningKey()
+    token = issuer.mint("tenantb", "x@y.z", key=other, now=1000, aud="other", **{"custom:tenantid": None})
+    claims = jwt.decode(token, options={"verify_signature": False})
+    assert claims["aud"] == "other" and claims["iat"] == 1000 and "custom:tenantid" not in claims
+    assert jwt.get_unverified_header(token)["kid"] == other.kid
+
+
+def test_web_chat_verifier_accepts_issuer_tokens_and_refuses_other_tenant(issuer: LocalIssuer) -> None:
+    """The issuer's tokens meet the web chat's own check (webapp.identity.TokenVerifier)."""
+    from webapp.identity import IdentityError, TokenVerifier
+
+    (key,) = jwks_of(issuer)["keys"]
+    keys = SimpleNamespace(get_signing_key_from_jwt=lambda token: jwt.PyJWK(key))
+    verifier = TokenVerifier(issuer.issuer_url, "tenanta", issuer.client_id, keys=keys)
+    assert verifier.verify(issuer.mint_for("alice"))["email"] == "alice@tenanta.example.com"
+    with pytest.raises(IdentityError, match="not_allowed"):
+        verifier.verify(issuer.mint_for("bob"))
+    with pytest.raises(IdentityError, match="expired"):
+        verifier.verify(issuer.mint("tenanta", "alice@tenanta.example.com", now=int(time.time()) - 7200))
+
+
+def test_login_sets_host_only_httponly_cookie_and_redirects(issuer: LocalIssuer) -> None:
+    response = issuer.respond("GET", "/oauth2/login?user=alice&rd=/chat", {"host": "tenanta.localhost:8701"})
+    headers = dict(response.headers)
+    assert response.status == 302 and headers["Location"] == "/chat"
+    cookie = SimpleCookie(headers["Set-Cookie"])["id_token"]
+    assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/" and not cookie["domain"]
+    assert jwt.decode(cookie.value, options={"verify_signature": False})["custom:tenantid"] == "tenanta"
+
+
+@pytest.mark.parametrize("rd", ["https://evil.example/", "//evil.example/", "/\\evil.example"])
+def test_login_has_no_open_redirect(issuer: LocalIssuer, rd: str) -> None:
+    response = issuer.respond("GET", f"/oauth2/login?user=bob&rd={rd}")
+    assert dict(response.headers)["Location"] == "/"
+
+
+def test_login_page_lists_users_of_the_host_tenant(issuer: LocalIssuer) -> None:
+    page = issuer.respond("GET", "/oauth2/login", {"host": "tenantb.localhost:8701"})
+    assert page.status == 200 and b"bob" in page.body and b"alice" not in page.body
+    page = issuer.respond("GET", "/oauth2/login?user=mallory<script>", {"host": "127.0.0.1"})
+    assert b"alice" in page.body and b"bob" in page.body and b"<script>" not in page.body
+
+
+def test_other_endpoints(issuer: LocalIssuer) -> None:
+    token = issuer.respond("GET", "/oauth2/token?user=bob")
+    assert token.status == 200 and jwt.decode(token.body, options={"verify_signature": False})["email"].startswith("bob")
+    assert issuer.respond("GET", "/oauth2/token?user=nobody").status == 404
+    logout = issuer.respond("GET", "/oauth2/logout")
+    assert logout.status == 302 and "Max-Age=0" in dict(logout.headers)["Set-Cookie"]
+    assert issuer.respond("POST", "/oauth2/login?user=alice").status == 405
+    assert issuer.respond("GET", "/other/.well-known/jwks.json").status == 404
+
+
+def test_demo_users_and_bad_tenants() -> None:
+    assert {(u.username, u.tenant) for u in DEMO_USERS} == {("alice", "tenanta"), ("bob", "tenantb")}
+    from gateway.issuer import DemoUser
+
+    with pytest.raises(InvalidTenantIdError):
+        DemoUser("eve", "eve@x.y", "../tenanta")
