@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +22,15 @@ from api.state import IndexHolder, RagState
 from rag.chain import LiveRetriever, build_chain
 from rag.history import HistoryStore, InMemoryHistoryStore, make_history_store
 from rag.index_store import open_store
-from rag.retrieval import make_retriever
 from rag.llm import make_chat_model, model_id_of
+from rag.retrieval import make_retriever
 from rag.settings import Settings, SettingsError, get_settings
 
 logger = logging.getLogger("api")
 #: Upper bound of the API's max_matching_docs.
 MAX_MATCHING_DOCS = 20
+#: Threads per worker for blocking model/retrieval calls: one per concurrent stream in flight.
+MODEL_THREADS = 128
 
 
 @dataclass
@@ -121,6 +124,10 @@ def make_lifespan(parts: Components) -> Any:
         except SettingsError as exc:
             logger.error("invalid configuration: %s", str(exc).replace("\n", "; "))
             raise
+        # LangChain runs blocking calls (boto3 stream reads, retrieval) on the loop's default executor;
+        # the stdlib default (cpu_count + 4 threads) would queue concurrent streams behind each other.
+        executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="ragapi")
+        asyncio.get_running_loop().set_default_executor(executor)
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
         poller = asyncio.create_task(state.index.run(state.settings.index_poll_seconds), name="index-poller")
@@ -137,5 +144,6 @@ def make_lifespan(parts: Components) -> Any:
             poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
+            executor.shutdown(wait=False, cancel_futures=True)
 
     return lifespan

@@ -73,7 +73,7 @@ main() {
   while IFS= read -r f; do files+=(-f "${f}"); done \
     < <(find "${out}" -name '*.yaml' ! -name job-ingest.yaml | LC_ALL=C sort)
 
-  log "deploying ${TENANT_ID} (${TENANT_HOST}), images ${IMAGE_REGISTRY}:${IMAGE_TAG}"
+  log "deploying ${TENANT_ID} (${TENANT_HOST}), images ${IMAGE_REGISTRY}/chatbot-{webapp,ragapi}:${IMAGE_TAG}"
   run kubectl apply -f "${out}/manifests/namespace.yaml" -f "${out}/manifests/oauth2-proxy/namespace.yaml"
   oauth2_proxy_secret
   tls_secret

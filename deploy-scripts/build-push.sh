@@ -32,7 +32,7 @@ main() {
       die "uncommitted changes: commit first or set IMAGE_TAG (and ALLOW_DIRTY=1)"
     fi
   fi
-  check_value IMAGE_TAG '^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$' "a Docker tag"
+  check_value IMAGE_TAG '^[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?$' "a Docker tag that is also a label value (max 63)"
   [[ "${IMAGE_TAG}" != latest ]] || die "IMAGE_TAG=latest is not a pinned tag"
   resolve_account
   : "${IMAGE_REGISTRY:=${ACCOUNT_ID}.dkr.ecr.${AWS_REGION}.amazonaws.com/tenant-rag}"

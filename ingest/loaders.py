@@ -41,11 +41,12 @@ def _clean(text: str) -> str:
 
 
 def _looks_like_headerless_faq(rows: list[list[str]]) -> bool:
-    """Two columns everywhere and a first row that reads like a question, not column names."""
-    if not rows or any(len(r) != 2 for r in rows):
+    """Two columns in (nearly) every row and a first row that reads like a question, not column names."""
+    if not rows or len(rows[0]) != 2:
         return False
+    two_columns = sum(1 for r in rows if len(r) == 2)
     first = rows[0][0].strip()
-    return first.endswith("?") or len(first.split()) > 4
+    return two_columns >= 0.9 * len(rows) and (first.endswith("?") or len(first.split()) > 4)
 
 
 def load_csv(data: bytes, source: str) -> list[Document]:
@@ -77,8 +78,10 @@ def load_csv(data: bytes, source: str) -> list[Document]:
         raise LoaderError(f"{source}: no data rows")
     documents: list[Document] = []
     if _looks_like_headerless_faq([r for _, r in indexed]):
-        for row_number, (question, answer) in indexed:
-            question, answer = _clean(question), _clean(answer)
+        for row_number, row in indexed:
+            if len(row) != 2:
+                continue  # ragged row: skipped
+            question, answer = _clean(row[0]), _clean(row[1])
             documents.append(
                 Document(
                     page_content=f"{question}\n{answer}",

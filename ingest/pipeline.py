@@ -173,6 +173,11 @@ def run_ingestion(
     started = time.perf_counter()
     summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=store.uri, dry_run=dry_run)
     previous = _previous_version(store, tenant, embedding_model)
+    chunking = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap}
+    if previous and previous.manifest.chunking != chunking:
+        log.info("chunking changed (%s -> %s): every source is chunked and embedded again",
+                 previous.manifest.chunking, chunking)  # fmt: skip
+        previous = None
     previous_sources = {s.uri: s for s in previous.manifest.sources} if previous else {}
     splitter = make_splitter(chunk_size, chunk_overlap)
 
@@ -249,6 +254,7 @@ def run_ingestion(
         vectors=vectors,
         documents=all_chunks,
         sources=records,
+        chunking=chunking,
     )
     _prune_versions(store, keep_versions)
     summary.seconds = time.perf_counter() - started

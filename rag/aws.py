@@ -32,7 +32,7 @@ def client_config(settings: Settings, *, read_timeout: float | None = None) -> C
         region_name=settings.aws_default_region,
         connect_timeout=settings.bedrock_connect_timeout_seconds,
         read_timeout=read_timeout or settings.bedrock_read_timeout_seconds,
-        retries={"mode": "standard", "max_attempts": settings.bedrock_max_attempts},
+        retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
         max_pool_connections=max(10, settings.embed_concurrency * 2),
     )
 

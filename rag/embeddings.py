@@ -106,12 +106,13 @@ def make_embeddings(settings: Settings, *, bedrock_client: Any = None) -> Normal
 
     model_id = settings.embedding_model_id
     is_v2 = model_id.startswith("amazon.titan-embed-text-v2")
-    dim = settings.embedding_dimensions or KNOWN_DIMENSIONS.get(model_id, 1024)
+    dim = (settings.embedding_dimensions if is_v2 else None) or KNOWN_DIMENSIONS.get(model_id, 1024)
     client = bedrock_client or make_client(settings.bedrock_service, settings)
     inner = BedrockEmbeddings(
         client=client,
         model_id=model_id,
-        # Titan v2 normalises server-side when asked; v1 has no such flag (we normalise anyway).
+        # LangChain normalises client-side (the request body is {"inputText", "dimensions"?});
+        # NormalizedEmbeddings below makes sure of it for any model.
         normalize=True,
         dimensions=settings.embedding_dimensions if is_v2 else None,
     )

@@ -40,7 +40,7 @@ LATEST = "LATEST"
 INDEX_FILE = "index.faiss"
 DOCSTORE_FILE = "docstore.jsonl"
 MANIFEST_FILE = "manifest.json"
-VERSION_RE = re.compile(r"^\d{8}T\d{6}Z-[0-9a-f]{8}$")
+VERSION_RE = re.compile(r"^\d{8}T\d{6}(\d{6})?Z-[0-9a-f]{8}$")
 #: Upper bounds on what a reader accepts, so a hostile or broken object cannot exhaust memory.
 MAX_MANIFEST_BYTES = 64 * 1024 * 1024
 MAX_INDEX_BYTES = 8 * 1024 * 1024 * 1024
@@ -261,6 +261,9 @@ class IndexManifest:
     sources: list[SourceRecord]
     files: dict[str, str]
     format: int = FORMAT_VERSION
+    #: How the chunks were cut (``{"chunk_size": int, "chunk_overlap": int}``, characters); an
+    #: optional extension: a re-ingestion with other values embeds every source again.
+    chunking: dict[str, int] | None = None
 
     def to_json(self) -> bytes:
         """Serialise as UTF-8 JSON (sorted keys, so equal manifests are equal bytes)."""
@@ -274,6 +277,8 @@ class IndexManifest:
             "sources": [s.__dict__ for s in self.sources],
             "files": self.files,
         }
+        if self.chunking is not None:
+            body["chunking"] = self.chunking
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -302,6 +307,7 @@ class IndexManifest:
                 created_at=str(raw["created_at"]),
                 sources=sources,
                 files=files,
+                chunking={str(k): int(v) for k, v in raw["chunking"].items()} if raw.get("chunking") else None,
             )
         except IndexIntegrityError:
             raise
@@ -336,8 +342,9 @@ class IndexVersion:
 
 
 def new_version_id(now: datetime | None = None) -> str:
-    """A sortable, unique version id: UTC time plus 32 random bits, e.g. ``20261125T120000Z-1a2b3c4d``."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    """A sortable, unique version id: UTC time to the microsecond plus 32 random bits,
+    e.g. ``20261125T120000123456Z-1a2b3c4d`` (ids without microseconds are still accepted on read)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%S%fZ")
     return f"{stamp}-{secrets.token_hex(4)}"
 
 
@@ -393,6 +400,7 @@ def write_index_version(
     documents: list[Document],
     sources: list[SourceRecord],
     publish: bool = True,
+    chunking: dict[str, int] | None = None,
 ) -> str:
     """Write a complete version folder, then (if ``publish``) point ``LATEST`` at it.
 
@@ -405,6 +413,7 @@ def write_index_version(
         sources: what was ingested, for incremental re-ingestion.
         publish: replace ``LATEST`` after the upload (the last write, so readers never see a
             partial version).
+        chunking: the splitter settings, recorded so a later run knows whether chunks are reusable.
 
     Returns:
         The new version id.
@@ -435,6 +444,7 @@ def write_index_version(
         created_at=datetime.now(UTC).isoformat(timespec="seconds"),
         sources=sorted(sources, key=lambda s: s.uri),
         files={INDEX_FILE: _sha256(index_bytes), DOCSTORE_FILE: _sha256(docstore_bytes)},
+        chunking=chunking,
     )
     base = f"v/{version}/"
     store.write(base + INDEX_FILE, index_bytes)

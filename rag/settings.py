@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.tenant import validate_tenant_id
@@ -110,16 +110,20 @@ class Settings(BaseSettings):
     rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
 
-    @model_validator(mode="after")
-    def _check_combinations(self) -> Settings:
-        problems: list[str] = []
-        if self.chunk_overlap >= self.chunk_size:
-            problems.append("CHUNK_OVERLAP: must be smaller than CHUNK_SIZE")
-        if self.embedding_dimensions is not None and self.embedding_dimensions not in TITAN_V2_DIMENSIONS:
-            problems.append(f"EMBEDDING_DIMENSIONS: must be one of {TITAN_V2_DIMENSIONS}")
-        if problems:
-            raise ValueError("; ".join(problems))
-        return self
+    @field_validator("chunk_overlap")
+    @classmethod
+    def _overlap_below_size(cls, value: int, info: ValidationInfo) -> int:
+        size = info.data.get("chunk_size")
+        if size is not None and value >= size:
+            raise ValueError("must be smaller than CHUNK_SIZE")
+        return value
+
+    @field_validator("embedding_dimensions")
+    @classmethod
+    def _titan_dimensions(cls, value: int | None) -> int | None:
+        if value is not None and value not in TITAN_V2_DIMENSIONS:
+            raise ValueError(f"must be one of {TITAN_V2_DIMENSIONS}")
+        return value
 
     @property
     def uses_aws(self) -> bool:

@@ -71,7 +71,9 @@ def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
         assert answer_call["body"]["inferenceConfig"] == {"temperature": 0.1, "maxTokens": 512, "topP": 0.9}
         assert answer_call["body"]["additionalModelRequestFields"] == {"top_k": 40}
         assert any(r["op"] == "invoke" and r["model"] == "amazon.titan-embed-text-v2:0" for r in fake_bedrock.requests)
-        assert len(events[-2][1]["sources"]) == 3 and all(s["source"].endswith(".csv") for s in events[-2][1]["sources"])
+        assert len(events[-2][1]["sources"]) == 3 and all(
+            s["source"].endswith(".csv") for s in events[-2][1]["sources"]
+        )
 
         # 2. follow-up: the condense call sees the history (two model calls)
         before = len(_stream_requests(fake_bedrock))

@@ -80,11 +80,13 @@ class _Echo(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         if length:
             self.rfile.read(length)
-        body = json.dumps({
-            "upstream": self.tenant,
-            "path": self.path,
-            "headers": {k.lower(): ",".join(self.headers.get_all(k) or []) for k in self.headers},
-        }).encode()  # fmt: skip
+        body = json.dumps(
+            {
+                "upstream": self.tenant,
+                "path": self.path,
+                "headers": {k.lower(): ",".join(self.headers.get_all(k) or []) for k in self.headers},
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("content-type", "application/json")
         self.send_header("content-length", str(len(body)))
@@ -122,7 +124,9 @@ def echo_ports() -> Iterator[dict[str, int]]:
 @pytest.fixture(scope="session")
 def echo_gateway(issuer: LocalIssuer, echo_ports: dict[str, int], tmp_path_factory) -> Iterator[EnvoyGateway]:
     """The real Envoy with the generated config in front of the echo upstreams (remote JWKS = the issuer)."""
-    routes = [TenantRoute(t, f"{t}.localhost", p, issuer.issuer_url, (issuer.client_id,)) for t, p in echo_ports.items()]
+    routes = [
+        TenantRoute(t, f"{t}.localhost", p, issuer.issuer_url, (issuer.client_id,)) for t, p in echo_ports.items()
+    ]
     config = build_envoy_config(routes, free_port(), login_upstream=("127.0.0.1", issuer.port))
     with EnvoyGateway(config, tmp_path_factory.mktemp("envoy-echo")) as gw:
         yield gw

@@ -7,12 +7,15 @@ behind the gateway would see.
 from __future__ import annotations
 
 import base64
+import hashlib
+import hmac
 import json
 import time
 
 import httpx
 import jwt
 import pytest
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from gateway.issuer import LocalIssuer, SigningKey
 
@@ -25,16 +28,20 @@ def b64(data: dict) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
+def hs256_with_public_key(iss: LocalIssuer, claims: dict) -> str:
+    """The classic algorithm-confusion token: HMAC-SHA256 keyed with the issuer's public key PEM."""
+    public_pem = iss.key.private_key.public_key().public_bytes(Encoding.PEM, PublicFormat.SubjectPublicKeyInfo)
+    signing_input = f"{b64({'alg': 'HS256', 'typ': 'JWT', 'kid': iss.key.kid})}.{b64(claims)}"
+    mac = hmac.new(public_pem, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
 def token_cases(iss: LocalIssuer) -> dict[str, str | None]:
     """Attack tokens, all presented on tenanta's host; each must be refused with 401."""
     now = int(time.time())
     good = iss.mint("tenanta", ALICE)
     header, payload, signature = good.split(".")
     claims = jwt.decode(good, options={"verify_signature": False})
-    public_pem = iss.key.private_key.public_key().public_bytes(
-        encoding=__import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).Encoding.PEM,
-        format=__import__("cryptography.hazmat.primitives.serialization", fromlist=["x"]).PublicFormat.SubjectPublicKeyInfo,
-    )
     stolen_kid = SigningKey(kid=iss.key.kid)  # another key claiming the issuer's kid
     return {
         "no token": None,
@@ -44,15 +51,21 @@ def token_cases(iss: LocalIssuer) -> dict[str, str | None]:
         "wrong issuer (other pool)": iss.mint("tenanta", ALICE, iss=iss.issuer_url.replace("TESTPOOL", "OTHERPOOL")),
         "wrong audience (other client id)": iss.mint("tenanta", ALICE, aud="otherclient"),
         "alg none (unsigned)": f"{b64({'alg': 'none', 'typ': 'JWT'})}.{payload}.",
-        "alg HS256 keyed with the public key": jwt.encode(claims, public_pem.decode()[:32] + "x" * 32, algorithm="HS256",
-                                                          headers={"kid": iss.key.kid}),  # fmt: skip
+        "alg HS256 keyed with the public key (alg confusion)": hs256_with_public_key(iss, claims),
         "signed by another key (unknown kid)": iss.mint("tenanta", ALICE, key=SigningKey()),
         "signed by another key (issuer's kid)": iss.mint("tenanta", ALICE, key=stolen_kid),
         "tampered payload (tenantb -> tenanta)": ".".join(
-            [header, b64({**jwt.decode(iss.mint("tenantb", BOB), options={"verify_signature": False}),
-                          "custom:tenantid": "tenanta"}),
-             iss.mint("tenantb", BOB).split(".")[2]]
-        ),  # fmt: skip
+            [
+                header,
+                b64(
+                    {
+                        **jwt.decode(iss.mint("tenantb", BOB), options={"verify_signature": False}),
+                        "custom:tenantid": "tenanta",
+                    }
+                ),
+                iss.mint("tenantb", BOB).split(".")[2],
+            ]
+        ),
         "tampered signature": f"{header}.{payload}.{signature[:-6]}AAAAAA",
     }
 
@@ -77,8 +90,9 @@ def test_token_attacks_get_401(issuer: LocalIssuer, gw_client: httpx.Client, att
 def test_token_only_from_header_or_cookie(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
     token = issuer.mint_for("alice")
     response = gw_client.get(f"/?access_token={token}", headers={"host": "tenanta.localhost"})
-    assert attempts.record(LAYER, "valid token in ?access_token= query (not an accepted place)", 401,
-                           response.status_code)  # fmt: skip
+    assert attempts.record(
+        LAYER, "valid token in ?access_token= query (not an accepted place)", 401, response.status_code
+    )
 
 
 def test_browser_without_token_is_sent_to_sign_in(gw_client: httpx.Client, attempts) -> None:
@@ -120,25 +134,46 @@ def test_forged_identity_headers_never_reach_upstream(issuer: LocalIssuer, gw_cl
     seen = gw_client.get("/", headers=headers).json()["headers"]
     actual = {k: v for k, v in seen.items() if k.startswith("x-auth-request-")}
     expected = {"x-auth-request-tenantid": "tenanta", "x-auth-request-email": ALICE}
-    assert attempts.record(LAYER, "alice's token + forged x-auth-request-{tenantid,email,user,groups}",
-                           f"upstream sees only {expected}", f"upstream sees only {actual}")  # fmt: skip
+    assert attempts.record(
+        LAYER,
+        "alice's token + forged x-auth-request-{tenantid,email,user,groups}",
+        f"upstream sees only {expected}",
+        f"upstream sees only {actual}",
+    )
 
 
 def test_forged_tenant_header_without_claim_is_refused(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
     token = issuer.mint("tenanta", ALICE, **{"custom:tenantid": None})
-    response = gw_client.get("/", headers={"host": "tenanta.localhost", "authorization": f"Bearer {token}",
-                                           "x-auth-request-tenantid": "tenanta"})  # fmt: skip
-    assert attempts.record(LAYER, "valid token without custom:tenantid + forged x-auth-request-tenantid: tenanta",
-                           403, response.status_code)  # fmt: skip
+    response = gw_client.get(
+        "/",
+        headers={"host": "tenanta.localhost", "authorization": f"Bearer {token}", "x-auth-request-tenantid": "tenanta"},
+    )
+    assert attempts.record(
+        LAYER,
+        "valid token without custom:tenantid + forged x-auth-request-tenantid: tenanta",
+        403,
+        response.status_code,
+    )
 
 
 def test_forged_email_without_claim_is_dropped(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
     token = issuer.mint("tenanta", ALICE, email=None)
-    seen = gw_client.get("/", headers={"host": "tenanta.localhost", "authorization": f"Bearer {token}",
-                                       "x-auth-request-email": "ceo@tenanta.example.com"}).json()["headers"]  # fmt: skip
-    assert attempts.record(LAYER, "token without email claim + forged x-auth-request-email",
-                           "no x-auth-request-email upstream", "no x-auth-request-email upstream"
-                           if "x-auth-request-email" not in seen else f"upstream sees {seen['x-auth-request-email']}")  # fmt: skip
+    seen = gw_client.get(
+        "/",
+        headers={
+            "host": "tenanta.localhost",
+            "authorization": f"Bearer {token}",
+            "x-auth-request-email": "ceo@tenanta.example.com",
+        },
+    ).json()["headers"]
+    assert attempts.record(
+        LAYER,
+        "token without email claim + forged x-auth-request-email",
+        "no x-auth-request-email upstream",
+        "no x-auth-request-email upstream"
+        if "x-auth-request-email" not in seen
+        else f"upstream sees {seen['x-auth-request-email']}",
+    )
 
 
 def test_cookie_token_forwarded_as_bearer(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
@@ -147,8 +182,12 @@ def test_cookie_token_forwarded_as_bearer(issuer: LocalIssuer, gw_client: httpx.
     token = login.cookies["id_token"]
     seen = gw_client.get("/", headers={"host": "tenanta.localhost", "cookie": f"theme=dark; id_token={token}"})
     forwarded = seen.json()["headers"].get("authorization") == f"Bearer {token}"
-    assert attempts.record(LAYER, "demo sign-in cookie id_token (tenanta host)", "200, forwarded as Bearer",
-                           f"{seen.status_code}, {'forwarded as Bearer' if forwarded else 'NOT forwarded'}")  # fmt: skip
+    assert attempts.record(
+        LAYER,
+        "demo sign-in cookie id_token (tenanta host)",
+        "200, forwarded as Bearer",
+        f"{seen.status_code}, {'forwarded as Bearer' if forwarded else 'NOT forwarded'}",
+    )
     other = gw_client.get("/", headers={"host": "tenantb.localhost", "cookie": f"id_token={token}"})
     assert attempts.record(LAYER, "alice's sign-in cookie replayed on tenantb host", 403, other.status_code)
     bad = gw_client.get("/", headers={"host": "tenanta.localhost", "cookie": f"id_token={token[:-5]}AAAAA"})

@@ -13,9 +13,6 @@ import os
 import sys
 from pathlib import Path
 
-import jmespath
-import yaml
-
 STATE_DIR = Path(os.environ.get("FAKE_STATE", "."))
 STATE_FILE = STATE_DIR / "state.json"
 
@@ -186,6 +183,8 @@ def aws(args: list[str]) -> int:
             st[f"iam-policy:{one(o, 'role-name')}:{one(o, 'policy-name')}"] = json.loads(
                 read_param(one(o, "policy-document"))
             )
+        elif op == "get-role-policy":
+            resp = {"PolicyDocument": need(f"iam-policy:{one(o, 'role-name')}:{one(o, 'policy-name')}")}
         elif op == "delete-role-policy":
             pk = f"iam-policy:{one(o, 'role-name')}:{one(o, 'policy-name')}"
             need(pk)
@@ -222,6 +221,8 @@ def aws(args: list[str]) -> int:
         return unknown(args)
     save(st)
     if "query" in o:
+        import jmespath  # lazily: every fake call is a new process
+
         resp = jmespath.search(one(o, "query"), resp)
     if o.get("output") == ["text"]:
         print("None" if resp is None else "\t".join(map(str, resp)) if isinstance(resp, list) else resp)
@@ -231,6 +232,8 @@ def aws(args: list[str]) -> int:
 
 
 def kubectl(args: list[str]) -> int:
+    import yaml  # lazily: every fake call is a new process
+
     pos, o = parse(args)
     st = load()
     verb = pos[0]

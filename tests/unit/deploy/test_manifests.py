@@ -275,7 +275,8 @@ def test_workloads_hardened(objects: dict, tenant: str) -> None:
         for pod in pod_specs(obj):
             psc = pod["securityContext"]
             assert psc["runAsNonRoot"] is True and psc["seccompProfile"]["type"] == "RuntimeDefault"
-            assert pod["serviceAccountName"] in ("chatbot", "oauth2-proxy")
+            expected_sa = {"Deployment": obj["metadata"]["name"], "Job": "ingest", "CronJob": "ingest"}
+            assert pod["serviceAccountName"] == expected_sa[obj["kind"]]
             for c in pod["containers"]:
                 sc = c["securityContext"]
                 assert sc["readOnlyRootFilesystem"] is True and sc["allowPrivilegeEscalation"] is False
@@ -363,10 +364,11 @@ def test_service_namespace_serviceaccount(objects: dict, tenant: str) -> None:
     namespaces = {o["metadata"]["name"]: o for o in by_kind(objects[tenant], "Namespace")}
     assert set(namespaces) == {names["namespace"], names["auth_namespace"]}
     assert all(n["metadata"]["labels"]["istio-injection"] == "enabled" for n in namespaces.values())
-    (sa,) = by_kind(objects[tenant], "ServiceAccount", "chatbot")
-    assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == (
-        f"arn:aws:iam::{RENDER_ENV['ACCOUNT_ID']}:role/{names['role']}"
-    )
+    for name, role in (("chatbot", names["role"]), ("ingest", f"{tenant}-ingest")):
+        (sa,) = by_kind(objects[tenant], "ServiceAccount", name)
+        assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == (
+            f"arn:aws:iam::{RENDER_ENV['ACCOUNT_ID']}:role/{role}"
+        )
 
 
 @pytest.mark.parametrize("tenant", TENANTS)

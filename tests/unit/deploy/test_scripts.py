@@ -115,7 +115,9 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
         "dynamodb:tenanta-chathistory",
         "dynamodb:tenanta-sessions",
         "iam-role:tenanta-chatbot",
-        "iam-policy:tenanta-chatbot:tenanta-chatbot-access",
+        "iam-policy:tenanta-chatbot:access",
+        "iam-role:tenanta-ingest",
+        "iam-policy:tenanta-ingest:access",
         "secret:tenant-rag/tenanta/oauth2-proxy",
         "cognito-domain:tenanta-123456789012",
     } <= keys
@@ -153,36 +155,49 @@ def test_onboard_is_idempotent(fakes: Fakes) -> None:
     assert creates == [], creates
 
 
-def test_iam_policy_names_only_the_tenants_resources(fakes: Fakes) -> None:
+def policy_grants(policy: dict) -> dict[str, set[str]]:
+    """action -> resources, from an IAM policy document (Allow statements only)."""
+    grants: dict[str, set[str]] = {}
+    for st in policy["Statement"]:
+        assert st["Effect"] == "Allow"
+        res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
+        for action in st["Action"]:
+            assert "*" not in action, action
+            grants.setdefault(action, set()).update(res)
+    return grants
+
+
+def test_iam_policies_name_only_the_tenants_resources(fakes: Fakes) -> None:
     ok(fakes.run("onboard-tenant.sh", "tenanta"))
     ok(fakes.run("onboard-tenant.sh", "tenantb"))
+    embed = "arn:aws:bedrock:eu-west-1::foundation-model/amazon.titan-embed-text-v2:0"
+    chat = "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
     for tenant, other in (("tenanta", "tenantb"), ("tenantb", "tenanta")):
-        policy = fakes.state_value(f"iam-policy:{tenant}-chatbot:{tenant}-chatbot-access")
-        resources = []
-        for st in policy["Statement"]:
-            assert st["Effect"] == "Allow"
-            res = st["Resource"] if isinstance(st["Resource"], list) else [st["Resource"]]
-            resources += res
-            assert "*" not in st["Action"] and all(not a.endswith(":*") for a in st["Action"])
-        assert all(other not in r for r in resources)
-        bucket = f"{tenant}-rag-123456789012-eu-west-1"
-        assert set(resources) == {
-            f"arn:aws:s3:::{bucket}",
-            f"arn:aws:s3:::{bucket}/*",
-            f"arn:aws:dynamodb:eu-west-1:123456789012:table/{tenant}-chathistory",
-            f"arn:aws:dynamodb:eu-west-1:123456789012:table/{tenant}-sessions",
-            "arn:aws:bedrock:eu-west-1::foundation-model/amazon.titan-embed-text-v2:0",
-            "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0",
-        }
-        trust = fakes.state_value(f"iam-role:{tenant}-chatbot")["trust"]
-        cond = trust["Statement"][0]["Condition"]["StringEquals"]
-        assert cond["oidc.eks.eu-west-1.amazonaws.com/id/FAKE:sub"] == f"system:serviceaccount:{tenant}-ns:chatbot"
-        assert cond["oidc.eks.eu-west-1.amazonaws.com/id/FAKE:aud"] == "sts.amazonaws.com"
+        bucket = f"arn:aws:s3:::{tenant}-rag-123456789012-eu-west-1"
+        tables = {f"arn:aws:dynamodb:eu-west-1:123456789012:table/{tenant}-{t}" for t in ("chathistory", "sessions")}
+        chatbot = policy_grants(fakes.state_value(f"iam-policy:{tenant}-chatbot:access"))
+        ingest = policy_grants(fakes.state_value(f"iam-policy:{tenant}-ingest:access"))
+        for grants in (chatbot, ingest):
+            assert all(other not in r for res in grants.values() for r in res)
+        # the chat pod reads the index, uses its tables and both models; it cannot write the bucket
+        assert chatbot["s3:ListBucket"] == {bucket} and chatbot["s3:GetObject"] == {f"{bucket}/*"}
+        assert "s3:PutObject" not in chatbot and "s3:DeleteObject" not in chatbot
+        assert chatbot["dynamodb:PutItem"] == tables and chatbot["dynamodb:Query"] == tables
+        assert chatbot["bedrock:InvokeModel"] == {embed, chat}
+        # the ingestion Job writes the index and embeds; no tables, no chat model
+        assert ingest["s3:PutObject"] == {f"{bucket}/*"} and ingest["s3:ListBucket"] == {bucket}
+        assert not [a for a in ingest if a.startswith("dynamodb:")]
+        assert ingest["bedrock:InvokeModel"] == {embed}
+        for role, sa in (("chatbot", "chatbot"), ("ingest", "ingest")):
+            trust = fakes.state_value(f"iam-role:{tenant}-{role}")["trust"]
+            cond = trust["Statement"][0]["Condition"]["StringEquals"]
+            assert cond["oidc.eks.eu-west-1.amazonaws.com/id/FAKE:sub"] == f"system:serviceaccount:{tenant}-ns:{sa}"
+            assert cond["oidc.eks.eu-west-1.amazonaws.com/id/FAKE:aud"] == "sts.amazonaws.com"
 
 
 def test_iam_policy_with_inference_profile(fakes: Fakes) -> None:
     ok(fakes.run("onboard-tenant.sh", "tenanta", TEXT2TEXT_MODEL_ID="eu.anthropic.claude-3-7-sonnet-20250219-v1:0"))
-    policy = fakes.state_value("iam-policy:tenanta-chatbot:tenanta-chatbot-access")
+    policy = fakes.state_value("iam-policy:tenanta-chatbot:access")
     (bedrock,) = [s for s in policy["Statement"] if s["Sid"] == "BedrockModels"]
     assert bedrock["Resource"] == [
         "arn:aws:bedrock:eu-west-1::foundation-model/amazon.titan-embed-text-v2:0",

@@ -86,7 +86,9 @@ def test_inline_jwks_and_https_jwks() -> None:
 def test_login_route_only_with_login_upstream_and_without_checks() -> None:
     plain = hcm(ec.build_envoy_config(routes(), 10000))
     assert "local_reply_config" not in plain
-    assert all(r["match"] != {"prefix": "/oauth2/"} for vh in plain["route_config"]["virtual_hosts"] for r in vh["routes"])
+    assert all(
+        r["match"] != {"prefix": "/oauth2/"} for vh in plain["route_config"]["virtual_hosts"] for r in vh["routes"]
+    )
     demo = hcm(ec.build_envoy_config(routes(), 10000, login_upstream=("127.0.0.1", 9999)))
     login = demo["route_config"]["virtual_hosts"][0]["routes"][0]
     assert login["match"] == {"prefix": "/oauth2/"} and login["route"]["cluster"] == "login"

@@ -40,8 +40,9 @@ def test_token_is_cognito_shaped_and_verifies_against_published_jwks(issuer: Loc
     assert header["alg"] == "RS256" and header["kid"] == issuer.key.kid
     (key,) = jwks_of(issuer)["keys"]
     assert key["kid"] == issuer.key.kid and key["use"] == "sig" and "d" not in key  # public only
-    claims = jwt.decode(token, jwt.PyJWK(key).key, algorithms=["RS256"], audience="localtestclient",
-                        issuer=issuer.issuer_url)  # fmt: skip
+    claims = jwt.decode(
+        token, jwt.PyJWK(key).key, algorithms=["RS256"], audience="localtestclient", issuer=issuer.issuer_url
+    )
     assert claims["token_use"] == "id"
     assert claims["custom:tenantid"] == "tenanta" and claims["email"] == "alice@tenanta.example.com"
     assert claims["cognito:username"] == "alice"
@@ -95,7 +96,9 @@ def test_login_page_lists_users_of_the_host_tenant(issuer: LocalIssuer) -> None:
 
 def test_other_endpoints(issuer: LocalIssuer) -> None:
     token = issuer.respond("GET", "/oauth2/token?user=bob")
-    assert token.status == 200 and jwt.decode(token.body, options={"verify_signature": False})["email"].startswith("bob")
+    assert token.status == 200 and jwt.decode(token.body, options={"verify_signature": False})["email"].startswith(
+        "bob"
+    )
     assert issuer.respond("GET", "/oauth2/token?user=nobody").status == 404
     logout = issuer.respond("GET", "/oauth2/logout")
     assert logout.status == 302 and "Max-Age=0" in dict(logout.headers)["Set-Cookie"]

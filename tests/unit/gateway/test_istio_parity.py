@@ -21,8 +21,13 @@ from gateway.runner import EnvoyGateway
 
 REPO_ROOT = Path(__file__).resolve().parents[3]
 SCRIPTS = REPO_ROOT / "deploy-scripts"
-RENDER_ENV = {"AWS_REGION": "eu-west-1", "ACCOUNT_ID": "123456789012", "DOMAIN": "chat.example.com",
-              "IMAGE_TAG": "0123456789ab", "CLUSTER_NAME": "test-cluster"}  # fmt: skip
+RENDER_ENV = {
+    "AWS_REGION": "eu-west-1",
+    "ACCOUNT_ID": "123456789012",
+    "DOMAIN": "chat.example.com",
+    "IMAGE_TAG": "0123456789ab",
+    "CLUSTER_NAME": "test-cluster",
+}
 #: Each tenant has its own Cognito user pool and app client (as onboard-tenant.sh creates them).
 POOLS = {"tenanta": ("eu-west-1_PoolA1", "clienta111"), "tenantb": ("eu-west-1_PoolB2", "clientb222")}
 
@@ -42,14 +47,21 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, di
     root = tmp_path_factory.mktemp("istio")
     out: dict[str, dict[str, dict]] = {}
     for tenant, (pool, client) in POOLS.items():
-        proc = subprocess.run([str(SCRIPTS / "render.sh"), tenant, str(root / tenant)], capture_output=True, text=True,
-                              env=_env(COGNITO_USER_POOL_ID=pool, COGNITO_CLIENT_ID=client), check=False)  # fmt: skip
+        proc = subprocess.run(
+            [str(SCRIPTS / "render.sh"), tenant, str(root / tenant)],
+            capture_output=True,
+            text=True,
+            env=_env(COGNITO_USER_POOL_ID=pool, COGNITO_CLIENT_ID=client),
+            check=False,
+        )
         assert proc.returncode == 0, proc.stderr
         istio = root / tenant / "istio"
         out[tenant] = {p.stem: _load(p) for p in istio.glob("*.yaml")}
     strip = root / "envoyfilter.yaml"
-    script = (f'source "{SCRIPTS}/lib.sh"; ISTIO_INGRESS_NAMESPACE=istio-system; '
-              f'render_file "{ec.STRIP_FILTER_TEMPLATE}" "{strip}" ISTIO_INGRESS_NAMESPACE ISTIO_VERSION')  # fmt: skip
+    script = (
+        f'source "{SCRIPTS}/lib.sh"; ISTIO_INGRESS_NAMESPACE=istio-system; '
+        f'render_file "{ec.STRIP_FILTER_TEMPLATE}" "{strip}" ISTIO_INGRESS_NAMESPACE ISTIO_VERSION'
+    )
     proc = subprocess.run(["bash", "-c", script], capture_output=True, text=True, env=_env(), check=False)
     assert proc.returncode == 0, proc.stderr
     out["cluster"] = {"strip": _load(strip)}
@@ -60,10 +72,11 @@ def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, di
 def envoy_config() -> dict:
     """Generated from the same tenant list and values the templates got."""
     routes = [
-        ec.TenantRoute(t, f"{t}.{RENDER_ENV['DOMAIN']}", 8501 + i, ec.cognito_issuer(RENDER_ENV["AWS_REGION"], pool),
-                       (client,))
+        ec.TenantRoute(
+            t, f"{t}.{RENDER_ENV['DOMAIN']}", 8501 + i, ec.cognito_issuer(RENDER_ENV["AWS_REGION"], pool), (client,)
+        )
         for i, (t, (pool, client)) in enumerate(POOLS.items())
-    ]  # fmt: skip
+    ]
     return ec.build_envoy_config(routes, 10000)
 
 
@@ -121,7 +134,9 @@ def test_strip_filter_is_identical_and_first(rendered: dict, envoy_config: dict)
     assert summary["strip_lua"] == istio_lua
     assert f'"{ec.STRIPPED_HEADER_PREFIX}"' in istio_lua
     # both headers the gateway trusts are covered by the stripped prefix
-    assert ec.TENANT_HEADER.startswith(ec.STRIPPED_HEADER_PREFIX) and ec.EMAIL_HEADER.startswith(ec.STRIPPED_HEADER_PREFIX)
+    assert ec.TENANT_HEADER.startswith(ec.STRIPPED_HEADER_PREFIX) and ec.EMAIL_HEADER.startswith(
+        ec.STRIPPED_HEADER_PREFIX
+    )
 
 
 def test_generated_config_for_cognito_values_is_valid_envoy(envoy_config: dict, tmp_path: Path) -> None:

@@ -222,7 +222,7 @@ def test_new_version_ids_sort_by_time() -> None:
     early = new_version_id(datetime(2026, 1, 1, tzinfo=UTC))
     late = new_version_id(datetime(2026, 11, 25, 12, 0, 0, tzinfo=UTC))
     assert early < late
-    assert late.startswith("20261125T120000Z-")
+    assert late.startswith("20261125T120000000000Z-")
     assert VERSION_RE.fullmatch(late)
 
 

@@ -1,0 +1,226 @@
+"""Tenant isolation end to end: the demo stack in oidc mode (test issuer, Envoy, web chats, RAG APIs).
+
+Starts ``devstack.stack.DemoStack(auth_mode="oidc")`` once (ingestion + gunicorn + Streamlit per
+tenant, ~1-2 min) and attacks it through the gateway, around the gateway (straight to the web chat)
+and at the RAG API.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import Browser, Page, sync_playwright
+
+from tests.conftest import EVAL_DIR
+from tests.integration.webapp.browser import CHAT_INPUT, ask, launch_browser, screenshot, sources
+
+ALICE = "alice@tenanta.example.com"
+BOB = "bob@tenantb.example.com"
+CORPUS = {"tenanta": "Amazon_SageMaker_FAQs.csv", "tenantb": "Amazon_EMR_FAQs.csv"}
+PAGE_TIMEOUT_MS = 30_000
+
+
+def session_id(tenant: str, email: str) -> str:
+    return f"{tenant}:{email}:{uuid.uuid4()}"
+
+
+@pytest.fixture(scope="module")
+def browser(oidc_stack) -> Iterator[Browser]:
+    with sync_playwright() as p:
+        b = launch_browser(p)
+        yield b
+        b.close()
+
+
+def sign_in(browser: Browser, stack, user: str, tenant: str) -> Page:
+    """A fresh browser context signed in as ``user`` through ``tenant``'s gateway host."""
+    page = browser.new_context().new_page()
+    page.goto(stack.gateway_url(tenant) + "/")  # no cookie: the gateway sends the browser to sign in
+    assert page.url.endswith("/oauth2/login"), page.url
+    page.get_by_text(f"Sign in as {user}").click()
+    return page
+
+
+def shown_title(page: Page) -> str:
+    """Which page the web chat shows: the chat (input box) or the title of its denial page."""
+    denial = page.locator("h1").filter(has_text="Not signed in").or_(page.locator("h1").filter(has_text="Not allowed"))
+    denial = denial.or_(page.locator("h1").filter(has_text="Sign-in expired")).or_(page.locator(CHAT_INPUT))
+    denial.first.wait_for(timeout=PAGE_TIMEOUT_MS)
+    if page.locator(CHAT_INPUT).count():
+        return "chat"
+    return page.locator("h1").first.inner_text().strip()
+
+
+# --------------------------------------------------------------------------- browser, through the gateway
+def test_sign_in_and_chat_through_gateway(oidc_stack, browser: Browser, attempts) -> None:
+    page = sign_in(browser, oidc_stack, "alice", "tenanta")
+    assert attempts.record(
+        "gateway + web chat (browser)", "alice signs in on tenanta host, asks a question", "chat", shown_title(page)
+    )
+    assert ALICE in page.inner_text("body")
+    ask(page, "What is Amazon SageMaker?", timeout=90)
+    cited = sources(page)
+    screenshot(page, "security-alice-tenanta")
+    assert cited and all(CORPUS["tenanta"] in s for s in cited), cited
+    page.context.close()
+
+
+def test_cookie_of_one_tenant_refused_on_other_host(oidc_stack, browser: Browser, attempts) -> None:
+    page = sign_in(browser, oidc_stack, "alice", "tenanta")
+    assert shown_title(page) == "chat"
+    (cookie,) = [c for c in page.context.cookies() if c["name"] == "id_token"]
+    assert cookie["domain"] == "tenanta.localhost" and cookie["httpOnly"]
+    # the cookie is host-only; an attacker who copies it to tenantb's host is refused by the gateway
+    page.context.add_cookies([{**cookie, "domain": "tenantb.localhost"}])
+    response = page.goto(oidc_stack.gateway_url("tenantb") + "/")
+    assert attempts.record(
+        "gateway + web chat (browser)", "alice's sign-in cookie replayed on tenantb host", 403, response.status
+    )
+    page.context.close()
+
+
+def test_forged_headers_via_gateway_never_reach_web_chat(oidc_stack, browser: Browser, attempts) -> None:
+    """The web chat refuses an e-mail header that disagrees with the token: the chat loading with
+    alice's address proves the forged header was removed by the gateway."""
+    context = browser.new_context(
+        extra_http_headers={"x-auth-request-email": BOB, "x-auth-request-tenantid": "tenantb"}
+    )
+    page = context.new_page()
+    page.goto(oidc_stack.gateway_url("tenanta") + "/")
+    page.get_by_text("Sign in as alice").click()
+    title = shown_title(page)
+    body = page.inner_text("body")
+    actual = f"{title}, signed in as {ALICE}" if title == "chat" and ALICE in body and BOB not in body else title
+    assert attempts.record(
+        "gateway + web chat (browser)",
+        "alice signed in + forged x-auth-request-email/tenantid (bob, tenantb)",
+        f"chat, signed in as {ALICE}",
+        actual,
+    )
+    context.close()
+
+
+# --------------------------------------------------------------------------- around the gateway
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("forged headers, no token", "Not signed in"),
+        ("forged headers + tenantb's valid token", "Not allowed"),
+        ("forged headers + alg none token", "Not allowed"),
+        ("forged headers + token signed by another key", "Not allowed"),
+        ("forged headers + expired token", "Sign-in expired"),
+    ],
+)
+def test_bypassing_gateway_is_refused_by_web_chat(
+    oidc_stack, browser: Browser, attempts, case: str, expected: str
+) -> None:
+    from gateway.issuer import SigningKey
+
+    issuer = oidc_stack.issuer
+    good = issuer.mint("tenanta", ALICE)
+    payload = good.split(".")[1]
+    tokens = {
+        "forged headers, no token": None,
+        "forged headers + tenantb's valid token": issuer.mint_for("bob"),
+        "forged headers + alg none token": "eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0." + payload + ".",
+        "forged headers + token signed by another key": issuer.mint("tenanta", ALICE, key=SigningKey()),
+        "forged headers + expired token": issuer.mint("tenanta", ALICE, now=int(time.time()) - 7200),
+    }
+    headers = {"x-auth-request-email": ALICE, "x-auth-request-tenantid": "tenanta"}
+    if tokens[case]:
+        headers["authorization"] = f"Bearer {tokens[case]}"
+    page = browser.new_context(extra_http_headers=headers).new_page()
+    page.goto(oidc_stack.endpoints["tenanta"].web_url + "/")
+    assert attempts.record("web chat, gateway bypassed (browser)", case, expected, shown_title(page))
+    page.context.close()
+
+
+# --------------------------------------------------------------------------- RAG API
+def test_rag_with_other_tenants_session_id_is_403(oidc_stack, attempts) -> None:
+    api = oidc_stack.endpoints["tenanta"].api_url
+    body = {"q": "What is Amazon EMR?", "user_session_id": session_id("tenantb", BOB)}
+    response = httpx.post(f"{api}/api/v1/llm/rag", json=body, timeout=60)
+    assert attempts.record("RAG API", "tenanta API: POST /llm/rag with a tenantb session id", 403, response.status_code)
+
+
+def test_history_of_other_tenant_not_readable_or_deletable(oidc_stack, attempts) -> None:
+    api_a, api_b = oidc_stack.endpoints["tenanta"].api_url, oidc_stack.endpoints["tenantb"].api_url
+    sid = session_id("tenantb", BOB)
+    created = httpx.post(
+        f"{api_b}/api/v1/llm/rag", json={"q": "What is Amazon EMR?", "user_session_id": sid}, timeout=90
+    )
+    assert created.status_code == 200, created.text
+    read = httpx.get(f"{api_a}/api/v1/sessions/{sid}/messages", timeout=30)
+    assert attempts.record("RAG API", "tenanta API: GET tenantb session's messages", 403, read.status_code)
+    delete = httpx.delete(f"{api_a}/api/v1/sessions/{sid}/messages", timeout=30)
+    assert attempts.record("RAG API", "tenanta API: DELETE tenantb session's messages", 403, delete.status_code)
+    still = httpx.get(f"{api_b}/api/v1/sessions/{sid}/messages", timeout=30)
+    count = len(still.json().get("messages", [])) if still.status_code == 200 else still.status_code
+    assert attempts.record(
+        "RAG API",
+        "tenantb API: its own history after the attempts",
+        "200, 2 messages",
+        f"{still.status_code}, {count} messages",
+    )
+
+
+def _emr_questions(limit: int = 8) -> list[str]:
+    path = EVAL_DIR / "dev_tenantb.jsonl"
+    questions = [json.loads(line)["question"] for line in path.read_text().splitlines() if line.strip()]
+    return ["What is Amazon EMR?", "How do I resize a running EMR cluster?", *questions[:limit]]
+
+
+def test_retrieval_never_crosses_tenants(oidc_stack, attempts) -> None:
+    api = oidc_stack.endpoints["tenanta"].api_url
+    foreign: list[str] = []
+    total = 0
+    for question in _emr_questions():
+        body = {"q": question, "user_session_id": session_id("tenanta", ALICE), "max_matching_docs": 5}
+        response = httpx.post(f"{api}/api/v1/llm/rag", json=body, timeout=90)
+        assert response.status_code == 200, response.text
+        for src in response.json()["sources"]:
+            total += 1
+            if Path(src["source"]).name != CORPUS["tenanta"]:
+                foreign.append(src["source"])
+    actual = f"{total} sources, {len(foreign)} not from {CORPUS['tenanta']}"
+    assert attempts.record(
+        "RAG API",
+        f"{len(_emr_questions())} EMR-only questions asked as tenanta",
+        f"{total} sources, 0 not from {CORPUS['tenanta']}",
+        actual,
+    ), foreign
+    assert total > 0
+
+
+def test_oversized_body_rejected_without_hurting_other_tenant(oidc_stack, attempts) -> None:
+    api_a, api_b = oidc_stack.endpoints["tenanta"].api_url, oidc_stack.endpoints["tenantb"].api_url
+    big = {"q": "x" * 200_000, "user_session_id": session_id("tenanta", ALICE)}
+    response = httpx.post(f"{api_a}/api/v1/llm/rag", json=big, timeout=60)
+    assert attempts.record("RAG API", "tenanta API: 200 KB request body (limit 64 KiB)", 413, response.status_code)
+    ok = httpx.post(
+        f"{api_b}/api/v1/llm/rag",
+        json={"q": "What is Amazon EMR?", "user_session_id": session_id("tenantb", BOB)},
+        timeout=90,
+    )
+    assert attempts.record("RAG API", "tenantb API right after", 200, ok.status_code)
+
+
+def test_oversized_headers_at_gateway_without_hurting_other_tenant(oidc_stack, attempts) -> None:
+    gw = oidc_stack.gateway
+    token_a, token_b = oidc_stack.issuer.mint_for("alice"), oidc_stack.issuer.mint_for("bob")
+    with httpx.Client(base_url=gw.url, timeout=30) as client:
+        try:
+            status: object = client.get(
+                "/", headers={"host": "tenanta.localhost", "authorization": f"Bearer {token_a}", "x-pad": "a" * 70_000}
+            ).status_code
+        except httpx.RemoteProtocolError:
+            status = "connection closed"
+        assert attempts.record("gateway + web chat", "70 KB request headers on tenanta host", 431, status)
+        ok = client.get("/", headers={"host": "tenantb.localhost", "authorization": f"Bearer {token_b}"})
+        assert attempts.record("gateway + web chat", "tenantb page right after (bob's token)", 200, ok.status_code)
