@@ -2,8 +2,8 @@
 
 Hybrid fusion is reciprocal rank fusion (Cormack et al., 2009: ``score = sum 1 / (c + rank)``,
 ``c = 60``), the same rule LangChain's ``EnsembleRetriever`` applies; it is done here so that each
-returned chunk carries its scores (``metadata["score"]`` and ``metadata["dense_score"]``) for the
-citations the API returns.
+returned chunk carries its scores (``metadata["score"]``: cosine similarity, ``metadata["fusion_score"]``:
+the RRF score that ordered it, and ``metadata["rank"]``) for the citations the API returns.
 """
 
 from __future__ import annotations
@@ -154,8 +154,9 @@ class TenantRetriever(BaseRetriever):
         keyword_weight: weight of the BM25 ranking against 1.0 for the dense one (hybrid only;
             0.5 measured best on the dev sets, see README "Retrieval quality").
 
-    Each returned ``Document`` is a copy whose metadata adds ``score`` (cosine for dense, RRF
-    for hybrid), ``dense_score`` (cosine) and ``rank`` (1-based).
+    Each returned ``Document`` is a copy whose metadata adds ``score`` and ``dense_score`` (cosine
+    similarity), ``fusion_score`` (the score that ordered the results: cosine for dense, RRF for
+    hybrid; Bedrock's relevance score with a reranker) and ``rank`` (1-based).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -178,7 +179,7 @@ class TenantRetriever(BaseRetriever):
         for rank, doc in enumerate(reranked, start=1):
             doc.metadata["rank"] = rank
             if "relevance_score" in doc.metadata:
-                doc.metadata["score"] = round(float(doc.metadata["relevance_score"]), 6)
+                doc.metadata["score"] = doc.metadata["fusion_score"] = round(float(doc.metadata["relevance_score"]), 6)
         return reranked
 
     def search_by_vector(self, query: str, vector: list[float] | np.ndarray) -> list[Document]:
@@ -199,7 +200,15 @@ class TenantRetriever(BaseRetriever):
             dense_score = dense_scores.get(position)
             if dense_score is None:  # found by BM25 only: compute its cosine for the citation
                 dense_score = float(np.dot(self.index.version.index.reconstruct(position), np.asarray(vector)))
-            metadata = {**doc.metadata, "score": round(score, 6), "dense_score": round(dense_score, 6), "rank": rank}
+            metadata = {
+                **doc.metadata,
+                # The citation score users see: cosine similarity (-1..1) of query and chunk, also in
+                # hybrid mode, where the order comes from the fused rank (``fusion_score``).
+                "score": round(dense_score, 6),
+                "dense_score": round(dense_score, 6),
+                "fusion_score": round(score, 6),
+                "rank": rank,
+            }
             results.append(Document(page_content=doc.page_content, metadata=metadata, id=doc.id))
         return results
 

@@ -146,6 +146,7 @@ class FakeBedrock:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            disable_nagle_algorithm = True  # small writes (headers, events) go out at once
 
             def log_message(self, format: str, *args: Any) -> None:
                 return

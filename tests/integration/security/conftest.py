@@ -163,9 +163,13 @@ def oidc_stack(tmp_path_factory: pytest.TempPathFactory, data_dir: Path) -> Iter
     """The demo stack in oidc mode: test issuer, ingestion, gunicorn APIs, Streamlit web chats, Envoy."""
     from devstack.stack import DemoStack
 
-    env = {"AUTH_MODE": "oidc", "INDEX_POLL_SECONDS": "60"}
-    for name in ("AWS_PROFILE", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "TENANT_ID", "INDEX_URI"):
-        os.environ.pop(name, None)
+    # offline providers whatever the shell says; the stack sets ISSUER_URI/COGNITO_CLIENT_ID itself
+    env = {
+        "AUTH_MODE": "oidc",
+        "EMBEDDINGS_PROVIDER": "local",
+        "LLM_PROVIDER": "extractive",
+        "INDEX_POLL_SECONDS": "60",
+    }
     workdir = Path(os.environ.get("SECURITY_STACK_WORKDIR") or tmp_path_factory.mktemp("oidc-stack"))
     stack = DemoStack(workdir=workdir, tenants=TENANTS, base_port=free_base_port(), env=env, auth_mode="oidc")
     stack.start()

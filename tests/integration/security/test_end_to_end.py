@@ -147,6 +147,10 @@ def test_rag_with_other_tenants_session_id_is_403(oidc_stack, attempts) -> None:
     body = {"q": "What is Amazon EMR?", "user_session_id": session_id("tenantb", BOB)}
     response = httpx.post(f"{api}/api/v1/llm/rag", json=body, timeout=60)
     assert attempts.record("RAG API", "tenanta API: POST /llm/rag with a tenantb session id", 403, response.status_code)
+    stream = httpx.post(f"{api}/api/v1/llm/rag/stream", json=body, timeout=60)
+    assert attempts.record(
+        "RAG API", "tenanta API: POST /llm/rag/stream with a tenantb session id", 403, stream.status_code
+    )
 
 
 def test_history_of_other_tenant_not_readable_or_deletable(oidc_stack, attempts) -> None:

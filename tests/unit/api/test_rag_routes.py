@@ -147,3 +147,30 @@ def test_sse_data_is_json_per_event(make_client):
     events = parse_sse(client.post("/api/v1/llm/rag/stream", json=rag_body()).text)
     assert "".join(d["text"] for n, d in events if n == "token") == 'quote " and\nnewline'
     json.dumps(events)  # all payloads are plain JSON
+
+
+def test_request_id_reaches_the_logs(make_client):
+    import logging
+
+    from api.middleware import RequestIdLogFilter
+
+    records: list[logging.LogRecord] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(record)
+
+    handler = Capture()
+    handler.addFilter(RequestIdLogFilter())
+    logger = logging.getLogger("api.rag")
+    logger.addHandler(handler)
+    old_level = logger.level
+    logger.setLevel(logging.INFO)
+    try:
+        client = make_client(ScriptedChatModel())
+        client.post("/api/v1/llm/rag", json=rag_body(), headers={"X-Request-ID": "trace-42"})
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(old_level)
+    answered = [r for r in records if r.getMessage().startswith("answered")]
+    assert answered and answered[0].request_id == "trace-42"

@@ -108,9 +108,11 @@ def test_dense_vs_hybrid(blind_index) -> None:
     # row 2 is BM25's only hit (rank 1) and somewhere in the dense list
     weight = getattr(hybrid_retriever, "keyword_weight", 1.0)
     expected = weight / (RRF_C + 1) + 1 / (RRF_C + dense_rank_of_row2)
-    assert hybrid[0].metadata["score"] == pytest.approx(expected, abs=1e-6)
-    assert hybrid[0].metadata["score"] > hybrid[1].metadata["score"]
+    assert hybrid[0].metadata["fusion_score"] == pytest.approx(expected, abs=1e-6)
+    assert hybrid[0].metadata["fusion_score"] > hybrid[1].metadata["fusion_score"]
+    # the score users see is the cosine similarity, in both modes
     assert hybrid[0].metadata["dense_score"] == pytest.approx(1.0)
+    assert all(d.metadata["score"] == d.metadata["dense_score"] for d in hybrid)
 
 
 def test_hybrid_finds_keyword_only_match_with_dense_score(blind_index) -> None:
