@@ -47,7 +47,62 @@ from rag.retrieval import TenantIndex  # noqa: E402
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
 DIM = 1024
-WORDS = ["sagemaker", "model", "training", "endpoint", "notebook", "studio", "pipeline", "feature", "store", "data", "wrangler", "inference", "autopilot", "clarify", "debugger", "instance", "spot", "gpu", "cpu", "region", "pricing", "billing", "encryption", "kms", "vpc", "iam", "role", "bucket", "s3", "emr", "spark", "cluster", "hadoop", "hive", "presto", "yarn", "emrfs", "step", "bootstrap", "node", "core", "task", "scaling", "serverless", "kubernetes", "container", "image", "registry", "batch", "transform", "processing", "job", "experiment", "lineage"]
+WORDS = [
+    "sagemaker",
+    "model",
+    "training",
+    "endpoint",
+    "notebook",
+    "studio",
+    "pipeline",
+    "feature",
+    "store",
+    "data",
+    "wrangler",
+    "inference",
+    "autopilot",
+    "clarify",
+    "debugger",
+    "instance",
+    "spot",
+    "gpu",
+    "cpu",
+    "region",
+    "pricing",
+    "billing",
+    "encryption",
+    "kms",
+    "vpc",
+    "iam",
+    "role",
+    "bucket",
+    "s3",
+    "emr",
+    "spark",
+    "cluster",
+    "hadoop",
+    "hive",
+    "presto",
+    "yarn",
+    "emrfs",
+    "step",
+    "bootstrap",
+    "node",
+    "core",
+    "task",
+    "scaling",
+    "serverless",
+    "kubernetes",
+    "container",
+    "image",
+    "registry",
+    "batch",
+    "transform",
+    "processing",
+    "job",
+    "experiment",
+    "lineage",
+]
 
 
 def free_port() -> int:
@@ -174,7 +229,9 @@ def worker_rss_mib(master_pid: int) -> list[float]:
     return sorted(c.memory_info().rss / 2**20 for c in children)
 
 
-def start_gunicorn(index: Path, work: Path, fake_endpoint: str, workers: int) -> tuple[subprocess.Popen, str]:
+def start_gunicorn(
+    index: Path, work: Path, fake_endpoint: str, workers: int, mode: str
+) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
@@ -189,7 +246,7 @@ def start_gunicorn(index: Path, work: Path, fake_endpoint: str, workers: int) ->
         "LLM_PROVIDER": "bedrock",
         "EMBEDDINGS_PROVIDER": "bedrock",
         "TEXT2TEXT_MODEL_ID": MODEL,
-        "RETRIEVER_MODE": "hybrid",
+        "RETRIEVER_MODE": mode,
         "HISTORY_URL": f"sqlite:///{work}/history.db",
         "RAGAPI_PORT": str(port),
         "WEB_CONCURRENCY": str(workers),
@@ -216,6 +273,7 @@ def main() -> None:
     parser.add_argument("--tps", type=float, default=50.0, help="fake model tokens per second")
     parser.add_argument("--words", type=int, default=20, help="tokens per answer")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--mode", choices=["hybrid", "dense"], default="hybrid", help="RETRIEVER_MODE")
     parser.add_argument("--latency-chunks", type=int, default=10_000, help="index size used for latency runs")
     args = parser.parse_args()
 
@@ -234,7 +292,7 @@ def main() -> None:
             root = work / f"index-{chunks}"
             write_s = build_index(root, chunks)
             load_s, bm25_s = index_load_seconds(root)
-            proc, base = start_gunicorn(root, work, fake_endpoint, args.workers)
+            proc, base = start_gunicorn(root, work, fake_endpoint, args.workers, args.mode)
             t0 = time.perf_counter()
             wait_http(f"{base}/readyz")
             ready_s = time.perf_counter() - t0
@@ -269,11 +327,15 @@ def main() -> None:
         f"Machine: {os.cpu_count()} vCPU ({model_name}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
         f"Python {platform.python_version()}. gunicorn {args.workers} uvicorn workers; client, fake model and API "
         f"share the machine. Fake model: TTFT {args.ttft * 1000:.0f} ms, {args.tps:.0f} tokens/s, "
-        f"{args.words} tokens per answer. Retrieval: hybrid (BM25 + FAISS, Titan v2 1024-d vectors), "
+        f"{args.words} tokens per answer. Retrieval: {args.mode} (FAISS flat, Titan v2 1024-d vectors; "
+        "hybrid adds BM25), "
         f"index of {args.latency_chunks:,} chunks; SQLite history; every request a new session.\n"
     )
-    print("| concurrency | requests | req/s | TTFT p50 / p95 (ms) | latency p50 / p95 (ms) | model alone TTFT p50 / p95 | "
-          "model alone latency p50 / p95 | overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) | errors |")  # fmt: skip
+    print(
+        "| concurrency | requests | req/s | TTFT p50 / p95 (ms) | latency p50 / p95 (ms) "
+        "| model alone TTFT p50 / p95 | model alone latency p50 / p95 "
+        "| overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) | errors |"
+    )
     print("|---:|---:|---:|---|---|---|---|---|---|---:|")
     for c, n, model, _, api, api_wall in latency_rows:
         a_t = [s.ttft * 1000 for s in api]
@@ -285,11 +347,12 @@ def main() -> None:
             f"| {c} | {n} | {n / api_wall:.1f} | {pct(a_t, 50):.0f} / {pct(a_t, 95):.0f} | "
             f"{pct(a_l, 50):.0f} / {pct(a_l, 95):.0f} | {pct(m_t, 50):.0f} / {pct(m_t, 95):.0f} | "
             f"{pct(m_l, 50):.0f} / {pct(m_l, 95):.0f} | {pct(a_l, 50) - pct(m_l, 50):.1f} / "
-            f"{pct(a_l, 95) - pct(m_l, 95):.1f} | {pct(a_t, 50) - pct(m_t, 50):.1f} / {pct(a_t, 95) - pct(m_t, 95):.1f} "
-            f"| {errors} |"
+            f"{pct(a_l, 95) - pct(m_l, 95):.1f} | {pct(a_t, 50) - pct(m_t, 50):.1f} / "
+            f"{pct(a_t, 95) - pct(m_t, 95):.1f} | {errors} |"
         )
     print(
-        "\n| index chunks | write (s) | load + verify (s) | BM25 build (s) | gunicorn start → ready (s) | RSS per worker (MiB) |"
+        "\n| index chunks | write (s) | load + verify (s) | BM25 build (s) | gunicorn start → ready (s) "
+        "| RSS per worker (MiB) |"
     )
     print("|---:|---:|---:|---:|---:|---|")
     for chunks, write_s, load_s, bm25_s, ready_s, rss in index_rows:

@@ -142,6 +142,19 @@ def test_forged_identity_headers_never_reach_upstream(issuer: LocalIssuer, gw_cl
     )
 
 
+def test_underscore_spelled_identity_headers_are_stripped(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
+    forged = {"x_auth_request_email": "ceo@tenantb.example.com", "X_Auth_Request_Groups": "admins"}
+    headers = {"host": "tenanta.localhost", "authorization": f"Bearer {issuer.mint_for('alice')}", **forged}
+    seen = gw_client.get("/", headers=headers).json()["headers"]
+    leaked = {k: v for k, v in seen.items() if k.replace("_", "-").startswith("x-auth-request-") and "_" in k}
+    assert attempts.record(
+        LAYER,
+        "alice's token + forged x_auth_request_{email,groups} (underscore spelling)",
+        "upstream sees none of them",
+        "upstream sees none of them" if not leaked else f"upstream sees {leaked}",
+    )
+
+
 def test_forged_tenant_header_without_claim_is_refused(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
     token = issuer.mint("tenanta", ALICE, **{"custom:tenantid": None})
     response = gw_client.get(
