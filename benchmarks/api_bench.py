@@ -224,6 +224,11 @@ def pct(values: list[float], q: float) -> float:
     return values[min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))]
 
 
+def workers_cpu_seconds(master_pid: int) -> float:
+    """User + system CPU seconds of all gunicorn workers so far."""
+    return sum(sum(c.cpu_times()[:2]) for c in psutil.Process(master_pid).children())
+
+
 def worker_rss_mib(master_pid: int) -> list[float]:
     children = psutil.Process(master_pid).children()
     return sorted(c.memory_info().rss / 2**20 for c in children)
@@ -302,9 +307,11 @@ def main() -> None:
             if chunks == args.latency_chunks:
                 for c in args.concurrency:
                     n = max(30, args.rounds * c)
-                    model, model_wall = asyncio.run(run_level("model", fake_endpoint, c, n))
+                    model, _model_wall = asyncio.run(run_level("model", fake_endpoint, c, n))
+                    cpu_before = workers_cpu_seconds(proc.pid)
                     api, api_wall = asyncio.run(run_level("api", base, c, n))
-                    latency_rows.append((c, n, model, model_wall, api, api_wall))
+                    api_cpu_ms = (workers_cpu_seconds(proc.pid) - cpu_before) * 1000 / (n + min(c, 4))
+                    latency_rows.append((c, n, model, api_cpu_ms, api, api_wall))
                 rss_after = worker_rss_mib(proc.pid)
                 results["rss_after_load"] = rss_after
             proc.send_signal(signal.SIGTERM)
@@ -334,10 +341,10 @@ def main() -> None:
     print(
         "| concurrency | requests | req/s | TTFT p50 / p95 (ms) | latency p50 / p95 (ms) "
         "| model alone TTFT p50 / p95 | model alone latency p50 / p95 "
-        "| overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) | errors |"
+        "| overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) | API CPU per request (ms) | errors |"
     )
-    print("|---:|---:|---:|---|---|---|---|---|---|---:|")
-    for c, n, model, _, api, api_wall in latency_rows:
+    print("|---:|---:|---:|---|---|---|---|---|---|---:|---:|")
+    for c, n, model, api_cpu_ms, api, api_wall in latency_rows:
         a_t = [s.ttft * 1000 for s in api]
         a_l = [s.total * 1000 for s in api]
         m_t = [s.ttft * 1000 for s in model]
@@ -348,7 +355,7 @@ def main() -> None:
             f"{pct(a_l, 50):.0f} / {pct(a_l, 95):.0f} | {pct(m_t, 50):.0f} / {pct(m_t, 95):.0f} | "
             f"{pct(m_l, 50):.0f} / {pct(m_l, 95):.0f} | {pct(a_l, 50) - pct(m_l, 50):.1f} / "
             f"{pct(a_l, 95) - pct(m_l, 95):.1f} | {pct(a_t, 50) - pct(m_t, 50):.1f} / "
-            f"{pct(a_t, 95) - pct(m_t, 95):.1f} | {errors} |"
+            f"{pct(a_t, 95) - pct(m_t, 95):.1f} | {api_cpu_ms:.1f} | {errors} |"
         )
     print(
         "\n| index chunks | write (s) | load + verify (s) | BM25 build (s) | gunicorn start → ready (s) "

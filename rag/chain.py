@@ -13,19 +13,22 @@ with an empty history it skips the condense LLM; otherwise the condense prompt s
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import contextvars
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
+from uuid import UUID
 
 from langchain_classic.chains import ConversationalRetrievalChain
-from langchain_core.callbacks import CallbackManagerForRetrieverRun
+from langchain_core.callbacks import AsyncCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
+from langchain_core.outputs import LLMResult
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, PrivateAttr
@@ -36,6 +39,8 @@ from rag.retrieval import TenantIndex, TenantRetriever
 
 ANSWER_RUN_NAME = "answer"
 CONDENSE_RUN_NAME = "condense"
+#: Tag of the answering model's runs (its tokens are the answer's tokens).
+ANSWER_TAG = "rag:answer"
 
 #: Condense prompt: MUST contain {chat_history}. Ends with CONDENSE_MARKER (the extractive model keys on it).
 CONDENSE_TEMPLATE = (
@@ -153,7 +158,7 @@ class LiveRetriever(BaseRetriever):
         k = scope.k if scope else self.default_k
         started = time.perf_counter()
         retriever = self._base(index).model_copy(update={"k": k})
-        docs = retriever.invoke(query, config={"callbacks": run_manager.get_child()})
+        docs = retriever._get_relevant_documents(query, run_manager=run_manager)  # no second callback run
         if scope:
             scope.stats.retrieval_seconds = time.perf_counter() - started
             scope.stats.index_version = index.version.version
@@ -196,8 +201,9 @@ def build_chain(
         A chain taking ``{"question", "chat_history": [messages]}`` and returning ``answer``,
         ``source_documents`` and ``generated_question``.
     """
-    answer = GenerationParamsModel(inner=llm, name=ANSWER_RUN_NAME)
-    condense = GenerationParamsModel(inner=condense_llm or llm, name=CONDENSE_RUN_NAME)
+    # streaming=True (explicit): the models always stream, so tokens reach the callbacks as they come.
+    answer = GenerationParamsModel(inner=llm, name=ANSWER_RUN_NAME, tags=[ANSWER_TAG], streaming=True)
+    condense = GenerationParamsModel(inner=condense_llm or llm, name=CONDENSE_RUN_NAME, streaming=True)
     return RagChain.from_llm(
         llm=answer,
         retriever=retriever,
@@ -269,43 +275,75 @@ def _message_text(message: Any) -> str:
     return str(getattr(message, "content", "") or "")
 
 
+class _TokenCollector(AsyncCallbackHandler):
+    """Receives the answer model's tokens and every model call's usage (no other events)."""
+
+    ignore_chain = True
+    ignore_retriever = True
+    ignore_agent = True
+    ignore_retry = True
+    ignore_custom_event = True
+
+    def __init__(self, queue: asyncio.Queue[str | None]) -> None:
+        self.queue = queue
+        self.usage = Usage()
+        self._prompt_chars: dict[UUID, int] = {}
+
+    async def on_chat_model_start(
+        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
+    ) -> None:
+        self._prompt_chars[run_id] = sum(len(str(m.content)) for batch in messages for m in batch)
+
+    async def on_llm_new_token(
+        self, token: Any, *, chunk: Any = None, run_id: UUID, tags: list[str] | None = None, **kwargs: Any
+    ) -> None:
+        if tags and ANSWER_TAG in tags:
+            text = _message_text(chunk.message) if chunk is not None else str(token)
+            if text:
+                self.queue.put_nowait(text)
+
+    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        prompt_chars = self._prompt_chars.pop(run_id, 0)
+        generation = response.generations[0][0] if response.generations and response.generations[0] else None
+        message = getattr(generation, "message", None)
+        meta = getattr(message, "usage_metadata", None)
+        if meta:
+            self.usage.input_tokens += int(meta.get("input_tokens", 0))
+            self.usage.output_tokens += int(meta.get("output_tokens", 0))
+        else:
+            self.usage.input_tokens += estimate_tokens("x" * prompt_chars)
+            self.usage.output_tokens += estimate_tokens(generation.text if generation else "")
+
+
 async def astream_chain(
     chain: ConversationalRetrievalChain, question: str, chat_history: list[BaseMessage]
 ) -> AsyncIterator[TokenEvent | FinalEvent]:
     """Run ``chain`` once and yield the answer's tokens, then one :class:`FinalEvent`.
 
-    Uses ``astream_events`` (v2): one retrieval, one answer call (plus one condense call when there
-    is history). Token usage comes from the models' ``usage_metadata``; models that report none get
-    an estimate (:func:`rag.llm.estimate_tokens`).
+    One retrieval, one answer call (plus one condense call when there is history). Tokens come from
+    a callback handler (the answer model is tagged :data:`ANSWER_TAG`; lighter than
+    ``astream_events``). Token usage comes from the models' ``usage_metadata``; models that report
+    none get an estimate (:func:`rag.llm.estimate_tokens`). Closing the generator cancels the run.
 
     Raises:
         Whatever the retriever or the models raise (botocore errors, :class:`IndexNotReadyError`).
     """
-    usage = Usage()
-    final: dict[str, Any] | None = None
-    async for event in chain.astream_events({"question": question, "chat_history": chat_history}, version="v2"):
-        kind = event["event"]
-        if kind == "on_chat_model_stream" and event["name"] == ANSWER_RUN_NAME:
-            text = _message_text(event["data"]["chunk"])
-            if text:
-                yield TokenEvent(text)
-        elif kind == "on_chat_model_end" and event["name"] in (ANSWER_RUN_NAME, CONDENSE_RUN_NAME):
-            output = event["data"].get("output")
-            meta = getattr(output, "usage_metadata", None)
-            if meta:
-                usage.input_tokens += int(meta.get("input_tokens", 0))
-                usage.output_tokens += int(meta.get("output_tokens", 0))
-            else:
-                prompt = event["data"].get("input", {})
-                usage.input_tokens += estimate_tokens(str(prompt))
-                usage.output_tokens += estimate_tokens(_message_text(output))
-        elif kind == "on_chain_end" and not event.get("parent_ids"):
-            final = event["data"]["output"]
-    if final is None:  # pragma: no cover - LangChain always ends the root run
-        raise RuntimeError("the chain ended without a result")
+    queue: asyncio.Queue[str | None] = asyncio.Queue()
+    collector = _TokenCollector(queue)
+    run = asyncio.create_task(
+        chain.ainvoke({"question": question, "chat_history": chat_history}, config={"callbacks": [collector]})
+    )
+    run.add_done_callback(lambda _: queue.put_nowait(None))
+    try:
+        while (text := await queue.get()) is not None:
+            yield TokenEvent(text)
+        final = run.result()
+    finally:
+        if not run.done():
+            run.cancel()
     yield FinalEvent(
         answer=str(final.get("answer", "")),
         documents=list(final.get("source_documents", [])),
         generated_question=str(final.get("generated_question", question)),
-        usage=usage,
+        usage=collector.usage,
     )

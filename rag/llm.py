@@ -141,11 +141,13 @@ class GenerationParamsModel(BaseChatModel):
 
     Args:
         inner: the wrapped model (shared: it is never mutated).
+        streaming: always call the model's streaming API (tokens reach callbacks as they arrive).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
     inner: BaseChatModel
+    streaming: bool = False
 
     @property
     def _llm_type(self) -> str:

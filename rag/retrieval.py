@@ -12,13 +12,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Literal
 
+import bm25s
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
 from langchain_core.documents import BaseDocumentCompressor, Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
-from rank_bm25 import BM25Okapi
 
 from rag.index_store import IndexVersion
 from rag.settings import Settings
@@ -78,11 +78,12 @@ class TenantIndex:
 
     Attributes:
         version: the loaded :class:`rag.index_store.IndexVersion`.
-        bm25: a BM25Okapi model over the same chunks (built lazily on first hybrid search).
+        bm25: a BM25 model over the same chunks (``bm25s``: a precomputed sparse term-document
+            matrix, about 0.2 ms per query at 100k chunks; built lazily on first hybrid search).
     """
 
     version: IndexVersion
-    _bm25: BM25Okapi | None = field(default=None, repr=False)
+    _bm25: bm25s.BM25 | None = field(default=None, repr=False)
 
     @property
     def tenant(self) -> str:
@@ -94,11 +95,14 @@ class TenantIndex:
         """Chunks in vector order."""
         return self.version.documents
 
-    def bm25(self) -> BM25Okapi:
-        """The BM25 model (built on first use; about 1 s per 100k chunks)."""
+    def bm25(self) -> bm25s.BM25:
+        """The BM25 model (Robertson's Okapi BM25, k1=1.5, b=0.75; built on first use, about 3 s
+        per 100k chunks). See https://github.com/xhluca/bm25s."""
         if self._bm25 is None:
             corpus = [bm25_tokens(d.page_content) or ["<empty>"] for d in self.documents]
-            self._bm25 = BM25Okapi(corpus or [["<empty>"]])
+            model = bm25s.BM25(method="robertson", k1=1.5, b=0.75)
+            model.index(corpus or [["<empty>"]], show_progress=False)
+            self._bm25 = model
         return self._bm25
 
     def dense_search(self, query_vector: list[float] | np.ndarray, k: int) -> list[tuple[int, float]]:
@@ -114,7 +118,7 @@ class TenantIndex:
         tokens = bm25_tokens(query)
         if not self.documents or not tokens or k <= 0:
             return []
-        scores = self.bm25().get_scores(tokens)
+        scores = np.asarray(self.bm25().get_scores(tokens))
         top = np.argsort(-scores)[:k]
         return [(int(p), float(scores[p])) for p in top if scores[p] > 0]
 

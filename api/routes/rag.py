@@ -104,7 +104,8 @@ async def _run_chain(
                 final = event
             else:
                 on_token(event.text)
-    assert final is not None
+    if final is None:  # pragma: no cover - astream_chain always ends with a FinalEvent
+        raise RuntimeError("the chain produced no result")
     return final, stats
 
 

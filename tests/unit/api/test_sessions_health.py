@@ -104,3 +104,26 @@ def test_hot_reload_swaps_index_and_failed_reload_keeps_old(make_client, index_d
 def test_probe_refuses_unknown_paths(capsys):
     assert probe.main(["/admin"]) == 1
     assert "unknown path" in capsys.readouterr().err
+
+
+def test_import_does_nothing_heavy():
+    """``api.main`` imports with no configuration at all (settings are read by the lifespan)."""
+    import importlib
+
+    import api.main
+
+    importlib.reload(api.main)
+    assert api.main.app.title == "Tenant RAG API"
+    assert not hasattr(api.main.app.state, "rag")
+
+
+def test_invalid_settings_stop_start_up_with_a_clear_error(monkeypatch):
+    import pytest
+    from fastapi.testclient import TestClient
+
+    from api.main import create_app
+    from rag.settings import SettingsError
+
+    monkeypatch.setenv("TENANT_ID", "Not_Valid")
+    with pytest.raises(SettingsError, match="TENANT_ID"), TestClient(create_app()):
+        pass
