@@ -101,6 +101,27 @@ class Settings(BaseSettings):
     sessions_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
     session_idle_seconds: int = Field(default=600, ge=10, le=86_400)
 
+    # --- operating many tenants: usage, quotas, feedback, logs, traces ------------------
+    price_table_json: str | None = Field(
+        default=None,
+        max_length=20_000,
+        description='{"<model id>": {"input_per_1k": USD, "output_per_1k": USD}}; merged over the defaults.',
+    )
+    usage_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    usage_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    usage_ttl_seconds: int = Field(default=400 * 86_400, ge=86_400)
+    quota_tenant_rpm: int = Field(default=0, ge=0, le=1_000_000, description="0 = unlimited")
+    quota_user_rpm: int = Field(default=0, ge=0, le=1_000_000, description="0 = unlimited")
+    quota_tenant_tokens_per_day: int = Field(default=0, ge=0, description="0 = unlimited")
+    quota_user_tokens_per_day: int = Field(default=0, ge=0, description="0 = unlimited")
+    quota_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    quota_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    feedback_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
+    feedback_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    log_format: Literal["json", "text"] = "json"
+    otel_exporter_otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    otel_service_name: str | None = Field(default=None, max_length=100)
+
     # --- web chat -----------------------------------------------------------------------
     auth_mode: Literal["oidc", "dev"] = "oidc"
     issuer_uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
@@ -116,6 +137,28 @@ class Settings(BaseSettings):
         size = info.data.get("chunk_size")
         if size is not None and value >= size:
             raise ValueError("must be smaller than CHUNK_SIZE")
+        return value
+
+    @field_validator("price_table_json")
+    @classmethod
+    def _price_table(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        import json
+
+        try:
+            table = json.loads(value)
+        except ValueError as exc:
+            raise ValueError(f"not valid JSON ({exc})") from None
+        if not isinstance(table, dict):
+            raise ValueError('expected {"<model id>": {"input_per_1k": USD, "output_per_1k": USD}}')
+        for model, prices in table.items():
+            if not isinstance(prices, dict) or set(prices) - {"input_per_1k", "output_per_1k"}:
+                raise ValueError(f"{model}: expected only input_per_1k and output_per_1k")
+            for key in ("input_per_1k", "output_per_1k"):
+                price = prices.get(key, 0)
+                if isinstance(price, bool) or not isinstance(price, int | float) or price < 0:
+                    raise ValueError(f"{model}.{key}: expected a non-negative number (USD per 1000 tokens)")
         return value
 
     @field_validator("embedding_dimensions")
@@ -137,6 +180,9 @@ class Settings(BaseSettings):
             or index_on_s3
             or (self.history_url is None and self.chathistory_table is not None)
             or (self.sessions_url is None and self.sessions_table is not None)
+            or (self.usage_url is None and self.usage_table is not None)
+            or (self.quota_url is None and self.quota_table is not None)
+            or (self.feedback_url is None and self.feedback_table is not None)
         )
 
     @property
