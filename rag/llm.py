@@ -33,6 +33,7 @@ from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResu
 from pydantic import ConfigDict, Field
 
 from rag.settings import Settings
+from rag.text import content_words
 
 EXTRACTIVE_MODEL_ID = "extractive"
 EXTRACTIVE_LABEL = "Extractive answer (no generative model configured):"
@@ -40,37 +41,6 @@ EXTRACTIVE_LABEL = "Extractive answer (no generative model configured):"
 CONDENSE_MARKER = "Standalone question:"
 QUESTION_MARKER = "Question:"
 _DOC_RE = re.compile(r'<doc n="(?P<n>\d+)"[^>]*>\n?(?P<text>.*?)\n?</doc>', re.DOTALL)
-_WORD_RE = re.compile(r"\w+", re.UNICODE)
-_STOP = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "if",
-        "in",
-        "is",
-        "it",
-        "my",
-        "of",
-        "on",
-        "or",
-        "the",
-        "to",
-        "what",
-    ]
-)
 
 
 @dataclass(frozen=True)
@@ -222,7 +192,7 @@ class GenerationParamsModel(BaseChatModel):
 
 
 def _content_words(text: str) -> set[str]:
-    return {w for w in _WORD_RE.findall(text.lower()) if w not in _STOP and len(w) > 1}
+    return {w for w in content_words(text) if len(w) > 1}
 
 
 def _split_sentences(text: str) -> list[str]:

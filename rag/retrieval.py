@@ -8,7 +8,6 @@ the RRF score that ordered it, and ``metadata["rank"]``) for the citations the A
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -22,54 +21,14 @@ from pydantic import ConfigDict, Field
 
 from rag.index_store import IndexVersion
 from rag.settings import Settings
+from rag.text import content_words
 
 RRF_C = 60
-_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
-#: Very common English words, left out of BM25 so they do not drown the content words.
-_STOPWORDS = frozenset(
-    [
-        "a",
-        "an",
-        "and",
-        "are",
-        "as",
-        "at",
-        "be",
-        "by",
-        "can",
-        "do",
-        "does",
-        "for",
-        "from",
-        "how",
-        "i",
-        "if",
-        "in",
-        "is",
-        "it",
-        "my",
-        "of",
-        "on",
-        "or",
-        "the",
-        "to",
-        "what",
-        "when",
-        "where",
-        "which",
-        "who",
-        "why",
-        "will",
-        "with",
-        "you",
-        "your",
-    ]
-)
 
 
 def bm25_tokens(text: str) -> list[str]:
     """Lower-cased word tokens without stop words, as the BM25 side indexes and queries them."""
-    return [t for t in _TOKEN_RE.findall(text.lower()) if t not in _STOPWORDS]
+    return content_words(text)
 
 
 @dataclass
