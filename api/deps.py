@@ -13,9 +13,12 @@ from langchain_classic.chains import ConversationalRetrievalChain
 
 from api.errors import ApiError
 from api.state import IndexHolder, RagState
+from rag.feedback import FeedbackStore
 from rag.history import HistoryStore
+from rag.quota import QuotaService
 from rag.settings import Settings
 from rag.tenant import InvalidSessionIdError, InvalidTenantIdError, SessionId, parse_session_id, validate_tenant_id
+from rag.usage import UsageStore
 
 
 def get_rag_state(request: Request) -> RagState:
@@ -95,3 +98,35 @@ def get_own_session(tenant: TenantDep, session_id: Annotated[str, Path(max_lengt
 
 
 OwnSessionDep = Annotated[SessionId, Depends(get_own_session)]
+
+
+def get_usage_store(state: RagStateDep) -> UsageStore:
+    """Where answers' token usage is recorded."""
+    return state.usage
+
+
+UsageStoreDep = Annotated[UsageStore, Depends(get_usage_store)]
+
+
+def get_quota(state: RagStateDep) -> QuotaService:
+    """The quota and rate limit service."""
+    return state.quota
+
+
+QuotaDep = Annotated[QuotaService, Depends(get_quota)]
+
+
+def get_feedback_store(state: RagStateDep) -> FeedbackStore:
+    """Where feedback on answers is stored."""
+    return state.feedback
+
+
+FeedbackStoreDep = Annotated[FeedbackStore, Depends(get_feedback_store)]
+
+
+def get_model_id(state: RagStateDep) -> str:
+    """The model id reported in responses."""
+    return state.model_id
+
+
+ModelIdDep = Annotated[str, Depends(get_model_id)]

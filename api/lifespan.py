@@ -21,11 +21,16 @@ from langchain_core.language_models.chat_models import BaseChatModel
 
 from api.state import IndexHolder, RagState
 from rag.chain import LiveRetriever, build_chain
+from rag.feedback import FeedbackStore, InMemoryFeedbackStore, make_feedback_store
 from rag.history import HistoryStore, InMemoryHistoryStore, make_history_store
 from rag.index_store import open_store
 from rag.llm import make_chat_model, model_id_of
+from rag.logs import set_log_context
+from rag.quota import CounterStore, InMemoryCounterStore, QuotaLimits, QuotaService, make_quota_store
 from rag.retrieval import make_retriever
 from rag.settings import Settings, SettingsError, get_settings
+from rag.tracing import setup_tracing
+from rag.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_store
 
 logger = logging.getLogger("api")
 #: Upper bound of the API's max_matching_docs.
@@ -46,7 +51,11 @@ class Components:
         history: chat history store.
         s3_client: S3 client for an ``s3://`` index URI.
         bedrock_client: ``bedrock-runtime`` client for embeddings and the model.
-        dynamodb_resource: DynamoDB resource for the history table.
+        dynamodb_resource: DynamoDB resource for the history, usage, quota and feedback tables.
+        usage: usage store (``USAGE_URL`` / ``USAGE_TABLE``).
+        quota_counters: quota counter store (``QUOTA_URL`` / ``QUOTA_TABLE``).
+        feedback: feedback store (``FEEDBACK_URL`` / ``FEEDBACK_TABLE``).
+        clock: seconds since the epoch for quota windows (tests).
     """
 
     settings: Settings | None = None
@@ -57,6 +66,10 @@ class Components:
     s3_client: Any = None
     bedrock_client: Any = None
     dynamodb_resource: Any = None
+    usage: UsageStore | None = None
+    quota_counters: CounterStore | None = None
+    feedback: FeedbackStore | None = None
+    clock: Any = None
 
 
 def _needs_bedrock(settings: Settings, parts: Components) -> bool:
@@ -85,6 +98,18 @@ async def build_state(parts: Components) -> RagState:
     )
     if isinstance(history, InMemoryHistoryStore) and parts.history is None:
         logger.warning("no HISTORY_URL or CHATHISTORY_TABLE: chat history is kept in memory only")
+    ddb = parts.dynamodb_resource
+    usage = parts.usage or await asyncio.to_thread(make_usage_store, settings, dynamodb_resource=ddb)
+    counters = parts.quota_counters or await asyncio.to_thread(make_quota_store, settings, dynamodb_resource=ddb)
+    feedback = parts.feedback or await asyncio.to_thread(make_feedback_store, settings, dynamodb_resource=ddb)
+    limits = QuotaLimits.from_settings(settings)
+    if limits.enabled and isinstance(counters, InMemoryCounterStore):
+        logger.warning("no QUOTA_URL or QUOTA_TABLE: quotas are counted per worker process (in memory)")
+    if isinstance(usage, InMemoryUsageStore) and parts.usage is None:
+        logger.warning("no USAGE_URL or USAGE_TABLE: token usage is kept in memory only")
+    if isinstance(feedback, InMemoryFeedbackStore) and parts.feedback is None:
+        logger.warning("no FEEDBACK_URL or FEEDBACK_TABLE: feedback is kept in memory only")
+    quota = QuotaService(counters, limits, **({"clock": parts.clock} if parts.clock else {}))
     uri = settings.resolved_index_uri
     s3 = parts.s3_client
     if s3 is None and uri.startswith("s3://"):
@@ -112,6 +137,10 @@ async def build_state(parts: Components) -> RagState:
         index=holder,
         model_id=model_id_of(settings),
         chat_model=chat_model,
+        usage=usage,
+        quota=quota,
+        feedback=feedback,
+        prices=PriceTable.from_settings(settings),
     )
 
 
@@ -125,6 +154,12 @@ def make_lifespan(parts: Components) -> Any:
         except SettingsError as exc:
             logger.error("invalid configuration: %s", str(exc).replace("\n", "; "))
             raise
+        set_log_context(tenant=state.settings.tenant_id)
+        if state.settings.log_format != "json":
+            from api.middleware import configure_logging
+
+            configure_logging(logging.getLevelName(logging.getLogger().level), state.settings.log_format)
+        setup_tracing(state.settings)
         # LangChain runs blocking calls (boto3 stream reads, retrieval) on the loop's default executor;
         # the stdlib default (cpu_count + 4 threads) would queue concurrent streams behind each other.
         # One FAISS thread per search: requests already run in parallel, and OpenMP's team of threads

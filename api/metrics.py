@@ -52,6 +52,50 @@ INDEX_CHUNKS = Gauge("ragapi_index_chunks", "Chunks in the loaded index.", multi
 INDEX_RELOADS = Counter("ragapi_index_reloads_total", "Index versions loaded (first load included).")
 INDEX_RELOAD_FAILURES = Counter("ragapi_index_reload_failures_total", "Failed index loads (old index kept).")
 
+# --- operating many tenants: labels are bounded (tenant, model id, fixed enums); never the user ---
+MODEL_TOKENS = Counter(
+    "ragapi_model_tokens_total",
+    "Model tokens by tenant, model id and direction (input/output); estimated for local models.",
+    ["tenant", "model", "direction"],
+)
+COST = Counter(
+    "ragapi_estimated_cost_usd_total",
+    "Estimated model cost in USD (price table PRICE_TABLE_JSON over list prices), by tenant and model.",
+    ["tenant", "model"],
+)
+QUOTA_REJECTIONS = Counter(
+    "ragapi_quota_rejections_total",
+    "Requests refused with 429, by tenant, scope (tenant/user) and kind (rpm/tokens_per_day).",
+    ["tenant", "scope", "kind"],
+)
+QUOTA_ERRORS = Counter(
+    "ragapi_quota_backend_errors_total",
+    "Quota counter failures (the request was admitted: quotas fail open).",
+    ["tenant"],
+)
+USAGE_ERRORS = Counter("ragapi_usage_record_errors_total", "Usage records that could not be stored.", ["tenant"])
+FEEDBACK = Counter("ragapi_feedback_total", "Feedback received, by tenant and rating (up/down).", ["tenant", "rating"])
+
+#: Every metric name /metrics exports (histograms add _bucket/_sum/_count, counters _total).
+EXPORTED = (
+    REQUESTS,
+    LATENCY,
+    TTFT,
+    TOKENS,
+    RETRIEVAL,
+    ANSWER_ERRORS,
+    INDEX_INFO,
+    INDEX_CHUNKS,
+    INDEX_RELOADS,
+    INDEX_RELOAD_FAILURES,
+    MODEL_TOKENS,
+    COST,
+    QUOTA_REJECTIONS,
+    QUOTA_ERRORS,
+    USAGE_ERRORS,
+    FEEDBACK,
+)
+
 
 def render() -> tuple[bytes, str]:
     """The exposition text and its content type (aggregated across workers in multiprocess mode)."""

@@ -1,15 +1,15 @@
 """Pure ASGI middleware (no ``BaseHTTPMiddleware``: it would buffer nothing but costs per request).
 
 * :class:`RequestContextMiddleware`: accepts a client's ``X-Request-ID`` (or makes one), echoes it
-  on every response, puts it into every log record of the request, and records request count and
-  latency by route template and status.
+  on every response, puts it into every log record of the request, records request count and
+  latency by route template and status, and writes one access log line per request (``route``,
+  ``method``, ``status``, ``duration_ms``; probes and ``/metrics`` at DEBUG level).
 * :class:`BodySizeLimitMiddleware`: refuses bodies over the limit with 413, whether the client
   sent ``Content-Length`` or streamed a chunked body.
 """
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import re
@@ -19,19 +19,18 @@ import uuid
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
+from rag import logs
+from rag.logs import request_id_var
 
 REQUEST_ID_HEADER = "x-request-id"
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
-request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id", default="-")
+#: Routes logged at DEBUG (the kubelet's probes and Prometheus' scrapes would drown the rest).
+QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
+access_logger = logging.getLogger("api.access")
 
 
-class RequestIdLogFilter(logging.Filter):
-    """Adds ``record.request_id`` (``-`` outside a request) for format strings."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        """Attach the current request id; never drops a record."""
-        record.request_id = request_id_var.get()
-        return True
+class RequestIdLogFilter(logs.ContextFilter):
+    """Adds ``record.request_id`` (``-`` outside a request) and ``record.tenant`` for formatters."""
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -76,8 +75,22 @@ class RequestContextMiddleware:
         finally:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             method = scope.get("method", "GET")
+            elapsed = time.perf_counter() - started
             metrics.REQUESTS.labels(route, method, str(status["code"])).inc()
-            metrics.LATENCY.labels(route, method).observe(time.perf_counter() - started)
+            metrics.LATENCY.labels(route, method).observe(elapsed)
+            access_logger.log(
+                logging.DEBUG if route in QUIET_ROUTES else logging.INFO,
+                "%s %s %s",
+                method,
+                route,
+                status["code"],
+                extra={
+                    "route": route,
+                    "method": method,
+                    "status": status["code"],
+                    "duration_ms": round(elapsed * 1000, 1),
+                },
+            )
             request_id_var.reset(token)
 
 
@@ -143,12 +156,10 @@ class BodySizeLimitMiddleware:
         await self.app(scope, replay, send)
 
 
-def configure_logging(level: str = "INFO") -> None:
-    """Log lines with the request id: ``time level logger [request_id] message``."""
-    handler = logging.StreamHandler()
-    handler.addFilter(RequestIdLogFilter())
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"))
-    root = logging.getLogger()
-    if not any(isinstance(f, RequestIdLogFilter) for h in root.handlers for f in h.filters):
-        root.addHandler(handler)
-    root.setLevel(level)
+def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
+    """One JSON object per line (``LOG_FORMAT=json``, the default) or ``time level logger [request_id] message``.
+
+    See :mod:`rag.logs`: ``time``, ``level``, ``logger``, ``message``, ``request_id``, ``tenant``,
+    and for the access line ``route``, ``method``, ``status``, ``duration_ms``.
+    """
+    logs.configure_logging(level, fmt)

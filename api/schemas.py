@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
 from rag.tenant import MAX_SESSION_ID_CHARS
 
@@ -98,6 +98,7 @@ class RagResponse(BaseModel):
     docs: list[RetrievedDoc] | None = None
     usage: Usage
     model_id: str
+    answer_id: str | None = Field(default=None, description="Identifies the answer for POST /api/v1/feedback.")
 
 
 class HistoryMessage(BaseModel):
@@ -107,6 +108,7 @@ class HistoryMessage(BaseModel):
     content: str
     sources: list[Source] | None = None
     created_at: str
+    answer_id: str | None = None
 
 
 class HistoryResponse(BaseModel):
@@ -114,6 +116,39 @@ class HistoryResponse(BaseModel):
 
     session_id: str
     messages: list[HistoryMessage]
+
+
+class FeedbackRequest(BaseModel):
+    """``POST /api/v1/feedback``: a rating of one answer, identified by ``answer_id`` or ``turn_index``.
+
+    Attributes:
+        session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's (else 403).
+        answer_id: the ``answer_id`` of the ``done`` event / the response (preferred).
+        turn_index: position of the turn in the session's history (0-based), when no answer id is known.
+        rating: ``"up"`` or ``"down"``.
+        comment: optional, at most 2000 characters.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    session_id: str = Field(min_length=1, max_length=MAX_SESSION_ID_CHARS)
+    answer_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    turn_index: int | None = Field(default=None, ge=0, le=1000)
+    rating: Literal["up", "down"]
+    comment: str = Field(default="", max_length=2000)
+
+    @model_validator(mode="after")
+    def _identified(self) -> FeedbackRequest:
+        if self.answer_id is None and self.turn_index is None:
+            raise ValueError("answer_id or turn_index is required")
+        return self
+
+
+class FeedbackResponse(BaseModel):
+    """The stored feedback's id."""
+
+    feedback_id: str
+    answer_id: str
 
 
 class ErrorBody(BaseModel):

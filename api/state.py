@@ -12,16 +12,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from langchain_classic.chains import ConversationalRetrievalChain
 
 from api import metrics
+from rag.feedback import FeedbackStore, InMemoryFeedbackStore
 from rag.history import HistoryStore
 from rag.index_store import BlobStore, load_index_version, read_latest_version_id
+from rag.quota import InMemoryCounterStore, QuotaLimits, QuotaService
 from rag.retrieval import TenantIndex
 from rag.settings import Settings
+from rag.usage import DEFAULT_PRICES, InMemoryUsageStore, PriceTable, UsageStore
 
 logger = logging.getLogger("api.index")
 
@@ -120,6 +123,10 @@ class RagState:
         index: the index holder.
         model_id: the model id reported in responses.
         chat_model: the underlying chat model (for diagnostics).
+        usage: where each answer's tokens and estimated cost are recorded.
+        quota: request and token limits per tenant and user.
+        feedback: where ratings of answers are stored.
+        prices: the price table for cost estimates.
     """
 
     settings: Settings
@@ -128,3 +135,7 @@ class RagState:
     index: IndexHolder
     model_id: str
     chat_model: Any = None
+    usage: UsageStore = field(default_factory=InMemoryUsageStore)
+    quota: QuotaService = field(default_factory=lambda: QuotaService(InMemoryCounterStore(), QuotaLimits()))
+    feedback: FeedbackStore = field(default_factory=InMemoryFeedbackStore)
+    prices: PriceTable = field(default_factory=lambda: PriceTable(DEFAULT_PRICES))

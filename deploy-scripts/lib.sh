@@ -137,6 +137,10 @@ tenant_env() {
   fi
   CHATHISTORY_TABLE="${TENANT_ID}-chathistory"
   SESSIONS_TABLE="${TENANT_ID}-sessions"
+  # operating many tenants: token usage, quota counters, feedback on answers
+  USAGE_TABLE="${TENANT_ID}-usage"
+  QUOTA_TABLE="${TENANT_ID}-quota"
+  FEEDBACK_TABLE="${TENANT_ID}-feedback"
   # two IRSA roles: the chat pod only reads the bucket; only the ingestion Job writes the index
   CHATBOT_ROLE_NAME="${TENANT_ID}-chatbot"
   INGEST_ROLE_NAME="${TENANT_ID}-ingest"
@@ -154,7 +158,7 @@ tenant_env() {
   check_value EMBEDDING_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id"
   check_value TEXT2TEXT_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id or inference profile"
   export TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE \
-    SESSIONS_TABLE CHATBOT_ROLE_ARN INGEST_ROLE_ARN TLS_SECRET_NAME EMBEDDING_MODEL_ID TEXT2TEXT_MODEL_ID AWS_REGION \
+    SESSIONS_TABLE USAGE_TABLE QUOTA_TABLE FEEDBACK_TABLE CHATBOT_ROLE_ARN INGEST_ROLE_ARN TLS_SECRET_NAME EMBEDDING_MODEL_ID TEXT2TEXT_MODEL_ID AWS_REGION \
     ISTIO_INGRESS_NAMESPACE ISTIO_INGRESS_SERVICE_ACCOUNT
 }
 
@@ -188,6 +192,7 @@ deploy_env() {
 readonly TENANT_RENDER_VARS=(
   TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST AWS_REGION APP_VERSION IMAGE_REGISTRY IMAGE_TAG
   CHATBOT_ROLE_ARN INGEST_ROLE_ARN CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE SESSIONS_TABLE EMBEDDING_MODEL_ID
+  USAGE_TABLE QUOTA_TABLE FEEDBACK_TABLE
   TEXT2TEXT_MODEL_ID ISSUER_URI COGNITO_CLIENT_ID OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION
   INGEST_SCHEDULE MIN_REPLICAS MAX_REPLICAS TLS_SECRET_NAME ISTIO_INGRESS_NAMESPACE
   ISTIO_INGRESS_SERVICE_ACCOUNT
@@ -213,7 +218,9 @@ render_file() {
 
 # The tenant's templates, relative to REPO_ROOT (one kind per file).
 tenant_templates() {
-  (cd "${REPO_ROOT}" && find manifests istio -maxdepth 2 -name '*.yaml' -not -path 'istio/cluster/*' | LC_ALL=C sort)
+  # manifests/observability/ is cluster-wide (PrometheusRule, dashboard), not a tenant template
+  (cd "${REPO_ROOT}" && find manifests istio -maxdepth 2 -name '*.yaml' -not -path 'istio/cluster/*' \
+    -not -path 'manifests/observability/*' | LC_ALL=C sort)
 }
 
 # render_tenant OUTDIR: renders every tenant template into OUTDIR (same relative paths).

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Removes everything onboard-tenant.sh and apply-tenant.sh created for a tenant: its namespaces (and
 # with them every object in them), its ext_authz policy, provider and TLS Secret at the gateway,
-# the IAM role, the DynamoDB tables, the S3 bucket (all object versions), the Cognito user pool and
+# the IAM role, the DynamoDB tables (history, sessions, usage, quota, feedback), the S3 bucket (all object versions), the Cognito user pool and
 # domain, the Secrets Manager secret. Destructive and irreversible: needs --yes.
 set -Eeuo pipefail
 # shellcheck source=lib.sh
@@ -12,7 +12,7 @@ usage() {
 Usage: deploy-scripts/offboard-tenant.sh [--dry-run] --yes TENANT
 
 Deletes TENANT's Kubernetes objects and AWS resources, data included (documents, index, chat
-history, users). Required environment: AWS_REGION, CLUSTER_NAME, DOMAIN.
+history, usage, feedback, users). Required environment: AWS_REGION, CLUSTER_NAME, DOMAIN.
 USAGE
 }
 
@@ -52,7 +52,7 @@ delete_aws() {
     fi
   done
   local t
-  for t in "${CHATHISTORY_TABLE}" "${SESSIONS_TABLE}"; do
+  for t in "${CHATHISTORY_TABLE}" "${SESSIONS_TABLE}" "${USAGE_TABLE}" "${QUOTA_TABLE}" "${FEEDBACK_TABLE}"; do
     if exists aws dynamodb describe-table --table-name "${t}"; then
       run aws dynamodb delete-table --table-name "${t}"
       run aws dynamodb wait table-not-exists --table-name "${t}"

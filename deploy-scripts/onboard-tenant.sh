@@ -2,7 +2,8 @@
 # Creates a tenant's AWS resources (idempotent: each resource is looked up first and only created
 # when missing): Cognito user pool (custom:tenantid) + hosted-UI domain + app client, the oauth2-proxy
 # secret in Secrets Manager, S3 bucket (encrypted, versioned, public access blocked, TLS only),
-# DynamoDB tables (TTL, point-in-time recovery), and two IRSA roles scoped to this tenant only
+# DynamoDB tables (chat history, sessions, usage, quota counters, feedback; TTL, point-in-time
+# recovery), and two IRSA roles scoped to this tenant only
 # (chatbot: read the bucket, use the tables and both models; ingest: write the bucket, embed).
 set -Eeuo pipefail
 # shellcheck source=lib.sh
@@ -47,7 +48,7 @@ json_list() { # quoted, comma separated JSON strings from stdin lines
   done
 }
 
-# The chat pod: read this tenant's bucket (the index), read/write its two tables, invoke both models.
+# The chat pod: read this tenant's bucket (the index), read/write its five tables, invoke both models.
 chatbot_policy() {
   local p=${AWS_PARTITION} b=${CONTEXTUAL_DATA_BUCKET}
   local tables="arn:${p}:dynamodb:${AWS_REGION}:${ACCOUNT_ID}:table"
@@ -64,7 +65,8 @@ chatbot_policy() {
     {"Sid": "TenantTables", "Effect": "Allow",
      "Action": ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"],
-     "Resource": ["${tables}/${CHATHISTORY_TABLE}", "${tables}/${SESSIONS_TABLE}"]},
+     "Resource": ["${tables}/${CHATHISTORY_TABLE}", "${tables}/${SESSIONS_TABLE}", "${tables}/${USAGE_TABLE}",
+                  "${tables}/${QUOTA_TABLE}", "${tables}/${FEEDBACK_TABLE}"]},
     {"Sid": "BedrockModels", "Effect": "Allow",
      "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
      "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}" | json_list)]}
@@ -144,12 +146,17 @@ JSON
   run aws s3api put-bucket-tagging --bucket "${b}" --tagging "${tags}"
 }
 
-ensure_table() { # ensure_table NAME HASH_KEY
-  local t=$1 key=$2 ttl
+ensure_table() { # ensure_table NAME HASH_KEY [RANGE_KEY]  (string keys)
+  local t=$1 key=$2 range=${3:-} ttl
+  local attrs=("AttributeName=${key},AttributeType=S") schema=("AttributeName=${key},KeyType=HASH")
+  if [[ -n "${range}" ]]; then
+    attrs+=("AttributeName=${range},AttributeType=S")
+    schema+=("AttributeName=${range},KeyType=RANGE")
+  fi
   if ! exists aws dynamodb describe-table --table-name "${t}"; then
     run aws dynamodb create-table --table-name "${t}" \
-      --attribute-definitions "AttributeName=${key},AttributeType=S" \
-      --key-schema "AttributeName=${key},KeyType=HASH" \
+      --attribute-definitions "${attrs[@]}" \
+      --key-schema "${schema[@]}" \
       --billing-mode PAY_PER_REQUEST \
       --sse-specification Enabled=true \
       --tags "Key=app.kubernetes.io/part-of,Value=tenant-rag" "Key=tenant,Value=${TENANT_ID}"
@@ -270,6 +277,9 @@ main() {
   ensure_bucket
   ensure_table "${CHATHISTORY_TABLE}" SessionId
   ensure_table "${SESSIONS_TABLE}" TenantId
+  ensure_table "${USAGE_TABLE}" TenantId UsageKey
+  ensure_table "${QUOTA_TABLE}" QuotaKey
+  ensure_table "${FEEDBACK_TABLE}" TenantId FeedbackId
   local issuer
   issuer="$(cluster_oidc_issuer)"
   ensure_role "${CHATBOT_ROLE_NAME}" chatbot chatbot_policy "${issuer}"

@@ -123,6 +123,9 @@ class DemoStack:
         )
         env.setdefault("HISTORY_URL", f"sqlite:///{tenant_dir / 'history.sqlite3'}")
         env.setdefault("SESSIONS_URL", f"sqlite:///{tenant_dir / 'sessions.sqlite3'}")
+        env.setdefault("USAGE_URL", f"sqlite:///{tenant_dir / 'usage.sqlite3'}")
+        env.setdefault("QUOTA_URL", f"sqlite:///{tenant_dir / 'quota.sqlite3'}")
+        env.setdefault("FEEDBACK_URL", f"sqlite:///{tenant_dir / 'feedback.sqlite3'}")
         return env
 
     def prepare_documents(self, tenant: str) -> Path:

@@ -36,6 +36,7 @@ from pydantic import ConfigDict, PrivateAttr
 from rag.llm import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
 from rag.llm import generation_scope as _generation_scope
 from rag.retrieval import TenantIndex, TenantRetriever
+from rag.tracing import end_span, span, start_span
 
 ANSWER_RUN_NAME = "answer"
 CONDENSE_RUN_NAME = "condense"
@@ -158,7 +159,10 @@ class LiveRetriever(BaseRetriever):
         k = scope.k if scope else self.default_k
         started = time.perf_counter()
         retriever = self._base(index).model_copy(update={"k": k})
-        docs = retriever._get_relevant_documents(query, run_manager=run_manager)  # no second callback run
+        with span("rag.retrieval", k=k, mode=self.mode, index_version=index.version.version) as current:
+            docs = retriever._get_relevant_documents(query, run_manager=run_manager)  # no second callback run
+            if current is not None:
+                current.set_attribute("documents", len(docs))
         if scope:
             scope.stats.retrieval_seconds = time.perf_counter() - started
             scope.stats.index_version = index.version.version
@@ -288,11 +292,25 @@ class _TokenCollector(AsyncCallbackHandler):
         self.queue = queue
         self.usage = Usage()
         self._prompt_chars: dict[UUID, int] = {}
+        self._spans: dict[UUID, Any] = {}
 
     async def on_chat_model_start(
-        self, serialized: dict[str, Any], messages: list[list[BaseMessage]], *, run_id: UUID, **kwargs: Any
+        self,
+        serialized: dict[str, Any],
+        messages: list[list[BaseMessage]],
+        *,
+        run_id: UUID,
+        tags: list[str] | None = None,
+        metadata: dict[str, Any] | None = None,
+        **kwargs: Any,
     ) -> None:
         self._prompt_chars[run_id] = sum(len(str(m.content)) for batch in messages for m in batch)
+        role = ANSWER_RUN_NAME if tags and ANSWER_TAG in tags else CONDENSE_RUN_NAME
+        self._spans[run_id] = start_span(f"llm.{role}", request_id=(metadata or {}).get("request_id"))
+
+    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+        self._prompt_chars.pop(run_id, None)
+        end_span(self._spans.pop(run_id, None), error=error)
 
     async def on_llm_new_token(
         self, token: Any, *, chunk: Any = None, run_id: UUID, tags: list[str] | None = None, **kwargs: Any
@@ -308,15 +326,22 @@ class _TokenCollector(AsyncCallbackHandler):
         message = getattr(generation, "message", None)
         meta = getattr(message, "usage_metadata", None)
         if meta:
-            self.usage.input_tokens += int(meta.get("input_tokens", 0))
-            self.usage.output_tokens += int(meta.get("output_tokens", 0))
+            input_tokens, output_tokens = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
         else:
-            self.usage.input_tokens += estimate_tokens("x" * prompt_chars)
-            self.usage.output_tokens += estimate_tokens(generation.text if generation else "")
+            input_tokens = estimate_tokens("x" * prompt_chars)
+            output_tokens = estimate_tokens(generation.text if generation else "")
+        self.usage.input_tokens += input_tokens
+        self.usage.output_tokens += output_tokens
+        end_span(self._spans.pop(run_id, None), input_tokens=input_tokens, output_tokens=output_tokens)
 
 
 async def astream_chain(
-    chain: ConversationalRetrievalChain, question: str, chat_history: list[BaseMessage]
+    chain: ConversationalRetrievalChain,
+    question: str,
+    chat_history: list[BaseMessage],
+    *,
+    metadata: dict[str, Any] | None = None,
+    tags: list[str] | None = None,
 ) -> AsyncIterator[TokenEvent | FinalEvent]:
     """Run ``chain`` once and yield the answer's tokens, then one :class:`FinalEvent`.
 
@@ -324,6 +349,8 @@ async def astream_chain(
     a callback handler (the answer model is tagged :data:`ANSWER_TAG`; lighter than
     ``astream_events``). Token usage comes from the models' ``usage_metadata``; models that report
     none get an estimate (:func:`rag.llm.estimate_tokens`). Closing the generator cancels the run.
+    ``metadata`` and ``tags`` go into the LangChain run config (e.g. the request id), so tracers and
+    callbacks of every run (chain, retriever, models) see them.
 
     Raises:
         Whatever the retriever or the models raise (botocore errors, :class:`IndexNotReadyError`).
@@ -331,7 +358,10 @@ async def astream_chain(
     queue: asyncio.Queue[str | None] = asyncio.Queue()
     collector = _TokenCollector(queue)
     run = asyncio.create_task(
-        chain.ainvoke({"question": question, "chat_history": chat_history}, config={"callbacks": [collector]})
+        chain.ainvoke(
+            {"question": question, "chat_history": chat_history},
+            config={"callbacks": [collector], "metadata": dict(metadata or {}), "tags": list(tags or [])},
+        )
     )
     run.add_done_callback(lambda _: queue.put_nowait(None))
     try:

@@ -50,6 +50,8 @@ class Turn:
         sources: the citations returned with the answer (JSON-able dicts).
         created_at: when the question was received (ISO 8601, UTC).
         answered_at: when the answer was complete (ISO 8601, UTC).
+        answer_id: the answer's id (as returned by the API; feedback refers to it).
+        model_id: the model that answered.
     """
 
     question: str
@@ -57,6 +59,8 @@ class Turn:
     sources: list[dict[str, Any]] = field(default_factory=list)
     created_at: str = ""
     answered_at: str = ""
+    answer_id: str = ""
+    model_id: str = ""
 
 
 def utc_now_iso() -> str:
@@ -81,13 +85,17 @@ class HistoryStore(Protocol):
 
 
 def _turn_to_json(turn: Turn) -> dict[str, str]:
-    return {
+    row = {
         "question": turn.question,
         "answer": turn.answer,
         "sources": json.dumps(turn.sources, ensure_ascii=False),
         "created_at": turn.created_at,
         "answered_at": turn.answered_at,
     }
+    # newer optional fields only when set (items written before them, and older DynamoDB Local
+    # versions, know no empty strings)
+    row.update({k: v for k, v in (("answer_id", turn.answer_id), ("model_id", turn.model_id)) if v})
+    return row
 
 
 def _turn_from_json(raw: dict[str, Any]) -> Turn:
@@ -101,6 +109,8 @@ def _turn_from_json(raw: dict[str, Any]) -> Turn:
         sources=sources if isinstance(sources, list) else [],
         created_at=str(raw.get("created_at", "")),
         answered_at=str(raw.get("answered_at", "")),
+        answer_id=str(raw.get("answer_id") or ""),
+        model_id=str(raw.get("model_id") or ""),
     )
 
 
@@ -185,10 +195,14 @@ class SQLiteHistoryStore:
         sources TEXT NOT NULL,
         created_at TEXT NOT NULL,
         answered_at TEXT NOT NULL,
-        expires_at INTEGER NOT NULL
+        expires_at INTEGER NOT NULL,
+        answer_id TEXT NOT NULL DEFAULT '',
+        model_id TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX IF NOT EXISTS chat_turns_session ON chat_turns (session_id, seq);
     """
+    #: Columns added after the first release (files created before get them on open).
+    _ADDED_COLUMNS = ("answer_id", "model_id")
 
     def __init__(self, path: str | Path, *, ttl_seconds: int, max_turns: int = MAX_TURNS) -> None:
         self.path = Path(path)
@@ -215,6 +229,10 @@ class SQLiteHistoryStore:
             with self._init_lock:
                 if not self._ready:
                     conn.executescript(self._SCHEMA)
+                    columns = {row[1] for row in conn.execute("PRAGMA table_info(chat_turns)")}
+                    for column in self._ADDED_COLUMNS:
+                        if column not in columns:
+                            conn.execute(f"ALTER TABLE chat_turns ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
                     self._ready = True
         return conn
 
@@ -227,21 +245,31 @@ class SQLiteHistoryStore:
     def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
         """See :class:`HistoryStore`."""
         rows = self._run(
-            "SELECT question, answer, sources, created_at, answered_at FROM chat_turns "
+            "SELECT question, answer, sources, created_at, answered_at, answer_id, model_id FROM chat_turns "
             "WHERE session_id = ? AND expires_at >= ? ORDER BY seq DESC LIMIT ?",
             (session_id, int(time.time()), min(limit or self.max_turns, self.max_turns)),
         )
         return [
-            _turn_from_json({"question": q, "answer": a, "sources": s, "created_at": c, "answered_at": d})
-            for q, a, s, c, d in reversed(rows)
+            _turn_from_json(
+                {
+                    "question": q,
+                    "answer": a,
+                    "sources": s,
+                    "created_at": c,
+                    "answered_at": d,
+                    "answer_id": aid,
+                    "model_id": mid,
+                }
+            )
+            for q, a, s, c, d, aid, mid in reversed(rows)
         ]
 
     def append(self, session_id: str, turn: Turn) -> None:
         """See :class:`HistoryStore`: one ``INSERT`` (atomic)."""
         row = _turn_to_json(turn)
         self._run(
-            "INSERT INTO chat_turns (session_id, question, answer, sources, created_at, answered_at, expires_at) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "INSERT INTO chat_turns (session_id, question, answer, sources, created_at, answered_at, expires_at, "
+            "answer_id, model_id) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 session_id,
                 row["question"],
@@ -250,6 +278,8 @@ class SQLiteHistoryStore:
                 row["created_at"],
                 row["answered_at"],
                 int(time.time()) + self.ttl_seconds,
+                row.get("answer_id", ""),
+                row.get("model_id", ""),
             ),
         )
 

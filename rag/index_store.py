@@ -311,8 +311,8 @@ class IndexManifest:
             )
         except IndexIntegrityError:
             raise
-        except (ValueError, TypeError, KeyError, AttributeError) as exc:
-            raise IndexIntegrityError(f"manifest.json is malformed: {exc}") from exc
+        except (ValueError, TypeError, KeyError, AttributeError, OverflowError, RecursionError) as exc:
+            raise IndexIntegrityError(f"manifest.json is malformed: {type(exc).__name__}") from exc
         if manifest.dim <= 0 or manifest.count < 0 or set(files) != {INDEX_FILE, DOCSTORE_FILE}:
             raise IndexIntegrityError("manifest.json has invalid dim, count or files")
         return manifest
@@ -376,7 +376,7 @@ def _parse_documents(data: bytes) -> list[Document]:
         try:
             row = json.loads(line)
             doc_id, content, metadata = row["id"], row["text"], row["metadata"]
-        except (ValueError, KeyError, TypeError) as exc:
+        except (ValueError, KeyError, TypeError, RecursionError) as exc:
             raise IndexIntegrityError(f"docstore.jsonl line {number} is malformed") from exc
         if not isinstance(doc_id, str) or not isinstance(content, str) or not isinstance(metadata, dict):
             raise IndexIntegrityError(f"docstore.jsonl line {number} has wrong types")
@@ -519,7 +519,7 @@ def load_index_version(
             raise IndexIntegrityError(f"{name} of version {version} does not match its sha256 in manifest.json")
     try:
         index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
-    except RuntimeError as exc:
+    except (RuntimeError, MemoryError) as exc:  # MemoryError: a header claiming an absurd size
         raise IndexIntegrityError(f"{INDEX_FILE} of version {version} is not a FAISS index") from exc
     if not isinstance(index, faiss.IndexFlatIP) or index.d != manifest.dim or index.ntotal != manifest.count:
         raise IndexIntegrityError(f"{INDEX_FILE} of version {version} does not match its manifest")

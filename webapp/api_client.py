@@ -6,6 +6,7 @@ Endpoints (all under ``RAG_API_URL``):
   or ``error``;
 - ``GET /api/v1/sessions/{session_id}/messages`` → the session's earlier messages;
 - ``DELETE /api/v1/sessions/{session_id}/messages`` → 204;
+- ``POST /api/v1/feedback`` → 201 (a thumbs up/down and an optional comment on one answer);
 - ``GET /readyz`` → 200 when the API can answer.
 
 Every call has a timeout. Failures become :class:`ApiError` with a user-safe message, so the
@@ -29,6 +30,7 @@ from rag.settings import Settings
 STREAM_PATH = "/api/v1/llm/rag/stream"
 MESSAGES_PATH = "/api/v1/sessions/{session_id}/messages"
 READY_PATH = "/readyz"
+FEEDBACK_PATH = "/api/v1/feedback"
 #: Timeout for opening a TCP connection to the API, in seconds.
 CONNECT_TIMEOUT_SECONDS = 5.0
 #: Timeout for the small JSON calls (history, delete, readiness), in seconds.
@@ -99,12 +101,14 @@ class ChatMessage:
         content: the text (Markdown for assistant answers).
         sources: passages the answer was based on (assistant messages only).
         created_at: as sent by the API (ISO 8601 or epoch), informational.
+        answer_id: the answer's id (assistant messages), for feedback.
     """
 
     role: str
     content: str
     sources: tuple[Source, ...] = ()
     created_at: str | float | None = None
+    answer_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,12 +134,14 @@ class DoneEvent:
         answer: the full answer text.
         usage: token counts (``input_tokens``, ``output_tokens``, ``total_tokens``).
         model_id: the model that answered.
+        answer_id: identifies the answer for feedback (empty from APIs that predate it).
     """
 
     session_id: str = ""
     answer: str = ""
     usage: dict[str, int] = field(default_factory=dict)
     model_id: str = ""
+    answer_id: str = ""
 
 
 StreamEvent = TokenEvent | SourcesEvent | DoneEvent
@@ -174,6 +180,8 @@ def _retry_after(value: Any) -> float | None:
 
 
 def _friendly(status: int | None, code: str, message: str | None) -> str:
+    if status == 429 and code == "quota_exceeded" and message:
+        return message  # "Usage limit reached: ... Try again in N seconds." (written for users by the API)
     if status == 429:
         return "The assistant is busy right now. Please try again in a moment."
     if status == 504 or code == "timeout":
@@ -234,6 +242,7 @@ def parse_event(event: str, data: str) -> StreamEvent:
             answer=str(payload.get("answer", "")),
             usage={k: int(v) for k, v in usage.items() if isinstance(v, int | float)},
             model_id=str(payload.get("model_id", "")),
+            answer_id=str(payload.get("answer_id") or ""),
         )
     if event == "error":
         status = payload.get("status") if isinstance(payload.get("status"), int) else 502
@@ -339,6 +348,7 @@ class RagApiClient:
                     content=str(item.get("content", "")),
                     sources=tuple(Source.from_json(s) for s in item.get("sources") or []),
                     created_at=item.get("created_at"),
+                    answer_id=str(item["answer_id"]) if item.get("answer_id") else None,
                 )
             )
         return messages
@@ -355,6 +365,24 @@ class RagApiClient:
         except httpx.HTTPError as exc:
             raise _error_from_exception(exc) from exc
         if resp.status_code >= 400 and resp.status_code != 404:
+            raise _error_from_response(resp)
+
+    def send_feedback(
+        self, session_id: str, answer_id: str, rating: str, comment: str = "", *, request_id: str | None = None
+    ) -> None:
+        """Rate one answer: ``rating`` is ``"up"`` or ``"down"``; ``comment`` at most 2000 characters.
+
+        Raises:
+            ApiError: the API refused the feedback, failed or is unreachable.
+        """
+        body = {"session_id": session_id, "answer_id": answer_id, "rating": rating, "comment": comment[:2000]}
+        headers = {"X-Request-ID": request_id or uuid.uuid4().hex}
+        try:
+            with self._client(min(SHORT_TIMEOUT_SECONDS, self.timeout)) as client:
+                resp = client.post(FEEDBACK_PATH, json=body, headers=headers)
+        except httpx.HTTPError as exc:
+            raise _error_from_exception(exc) from exc
+        if resp.status_code >= 400:
             raise _error_from_response(resp)
 
     def ready(self) -> bool:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from rag.logs import configure_logging, set_log_context
 from webapp import api_client, identity, sessions, ui
 from webapp.config import ConfigError, web_settings
 
@@ -17,6 +18,8 @@ try:
     settings = web_settings()
 except ConfigError as exc:
     ui.stop_with_config_error(exc)
+configure_logging(fmt=settings.log_format)  # JSON lines with the turn's request id (idempotent)
+set_log_context(tenant=settings.tenant_id)
 
 try:
     user = identity.resolve_identity(identity.request_headers(), settings)
@@ -28,7 +31,7 @@ client = api_client.client_from_settings(settings)
 
 ui.init_state(user, manager, client)
 ui.render_header(settings, user, manager)
-ui.render_messages()
+ui.render_messages(client)
 ui.render_notices(client)
 
 prompt = st.chat_input("Ask a question about your documents")

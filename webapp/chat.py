@@ -59,14 +59,19 @@ class AnswerStream:
 
     def as_message(self) -> dict[str, Any]:
         """The assistant message to keep in ``st.session_state.messages``."""
-        return message_dict("assistant", self.text, self.sources)
+        return message_dict("assistant", self.text, self.sources, answer_id=self.done.answer_id if self.done else None)
 
 
-def message_dict(role: str, content: str, sources: tuple[Source, ...] | list[Source] = ()) -> dict[str, Any]:
+def message_dict(
+    role: str, content: str, sources: tuple[Source, ...] | list[Source] = (), *, answer_id: str | None = None
+) -> dict[str, Any]:
     """A chat message as kept in ``st.session_state.messages`` (plain, picklable data)."""
-    return {"role": role, "content": content, "sources": [s.to_json() for s in sources]}
+    message: dict[str, Any] = {"role": role, "content": content, "sources": [s.to_json() for s in sources]}
+    if answer_id:
+        message["answer_id"] = answer_id
+    return message
 
 
 def history_to_messages(history: list[ChatMessage]) -> list[dict[str, Any]]:
     """API history → ``st.session_state.messages`` entries."""
-    return [message_dict(m.role, m.content, m.sources) for m in history]
+    return [message_dict(m.role, m.content, m.sources, answer_id=m.answer_id) for m in history]

@@ -8,7 +8,11 @@
 - ``user_key``: whose state this is (a different user resets it);
 - ``failed``: the last question that could not be answered, with the message shown;
 - ``pending``: a question to send on this run (set by the Retry button);
-- ``notice`` / ``history_error``: one-off information for the user.
+- ``notice`` / ``history_error``: one-off information for the user;
+- ``feedback_sent``: ``{answer_id: "up" | "down"}`` rated in this browser session.
+
+Each chat turn's ``X-Request-ID`` is also this page's log context (:data:`rag.logs.request_id_var`),
+so the web chat's and the API's log lines of one turn share the id.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from typing import Any, NoReturn
 
 import streamlit as st
 
+from rag.logs import request_id_var
 from rag.settings import Settings
 from webapp.api_client import ApiError, RagApiClient
 from webapp.chat import AnswerStream, history_to_messages, message_dict
@@ -31,6 +36,9 @@ log = logging.getLogger(__name__)
 IDLE_NOTICE = "Your earlier chat was idle for a while, so this question starts a new chat."
 UNEXPECTED = "Something went wrong while answering. Please try again."
 STORE_DOWN = "Your chat session could not be loaded or saved right now. Please try again in a moment."
+FEEDBACK_THANKS = "Thanks for the feedback."
+FEEDBACK_FAILED = "Your feedback could not be saved."
+MAX_COMMENT_CHARS = 2000
 _DENIAL_PAGES: dict[Denial, tuple[str, str]] = {
     Denial.NOT_SIGNED_IN: ("Not signed in", "Please sign in through your organisation's chat address."),
     Denial.EXPIRED: ("Sign-in expired", "Reload the page to sign in again."),
@@ -195,13 +203,46 @@ def render_sources(sources: list[Mapping[str, Any]]) -> None:
                 st.caption(str(source["snippet"]))
 
 
-def render_messages() -> None:
-    """Replay the conversation so far."""
+def send_feedback(client: RagApiClient, answer_id: str) -> None:
+    """Widget callback: send the thumbs (and the comment, when one was typed) for ``answer_id``."""
+    state = st.session_state
+    value = state.get(f"feedback_{answer_id}")
+    if value is None:  # the thumbs were cleared: nothing to send
+        return
+    rating = "up" if value == 1 else "down"
+    comment = str(state.get(f"comment_{answer_id}") or "")[:MAX_COMMENT_CHARS]
+    try:
+        client.send_feedback(state.session_id, answer_id, rating, comment)
+    except ApiError as exc:
+        log.warning("feedback not sent: %s (%s)", exc.code, exc.status)
+        state.notice = f"{FEEDBACK_FAILED} {exc.message}"
+        return
+    state.setdefault("feedback_sent", {})[answer_id] = rating
+    state.notice = FEEDBACK_THANKS
+
+
+def render_feedback(message: Mapping[str, Any], client: RagApiClient | None) -> None:
+    """Thumbs up/down under an answer; once rated, a popover for an optional comment."""
+    answer_id = message.get("answer_id")
+    if not answer_id or client is None:
+        return
+    st.feedback("thumbs", key=f"feedback_{answer_id}", on_change=send_feedback, args=(client, answer_id))
+    if answer_id in st.session_state.get("feedback_sent", {}):
+        with st.popover("Add a comment", icon=":material/comment:"):
+            st.text_area(
+                "What was good or wrong about this answer?", max_chars=MAX_COMMENT_CHARS, key=f"comment_{answer_id}"
+            )
+            st.button("Send comment", key=f"send_comment_{answer_id}", on_click=send_feedback, args=(client, answer_id))
+
+
+def render_messages(client: RagApiClient | None = None) -> None:
+    """Replay the conversation so far (with the feedback widgets when a client is given)."""
     for message in st.session_state.get("messages", []):
         with st.chat_message(message["role"]):
             st.markdown(message["content"])
             if message["role"] == "assistant":
                 render_sources(message.get("sources") or [])
+                render_feedback(message, client)
 
 
 def render_notices(client: RagApiClient) -> None:
@@ -249,6 +290,15 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
     with st.chat_message("user"):
         st.markdown(question)
     answer = AnswerStream(client, question, sid)
+    token = request_id_var.set(answer.request_id)  # this turn's log lines carry the API's request id
+    try:
+        _stream_answer(answer, question, client)
+    finally:
+        request_id_var.reset(token)
+
+
+def _stream_answer(answer: AnswerStream, question: str, client: RagApiClient) -> None:
+    state = st.session_state
     with st.chat_message("assistant"):
         try:
             st.write_stream(iter(answer))
@@ -256,7 +306,7 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
             log.warning("answer failed: %s (%s) request_id=%s", exc.code, exc.status, answer.request_id)
             state.messages.pop()
             message = exc.message
-            if exc.retry_after:
+            if exc.retry_after and exc.code != "quota_exceeded":  # the quota message names the wait itself
                 message += f" (The assistant asked to wait {exc.retry_after:.0f} s.)"
             state.failed = {"question": question, "message": message}
             st.rerun()
@@ -266,7 +316,17 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
             state.failed = {"question": question, "message": UNEXPECTED}
             st.rerun()
         render_sources([s.to_json() for s in answer.sources])
-    state.messages.append(answer.as_message())
+        message = answer.as_message()
+        render_feedback(message, client)
+    usage = answer.done.usage if answer.done else {}
+    log.info(
+        "answer received: %d characters, %d sources, %s tokens",
+        len(answer.text),
+        len(answer.sources),
+        usage.get("total_tokens", "?"),
+        extra={"answer_id": message.get("answer_id"), "model_id": answer.done.model_id if answer.done else None},
+    )
+    state.messages.append(message)
     state.failed = None
 
 

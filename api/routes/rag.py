@@ -8,8 +8,12 @@ Stream events (``text/event-stream``, https://html.spec.whatwg.org/multipage/ser
 
     event: token    data: {"text": "..."}                       (many)
     event: sources  data: {"sources": [...]}
-    event: done     data: {"session_id", "answer", "usage", "model_id"}
+    event: done     data: {"session_id", "answer", "usage", "model_id", "answer_id"}
     event: error    data: {"status", "error", "message", "retry_after"}   (instead, on failure; then the end)
+
+Before answering, the tenant's and user's quotas are checked (429 + ``Retry-After`` when a limit
+is reached); after it, the answer's tokens are recorded (usage store, token quotas, metrics by
+tenant and model with an estimated cost). ``answer_id`` identifies the answer for feedback.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -32,8 +37,14 @@ from api.errors import ApiError, classify_exception
 from api.schemas import ErrorBody, RagRequest, RagResponse, RetrievedDoc, Source, Usage
 from api.state import RagState
 from rag.chain import FinalEvent, IndexNotReadyError, RequestStats, astream_chain, history_messages, request_scope
+from rag.chain import Usage as ChainUsage
 from rag.history import Turn, utc_now_iso
 from rag.llm import GenerationParams
+from rag.logs import request_id_var
+from rag.quota import QuotaExceededError
+from rag.tenant import SessionId
+from rag.tracing import span
+from rag.usage import UsageRecord
 
 logger = logging.getLogger("api.rag")
 router = APIRouter(prefix="/api/v1/llm", tags=["rag"])
@@ -47,6 +58,7 @@ _ERRORS = {
     403: {"model": ErrorBody},
     413: {"model": ErrorBody},
     422: {"model": ErrorBody},
+    429: {"model": ErrorBody},
     503: {"model": ErrorBody},
     504: {"model": ErrorBody},
 }
@@ -81,25 +93,58 @@ def _generation(body: RagRequest) -> GenerationParams:
     )
 
 
-async def _prepare(state: RagState, body: RagRequest, tenant: str) -> list[tuple[str, str]]:
-    """Tenant check, readiness check and history load, before anything is streamed."""
-    check_session(body.user_session_id, tenant)
+async def _admit(state: RagState, tenant: str, session: SessionId) -> None:
+    """Count the request against the quotas (429 when a limit is reached; fails open on backend errors)."""
+    if not state.quota.limits.enabled:
+        return
+    try:
+        await run_in_threadpool(state.quota.admit, tenant, session.email)
+    except QuotaExceededError as exc:
+        metrics.QUOTA_REJECTIONS.labels(tenant, exc.scope, exc.kind).inc()
+        logger.info("quota exceeded: %s %s (limit %d)", exc.scope, exc.kind, exc.limit)
+        raise ApiError(429, "quota_exceeded", exc.message, exc.retry_after) from None
+    except Exception as exc:
+        metrics.QUOTA_ERRORS.labels(tenant).inc()
+        logger.warning("quota check failed, request admitted: %s", exc)
+
+
+async def _prepare(state: RagState, body: RagRequest, tenant: str) -> tuple[SessionId, list[tuple[str, str]]]:
+    """Tenant check, readiness check, quotas and history load, before anything is streamed."""
+    session = check_session(body.user_session_id, tenant)
     if state.index.get() is None:
         raise classify_exception(IndexNotReadyError("index not loaded"))
+    await _admit(state, tenant, session)
     try:
-        turns = await run_in_threadpool(state.history.load, body.user_session_id, limit=HISTORY_TURNS)
+        with span("history.load"):
+            turns = await run_in_threadpool(state.history.load, body.user_session_id, limit=HISTORY_TURNS)
     except Exception as exc:
         raise classify_exception(exc) from None
-    return [(t.question, t.answer) for t in turns]
+    return session, [(t.question, t.answer) for t in turns]
+
+
+def _run_config(state: RagState, answer_id: str, route: str) -> dict[str, Any]:
+    """Metadata and tags of the LangChain run (the request id reaches tracers and callbacks)."""
+    tenant = state.settings.tenant_id
+    return {
+        "metadata": {"request_id": request_id_var.get(), "tenant": tenant, "answer_id": answer_id},
+        "tags": [f"tenant:{tenant}", f"route:{route}"],
+    }
 
 
 async def _run_chain(
-    state: RagState, body: RagRequest, turns: list[tuple[str, str]], on_token: Callable[[str], Any]
+    state: RagState,
+    body: RagRequest,
+    turns: list[tuple[str, str]],
+    on_token: Callable[[str], Any],
+    run_config: dict[str, Any] | None = None,
 ) -> tuple[FinalEvent, RequestStats]:
     """Run the chain in the current task with this request's k and generation parameters."""
     final: FinalEvent | None = None
-    with request_scope(k=body.max_matching_docs, generation=_generation(body)) as stats:
-        async for event in astream_chain(state.chain, body.q, history_messages(turns)):
+    with (
+        request_scope(k=body.max_matching_docs, generation=_generation(body)) as stats,
+        span("rag.chain", k=body.max_matching_docs),
+    ):
+        async for event in astream_chain(state.chain, body.q, history_messages(turns), **(run_config or {})):
             if isinstance(event, FinalEvent):
                 final = event
             else:
@@ -116,18 +161,56 @@ def _observe(final: FinalEvent, stats: RequestStats) -> None:
         metrics.RETRIEVAL.observe(stats.retrieval_seconds)
 
 
-async def _save_turn(state: RagState, body: RagRequest, answer: str, sources: list[Source], asked_at: str) -> None:
+async def _save_turn(
+    state: RagState, body: RagRequest, answer: str, sources: list[Source], asked_at: str, answer_id: str = ""
+) -> None:
     turn = Turn(
         question=body.q,
         answer=answer,
         sources=[s.model_dump(exclude_none=True) for s in sources],
         created_at=asked_at,
         answered_at=utc_now_iso(),
+        answer_id=answer_id,
+        model_id=state.model_id,
     )
     try:
-        await run_in_threadpool(state.history.append, body.user_session_id, turn)
+        with span("history.append"):
+            await run_in_threadpool(state.history.append, body.user_session_id, turn)
     except Exception as exc:
         raise classify_exception(exc) from None
+
+
+def _record_usage(state: RagState, session: SessionId, answer_id: str, usage: ChainUsage) -> None:
+    """Blocking: add the tokens to the token quotas and store the usage record (errors are logged)."""
+    tenant, model = state.settings.tenant_id, state.model_id
+    try:
+        state.quota.add_tokens(tenant, session.email, usage.total_tokens)
+    except Exception as exc:
+        metrics.QUOTA_ERRORS.labels(tenant).inc()
+        logger.warning("token quota not updated: %s", exc)
+    record = UsageRecord(
+        tenant=tenant,
+        user=session.email,
+        session_id=str(session),
+        answer_id=answer_id,
+        model_id=model,
+        input_tokens=usage.input_tokens,
+        output_tokens=usage.output_tokens,
+        cost_usd=state.prices.cost(model, usage.input_tokens, usage.output_tokens),
+        at=utc_now_iso(),
+    )
+    metrics.MODEL_TOKENS.labels(tenant, model, "input").inc(usage.input_tokens)
+    metrics.MODEL_TOKENS.labels(tenant, model, "output").inc(usage.output_tokens)
+    metrics.COST.labels(tenant, model).inc(record.cost_usd)
+    try:
+        state.usage.record(record)
+    except Exception as exc:
+        metrics.USAGE_ERRORS.labels(tenant).inc()
+        logger.warning("usage not recorded: %s", exc)
+
+
+async def _account(state: RagState, session: SessionId, answer_id: str, usage: ChainUsage) -> None:
+    await run_in_threadpool(_record_usage, state, session, answer_id, usage)
 
 
 def _started(request: Request) -> float:
@@ -138,9 +221,10 @@ def _started(request: Request) -> float:
 async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: TenantDep) -> RagResponse:
     """Answer ``q`` in the context of the session's history, with the documents used as ``sources``."""
     asked_at = utc_now_iso()
-    turns = await _prepare(state, body, tenant)
+    session, turns = await _prepare(state, body, tenant)
     started = _started(request)
     first = {"seen": False}
+    answer_id = uuid.uuid4().hex
 
     def on_token(_: str) -> None:
         if not first["seen"]:
@@ -148,7 +232,7 @@ async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: Te
             metrics.TTFT.labels("/api/v1/llm/rag").observe(time.perf_counter() - started)
 
     try:
-        final, stats = await _run_chain(state, body, turns, on_token)
+        final, stats = await _run_chain(state, body, turns, on_token, _run_config(state, answer_id, "rag"))
     except Exception as exc:
         error = classify_exception(exc)
         metrics.ANSWER_ERRORS.labels("/api/v1/llm/rag", error.error).inc()
@@ -157,7 +241,8 @@ async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: Te
         raise error from None
     _observe(final, stats)
     sources = to_sources(final.documents)
-    await _save_turn(state, body, final.answer, sources, asked_at)
+    await _save_turn(state, body, final.answer, sources, asked_at, answer_id)
+    await _account(state, session, answer_id, final.usage)
     logger.info(
         "answered: k=%d docs=%d tokens=%d/%d index=%s",
         body.max_matching_docs,
@@ -165,6 +250,7 @@ async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: Te
         final.usage.input_tokens,
         final.usage.output_tokens,
         stats.index_version,
+        extra={"answer_id": answer_id, "model_id": state.model_id},
     )
     return RagResponse(
         question=body.q,
@@ -176,6 +262,7 @@ async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: Te
         else None,
         usage=Usage(**final.usage.as_dict()),
         model_id=state.model_id,
+        answer_id=answer_id,
     )
 
 
@@ -202,15 +289,17 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
     error status instead of a stream.
     """
     asked_at = utc_now_iso()
-    turns = await _prepare(state, body, tenant)
+    session, turns = await _prepare(state, body, tenant)
     started = _started(request)
     route = "/api/v1/llm/rag/stream"
+    answer_id = uuid.uuid4().hex
+    run_config = _run_config(state, answer_id, "rag_stream")
 
     async def events() -> AsyncIterator[dict[str, str]]:
         queue: asyncio.Queue[str | None] = asyncio.Queue()
         # The chain runs in its own task (own context: request_scope stays inside it); it is
         # cancelled when the client goes away, and then nothing is written to the history.
-        task = asyncio.create_task(_run_chain(state, body, turns, queue.put_nowait))
+        task = asyncio.create_task(_run_chain(state, body, turns, queue.put_nowait, run_config))
         task.add_done_callback(lambda _: queue.put_nowait(None))
         first = True
         try:
@@ -236,11 +325,21 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
         sources = to_sources(final.documents)
         yield _sse("sources", {"sources": [s.model_dump(exclude_none=True) for s in sources]})
         try:
-            await _save_turn(state, body, final.answer, sources, asked_at)
+            await _save_turn(state, body, final.answer, sources, asked_at, answer_id)
         except ApiError as error:
             metrics.ANSWER_ERRORS.labels(route, error.error).inc()
             yield _error_event(error)
             return
+        await _account(state, session, answer_id, final.usage)
+        logger.info(
+            "answered (stream): k=%d docs=%d tokens=%d/%d index=%s",
+            body.max_matching_docs,
+            len(sources),
+            final.usage.input_tokens,
+            final.usage.output_tokens,
+            stats.index_version,
+            extra={"answer_id": answer_id, "model_id": state.model_id},
+        )
         yield _sse(
             "done",
             {
@@ -248,6 +347,7 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
                 "answer": final.answer,
                 "usage": final.usage.as_dict(),
                 "model_id": state.model_id,
+                "answer_id": answer_id,
             },
         )
 

@@ -31,6 +31,7 @@ async def get_messages(session: OwnSessionDep, history: HistoryDep) -> HistoryRe
                 content=turn.answer,
                 sources=[Source.model_validate(s) for s in turn.sources],
                 created_at=turn.answered_at,
+                answer_id=turn.answer_id or None,
             )
         )
     return HistoryResponse(session_id=str(session), messages=messages)

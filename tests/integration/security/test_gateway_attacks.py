@@ -142,7 +142,9 @@ def test_forged_identity_headers_never_reach_upstream(issuer: LocalIssuer, gw_cl
     )
 
 
-def test_underscore_spelled_identity_headers_are_stripped(issuer: LocalIssuer, gw_client: httpx.Client, attempts) -> None:
+def test_underscore_spelled_identity_headers_are_stripped(
+    issuer: LocalIssuer, gw_client: httpx.Client, attempts
+) -> None:
     forged = {"x_auth_request_email": "ceo@tenantb.example.com", "X_Auth_Request_Groups": "admins"}
     headers = {"host": "tenanta.localhost", "authorization": f"Bearer {issuer.mint_for('alice')}", **forged}
     seen = gw_client.get("/", headers=headers).json()["headers"]

@@ -83,7 +83,7 @@ def test_every_template_rendered_one_kind_per_file(rendered: Path) -> None:
         p.relative_to(REPO_ROOT)
         for d in ("manifests", "istio")
         for p in (REPO_ROOT / d).rglob("*.yaml")
-        if "cluster" not in p.parts
+        if "cluster" not in p.parts and "observability" not in p.parts  # cluster-wide, not tenant templates
     )
     assert len(templates) >= 20
     for tenant in TENANTS:
@@ -231,7 +231,11 @@ def test_tenant_names_only_in_own_objects(objects: dict) -> None:
 
 
 def test_cluster_level_files_name_no_tenant() -> None:
-    for f in [*list((REPO_ROOT / "istio" / "cluster").iterdir()), SCRIPTS / "templates" / "eksctl-cluster.yaml"]:
+    for f in [
+        *list((REPO_ROOT / "istio" / "cluster").iterdir()),
+        *list((REPO_ROOT / "manifests" / "observability").iterdir()),
+        SCRIPTS / "templates" / "eksctl-cluster.yaml",
+    ]:
         text = f.read_text()
         for tenant in TENANTS:
             assert tenant not in text, f
@@ -326,6 +330,7 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "COGNITO_CLIENT_ID": RENDER_ENV["COGNITO_CLIENT_ID"],
         "AUTH_MODE": "oidc",
         "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
+        "LOG_FORMAT": "json",
         "RAG_API_URL": "http://127.0.0.1:8000",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "HOME": "/tmp",
@@ -338,6 +343,14 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "BEDROCK_SERVICE": "bedrock-runtime",
         "AWS_DEFAULT_REGION": "eu-west-1",
         "CHATHISTORY_TABLE": names["chathistory"],
+        "USAGE_TABLE": f"{tenant}-usage",
+        "QUOTA_TABLE": f"{tenant}-quota",
+        "FEEDBACK_TABLE": f"{tenant}-feedback",
+        "QUOTA_TENANT_RPM": "0",
+        "QUOTA_USER_RPM": "0",
+        "QUOTA_TENANT_TOKENS_PER_DAY": "0",
+        "QUOTA_USER_TOKENS_PER_DAY": "0",
+        "LOG_FORMAT": "json",
         "EMBEDDINGS_PROVIDER": "bedrock",
         "LLM_PROVIDER": "bedrock",
         "RETRIEVER_MODE": "hybrid",

@@ -114,6 +114,9 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
         bucket,
         "dynamodb:tenanta-chathistory",
         "dynamodb:tenanta-sessions",
+        "dynamodb:tenanta-usage",
+        "dynamodb:tenanta-quota",
+        "dynamodb:tenanta-feedback",
         "iam-role:tenanta-chatbot",
         "iam-policy:tenanta-chatbot:access",
         "iam-role:tenanta-ingest",
@@ -125,7 +128,7 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
     assert "put-bucket-encryption" in b and "put-public-access-block" in b
     assert b["put-bucket-versioning"]["versioning-configuration"] == ["Status=Enabled"]
     assert "RestrictPublicBuckets=true" in b["put-public-access-block"]["public-access-block-configuration"][0]
-    for t in ("tenanta-chathistory", "tenanta-sessions"):
+    for t in ("tenanta-chathistory", "tenanta-sessions", "tenanta-usage", "tenanta-quota", "tenanta-feedback"):
         table = fakes.state_value(f"dynamodb:{t}")
         assert table["ttl"] == ["Enabled=true,AttributeName=expires_at"]
         assert table["pitr"] == ["PointInTimeRecoveryEnabled=true"]
@@ -135,6 +138,19 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
     assert fakes.state_value("dynamodb:tenanta-sessions")["create"]["key-schema"] == [
         "AttributeName=TenantId,KeyType=HASH"
     ]
+    assert fakes.state_value("dynamodb:tenanta-quota")["create"]["key-schema"] == [
+        "AttributeName=QuotaKey,KeyType=HASH"
+    ]
+    for t, sort_key in (("tenanta-usage", "UsageKey"), ("tenanta-feedback", "FeedbackId")):
+        create = fakes.state_value(f"dynamodb:{t}")["create"]
+        assert create["key-schema"] == [
+            "AttributeName=TenantId,KeyType=HASH",
+            f"AttributeName={sort_key},KeyType=RANGE",
+        ]
+        assert create["attribute-definitions"] == [
+            "AttributeName=TenantId,AttributeType=S",
+            f"AttributeName={sort_key},AttributeType=S",
+        ]
     (pool,) = [fakes.state_value(k) for k in keys if k.startswith("cognito-pool:")]
     assert pool["name"] == "tenanta-users" and "Name=tenantid" in pool["schema"][0]
     (client,) = [fakes.state_value(k) for k in keys if k.startswith("cognito-client:")]
@@ -174,7 +190,10 @@ def test_iam_policies_name_only_the_tenants_resources(fakes: Fakes) -> None:
     chat = "arn:aws:bedrock:eu-west-1::foundation-model/anthropic.claude-3-haiku-20240307-v1:0"
     for tenant, other in (("tenanta", "tenantb"), ("tenantb", "tenanta")):
         bucket = f"arn:aws:s3:::{tenant}-rag-123456789012-eu-west-1"
-        tables = {f"arn:aws:dynamodb:eu-west-1:123456789012:table/{tenant}-{t}" for t in ("chathistory", "sessions")}
+        tables = {
+            f"arn:aws:dynamodb:eu-west-1:123456789012:table/{tenant}-{t}"
+            for t in ("chathistory", "sessions", "usage", "quota", "feedback")
+        }
         chatbot = policy_grants(fakes.state_value(f"iam-policy:{tenant}-chatbot:access"))
         ingest = policy_grants(fakes.state_value(f"iam-policy:{tenant}-ingest:access"))
         for grants in (chatbot, ingest):

@@ -33,7 +33,7 @@ def test_dockerfiles_follow_the_contract() -> None:
         assert len(entry) == 1 and entry[0].startswith('["'), f"{name}: exec-form ENTRYPOINT"
     ragapi = (REPO_ROOT / "Dockerfile.ragapi").read_text()
     assert 'ENTRYPOINT ["gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"]' in ragapi
-    assert '"./[ragapi]"' in ragapi and "[local]" not in ragapi and "sentence-transformers" not in ragapi
+    assert '"./[ragapi,otel]"' in ragapi and "[local]" not in ragapi and "sentence-transformers" not in ragapi
     chatbot = (REPO_ROOT / "Dockerfile.chatbot").read_text()
     assert 'ENTRYPOINT ["streamlit", "run", "webapp/app.py"' in chatbot and '"./[webapp]"' in chatbot
 

@@ -33,7 +33,10 @@ from rag.index_store import (
 TENANT = "tenanta"
 MODEL = "fake-embedding-4"
 FUZZ = settings(
-    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
 ALLOWED = (IndexNotFoundError, IndexIntegrityError)
 #: A FAISS header whose vector-size field claims ~141 GB: ``faiss.deserialize_index`` raises

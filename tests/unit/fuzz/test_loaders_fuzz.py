@@ -16,7 +16,7 @@ from langchain_core.documents import Document
 from ingest.loaders import LoaderError, load_csv, load_file
 
 SUFFIXES = [".csv", ".txt", ".md", ".html", ".htm", ".pdf", ".bin", ""]
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(max_examples=60, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Byte strings that look like the formats, so the fuzzer gets past the first check of each loader.
 _PREFIXES = st.sampled_from([b"", b"%PDF-1.4\n", b"%PDF-", b"<html><body>", b'"a","b"\n', b"\xef\xbb\xbf", b"q?,a\n"])

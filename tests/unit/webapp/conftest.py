@@ -108,6 +108,9 @@ class FakeRagApi:
     error: ApiError | None = None
     history_error: ApiError | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
+    answer_id: str = "ans-1"
+    feedback: list[dict[str, Any]] = field(default_factory=list)
+    feedback_error: ApiError | None = None
 
     def stream_answer(self, question: str, session_id: str, *, request_id: str | None = None) -> Iterator[Any]:
         self.calls.append({"q": question, "session_id": session_id, "request_id": request_id})
@@ -116,7 +119,7 @@ class FakeRagApi:
         for word in self.answer.split(" "):
             yield TokenEvent(text=word + " ")
         yield SourcesEvent(sources=tuple(self.sources))
-        yield DoneEvent(session_id=session_id, answer=self.answer + " ")
+        yield DoneEvent(session_id=session_id, answer=self.answer + " ", answer_id=self.answer_id)
 
     def history(self, session_id: str) -> list[ChatMessage]:
         if self.history_error is not None:
@@ -128,6 +131,11 @@ class FakeRagApi:
 
     def ready(self) -> bool:
         return self.error is None
+
+    def send_feedback(self, session_id: str, answer_id: str, rating: str, comment: str = "") -> None:
+        if self.feedback_error is not None:
+            raise self.feedback_error
+        self.feedback.append({"session_id": session_id, "answer_id": answer_id, "rating": rating, "comment": comment})
 
 
 @pytest.fixture
