@@ -3,7 +3,7 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= ragapi,webapp,local,dev
+EXTRAS ?= ragapi,webapp,local,otel,dev
 
 .PHONY: demo test unit integration install deps lint format bench eval clean
 

@@ -90,7 +90,9 @@ async def build_state(parts: Components) -> RagState:
 
     bedrock = parts.bedrock_client
     if bedrock is None and _needs_bedrock(settings, parts):
-        bedrock = await asyncio.to_thread(make_client, settings.bedrock_service, settings)
+        bedrock = await asyncio.to_thread(
+            lambda: make_client(settings.bedrock_service, settings, max_pool_connections=MODEL_THREADS)
+        )
     embeddings = parts.embeddings or await asyncio.to_thread(make_embeddings, settings, bedrock_client=bedrock)
     chat_model = parts.chat_model or await asyncio.to_thread(make_chat_model, settings, bedrock_client=bedrock)
     history = parts.history or await asyncio.to_thread(

@@ -22,18 +22,42 @@ def _require_region(settings: Settings) -> None:
         raise SettingsError("AWS_DEFAULT_REGION: required when Bedrock, S3 or DynamoDB is used")
 
 
-def client_config(settings: Settings, *, read_timeout: float | None = None) -> Config:
-    """botocore ``Config`` with the "standard" retry mode (exponential backoff with jitter, retries
-    throttling errors such as Bedrock's ``ThrottlingException``) and explicit timeouts in seconds.
+#: Services that hold data (milliseconds per call): they get the short AWS_DATA_* timeouts.
+DATA_SERVICES = frozenset({"s3", "dynamodb"})
 
+
+def client_config(settings: Settings, service: str = "bedrock-runtime", *, max_pool_connections: int = 10) -> Config:
+    """botocore ``Config`` with the "standard" retry mode (exponential backoff with jitter, retries
+    throttling errors such as Bedrock's ``ThrottlingException`` and DynamoDB's
+    ``ProvisionedThroughputExceededException``) and explicit timeouts in seconds.
+
+    Bedrock calls get ``BEDROCK_*`` timeouts and attempts (a model may take a minute); S3 and
+    DynamoDB get the short ``AWS_DATA_*`` ones. ``total_max_attempts`` counts the first call too.
     See https://boto3.amazonaws.com/v1/documentation/api/latest/guide/retries.html.
+
+    Args:
+        settings: timeouts and attempts.
+        service: boto3 service name; decides which timeouts apply.
+        max_pool_connections: HTTP connections kept per client (one per concurrent call).
     """
+    if service in DATA_SERVICES:
+        connect, read, attempts = (
+            settings.aws_data_connect_timeout_seconds,
+            settings.aws_data_read_timeout_seconds,
+            settings.aws_data_max_attempts,
+        )
+    else:
+        connect, read, attempts = (
+            settings.bedrock_connect_timeout_seconds,
+            settings.bedrock_read_timeout_seconds,
+            settings.bedrock_max_attempts,
+        )
     return Config(
         region_name=settings.aws_default_region,
-        connect_timeout=settings.bedrock_connect_timeout_seconds,
-        read_timeout=read_timeout or settings.bedrock_read_timeout_seconds,
-        retries={"mode": "standard", "total_max_attempts": settings.bedrock_max_attempts},
-        max_pool_connections=max(10, settings.embed_concurrency * 2),
+        connect_timeout=connect,
+        read_timeout=read,
+        retries={"mode": "standard", "total_max_attempts": attempts},
+        max_pool_connections=max(max_pool_connections, settings.embed_concurrency * 2),
     )
 
 
@@ -43,13 +67,15 @@ def make_client(service: str, settings: Settings, **kwargs: Any) -> Any:
     Args:
         service: boto3 service name.
         settings: supplies region, timeouts and retry policy.
-        kwargs: passed to ``boto3.client`` (e.g. ``endpoint_url`` in tests).
+        kwargs: passed to ``boto3.client`` (e.g. ``endpoint_url`` in tests); ``max_pool_connections``
+            sizes the HTTP pool (set it to the number of concurrent calls, e.g. streams per worker).
 
     Raises:
         SettingsError: ``AWS_DEFAULT_REGION`` is not set.
     """
     _require_region(settings)
-    config = kwargs.pop("config", None) or client_config(settings)
+    pool = kwargs.pop("max_pool_connections", 10)
+    config = kwargs.pop("config", None) or client_config(settings, service, max_pool_connections=pool)
     return boto3.client(service, region_name=settings.aws_default_region, config=config, **kwargs)
 
 
@@ -60,5 +86,5 @@ def make_resource(service: str, settings: Settings, **kwargs: Any) -> Any:
         SettingsError: ``AWS_DEFAULT_REGION`` is not set.
     """
     _require_region(settings)
-    config = kwargs.pop("config", None) or client_config(settings)
+    config = kwargs.pop("config", None) or client_config(settings, service)
     return boto3.resource(service, region_name=settings.aws_default_region, config=config, **kwargs)

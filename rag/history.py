@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
+from rag.sqlite import connect
 
 #: Turns kept per session (oldest dropped first).
 MAX_TURNS = 50
@@ -216,12 +217,7 @@ class SQLiteHistoryStore:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-                conn.execute("PRAGMA journal_mode=WAL")
-                conn.execute("PRAGMA busy_timeout=10000")
-                # WAL + NORMAL: a commit survives a crash of the process (not of the machine) with no fsync per turn.
-                conn.execute("PRAGMA synchronous=NORMAL")
+                conn = connect(self.path)
             except (sqlite3.Error, OSError) as exc:
                 raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
             self._local.conn = conn

@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
+from rag.sqlite import connect
 
 #: Counters outlive their window by this much (seconds) before TTL removes them.
 TTL_GRACE_SECONDS = 3600
@@ -177,13 +178,10 @@ class SQLiteCounterStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.execute(
+            conn = connect(
+                self.path,
                 "CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, count INTEGER NOT NULL, "
-                "expires_at INTEGER NOT NULL)"
+                "expires_at INTEGER NOT NULL)",
             )
             self._local.conn = conn
         return conn

@@ -45,6 +45,11 @@ class Settings(BaseSettings):
 
     model_config = SettingsConfigDict(case_sensitive=False, extra="ignore", frozen=True)
 
+    # --- serving ------------------------------------------------------------------------
+    gunicorn_graceful_timeout: float = Field(
+        default=30.0, gt=0, le=600, description="seconds in-flight answers get after SIGTERM (api/gunicorn.conf.py)"
+    )
+
     # --- tenant and storage -------------------------------------------------------------
     tenant_id: TenantId = Field(description="The tenant this pod or job serves.")
     contextual_data_bucket: str | None = Field(
@@ -62,6 +67,11 @@ class Settings(BaseSettings):
     bedrock_connect_timeout_seconds: float = Field(default=5.0, gt=0, le=60)
     bedrock_read_timeout_seconds: float = Field(default=60.0, gt=0, le=900)
     bedrock_max_attempts: int = Field(default=4, ge=1, le=10)
+    # S3 and DynamoDB answer in milliseconds: a hung endpoint must become a quick 503, not a request
+    # held for BEDROCK_READ_TIMEOUT_SECONDS x BEDROCK_MAX_ATTEMPTS.
+    aws_data_connect_timeout_seconds: float = Field(default=2.0, gt=0, le=60)
+    aws_data_read_timeout_seconds: float = Field(default=3.0, gt=0, le=300)
+    aws_data_max_attempts: int = Field(default=3, ge=1, le=10)
 
     # --- embeddings ---------------------------------------------------------------------
     embeddings_provider: Literal["bedrock", "local"] = "bedrock"

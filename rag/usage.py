@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
+from rag.sqlite import connect
 
 #: List prices in USD per 1000 tokens (Bedrock on-demand, us-east-1, as published in 2025). Estimates:
 #: override or extend with PRICE_TABLE_JSON. Keys are model ids; inference profiles
@@ -247,11 +248,7 @@ class SQLiteUsageStore:
     def _conn(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, timeout=10, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
-            conn.executescript(self._SCHEMA)
+            conn = connect(self.path, self._SCHEMA)
             self._local.conn = conn
         return conn
 

@@ -351,4 +351,11 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
             },
         )
 
-    return EventSourceResponse(events(), ping=SSE_PING_SECONDS, headers={"Cache-Control": "no-store"})
+    return EventSourceResponse(
+        events(),
+        ping=SSE_PING_SECONDS,
+        headers={"Cache-Control": "no-store"},
+        # On SIGTERM, let answers in flight finish (sse-starlette's default, 0, cuts them at once);
+        # a little less than gunicorn's graceful_timeout so the worker still exits cleanly.
+        shutdown_grace_period=max(1.0, state.settings.gunicorn_graceful_timeout - 5.0),
+    )

@@ -335,11 +335,6 @@ def test_dynamodb_outage_is_a_bounded_503_and_history_never_holds_half_a_turn(
         assert len(turns) == 2 and all(t["answer"] and t["question"] for t in turns)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: DynamoDB (and S3) clients use the Bedrock read timeout (BEDROCK_READ_TIMEOUT_SECONDS, "
-    "60 s) x BEDROCK_MAX_ATTEMPTS: a hung DynamoDB holds each request for minutes instead of a quick 503",
-)
 def test_hung_dynamodb_is_a_quick_503(fake_bedrock, aws_env, tmp_path, sagemaker_docs, ddb_behind_proxy, serve):
     proxy, table, _ = ddb_behind_proxy
     index = tmp_path / "index"

@@ -49,12 +49,6 @@ def _stream(base: str, session: str, results: dict, first_token: threading.Event
     results.setdefault(session, {})["body"] = "\n".join(text) + "\n\n"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: on SIGTERM sse-starlette cancels every in-flight EventSourceResponse at once "
-    "(shutdown_grace_period defaults to 0), so accepted streams end without `event: done` and their "
-    "turns are lost; api/routes/rag.py must pass shutdown_grace_period",
-)
 def test_sigterm_lets_inflight_streams_finish_and_refuses_new_connections(tmp_path, fake_bedrock, sagemaker_docs):
     fake_bedrock.config.tokens_per_second = TOKENS_PER_SECOND
     fake_bedrock.config.reply_words = WORDS
