@@ -7,7 +7,7 @@ EXTRAS ?= ragapi,webapp,local,otel,dev
 
 .PHONY: demo test unit integration install deps lint format bench eval clean
 
-$(VENV)/.installed: pyproject.toml
+$(VENV)/.installed: pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[$(EXTRAS)]'
