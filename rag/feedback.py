@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import connect
+from rag.sqlite import ThreadLocalConnections
 from rag.usage import iso_utc
 
 MAX_COMMENT_CHARS = 2000
@@ -73,11 +73,9 @@ class FeedbackStore(Protocol):
 
     def put(self, record: FeedbackRecord) -> None:
         """Store one record."""
-        ...
 
     def query(self, tenant: str, start: datetime, end: datetime) -> list[FeedbackRecord]:
         """The tenant's records with ``start <= created_at < end``, oldest first."""
-        ...
 
 
 class InMemoryFeedbackStore:
@@ -179,18 +177,14 @@ class SQLiteFeedbackStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
+        self._connections = ThreadLocalConnections(
+            self.path,
+            "CREATE TABLE IF NOT EXISTS feedback (tenant TEXT NOT NULL, feedback_id TEXT NOT NULL, "
+            "created_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (tenant, feedback_id))",
+        )
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(
-                self.path,
-                "CREATE TABLE IF NOT EXISTS feedback (tenant TEXT NOT NULL, feedback_id TEXT NOT NULL, "
-                "created_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (tenant, feedback_id))",
-            )
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def put(self, record: FeedbackRecord) -> None:
         """See :class:`FeedbackStore`."""

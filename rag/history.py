@@ -74,15 +74,12 @@ class HistoryStore(Protocol):
 
     def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
         """The session's turns, oldest first (only the last ``limit`` when given)."""
-        ...
 
     def append(self, session_id: str, turn: Turn) -> None:
         """Store one complete turn atomically."""
-        ...
 
     def clear(self, session_id: str) -> None:
         """Delete every turn of the session (idempotent)."""
-        ...
 
 
 def _turn_to_json(turn: Turn) -> dict[str, str]:

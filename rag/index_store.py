@@ -66,23 +66,18 @@ class BlobStore(Protocol):
 
     def read(self, key: str) -> bytes:
         """Return the object's bytes. Raises ``FileNotFoundError`` when absent."""
-        ...
 
     def write(self, key: str, data: bytes) -> None:
         """Store ``data`` under ``key``, replacing it atomically for readers."""
-        ...
 
     def exists(self, key: str) -> bool:
         """True when ``key`` exists."""
-        ...
 
     def list(self, prefix: str) -> list[str]:
         """Keys under ``prefix`` (relative to the root)."""
-        ...
 
     def delete(self, keys: Iterable[str]) -> None:
         """Delete ``keys``; missing keys are ignored."""
-        ...
 
 
 def _safe_key(key: str) -> str:

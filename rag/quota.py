@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import connect
+from rag.sqlite import ThreadLocalConnections
 
 #: Counters outlive their window by this much (seconds) before TTL removes them.
 TTL_GRACE_SECONDS = 3600
@@ -65,15 +65,12 @@ class CounterStore(Protocol):
 
     def increment_if_below(self, key: str, limit: int, expires_at: int) -> bool:
         """Add 1 when the counter is below ``limit``; False (unchanged) otherwise."""
-        ...
 
     def add(self, key: str, amount: int, expires_at: int) -> None:
         """Add ``amount`` (negative gives back) unconditionally."""
-        ...
 
     def get(self, key: str) -> int:
         """The counter's value (0 when absent). Windows are part of the keys: expiry only cleans up."""
-        ...
 
 
 class InMemoryCounterStore:
@@ -173,18 +170,14 @@ class SQLiteCounterStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._local = threading.local()
+        self._connections = ThreadLocalConnections(
+            self.path,
+            "CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, count INTEGER NOT NULL, "
+            "expires_at INTEGER NOT NULL)",
+        )
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(
-                self.path,
-                "CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, count INTEGER NOT NULL, "
-                "expires_at INTEGER NOT NULL)",
-            )
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def _run(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
         try:

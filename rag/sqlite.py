@@ -10,6 +10,7 @@ write), and a small page cache per connection, since a worker may hold one per t
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
 #: Page cache per connection, KiB (negative in the pragma = KiB): up to 128 threads per worker.
@@ -36,3 +37,29 @@ def connect(path: Path, schema: str | None = None) -> sqlite3.Connection:
     if schema:
         conn.executescript(schema)
     return conn
+
+
+class ThreadLocalConnections:
+    """One :func:`connect`-ed connection per thread to one database file.
+
+    Args:
+        path: the database file.
+        schema: SQL run once on each new connection (idempotent ``CREATE ... IF NOT EXISTS``).
+    """
+
+    def __init__(self, path: Path, schema: str | None = None) -> None:
+        self.path = path
+        self.schema = schema
+        self._local = threading.local()
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection (opened on first use).
+
+        Raises:
+            sqlite3.Error, OSError: the file cannot be created or opened.
+        """
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.path, self.schema)
+            self._local.conn = conn
+        return conn

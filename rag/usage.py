@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import connect
+from rag.sqlite import ThreadLocalConnections
 
 #: List prices in USD per 1000 tokens (Bedrock on-demand, us-east-1, as published in 2025). Estimates:
 #: override or extend with PRICE_TABLE_JSON. Keys are model ids; inference profiles
@@ -132,11 +132,9 @@ class UsageStore(Protocol):
 
     def record(self, record: UsageRecord) -> None:
         """Store one record."""
-        ...
 
     def query(self, tenant: str, start: datetime, end: datetime) -> list[UsageRecord]:
         """The tenant's records with ``start <= at < end``, oldest first."""
-        ...
 
 
 class InMemoryUsageStore:
@@ -243,14 +241,10 @@ class SQLiteUsageStore:
     def __init__(self, path: str | Path, *, ttl_seconds: int) -> None:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
-        self._local = threading.local()
+        self._connections = ThreadLocalConnections(self.path, self._SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.path, self._SCHEMA)
-            self._local.conn = conn
-        return conn
+        return self._connections.get()
 
     def record(self, record: UsageRecord) -> None:
         """See :class:`UsageStore`."""
