@@ -15,6 +15,7 @@ from rag.index_store import open_store
 from tests.conftest import REPO_ROOT
 from tests.integration.api.conftest import CLAUDE, SESSION, publish_titan_index, wait_until
 from tests.integration.conftest import free_port
+from tests.support.gunicorn import kill_gunicorn, start_gunicorn
 from tests.unit.api.fakes import parse_sse
 
 pytestmark = pytest.mark.integration
@@ -57,21 +58,11 @@ def gunicorn_api(tmp_path: Path, fake_bedrock):
         "PROMETHEUS_MULTIPROC_DIR": str(prom),
         "GUNICORN_GRACEFUL_TIMEOUT": "10",
     }
-    log = (tmp_path / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    proc = start_gunicorn(tmp_path, env)
     try:
         yield proc, port, index
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
-        log.close()
+        kill_gunicorn(proc)
 
 
 def test_gunicorn_probes_streaming_metrics_and_graceful_shutdown(gunicorn_api, sagemaker_docs, tmp_path):

@@ -5,19 +5,16 @@ from __future__ import annotations
 import contextlib
 import os
 import socket
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO_ROOT
-
 # re-exported fixtures of the API suite (fake Bedrock endpoint, demo documents)
 from tests.integration.api.conftest import CLAUDE, fake_bedrock, sagemaker_docs, serve  # noqa: F401
 from tests.integration.conftest import free_port
+from tests.support.gunicorn import kill_gunicorn, start_gunicorn
 
 
 class FaultProxy:
@@ -153,15 +150,4 @@ def gunicorn_env(tmp_path: Path, index: Path, bedrock_endpoint: str, port: int, 
     }
 
 
-def start_gunicorn(tmp_path: Path, env: dict[str, str]) -> subprocess.Popen:
-    log = (tmp_path / "gunicorn.log").open("wb")
-    return subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"],
-        cwd=REPO_ROOT,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-
-
-__all__ = ["FaultProxy", "free_port", "gunicorn_env", "start_gunicorn"]
+__all__ = ["FaultProxy", "free_port", "gunicorn_env", "kill_gunicorn", "start_gunicorn"]

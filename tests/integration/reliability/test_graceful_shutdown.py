@@ -20,7 +20,7 @@ import pytest
 
 from rag.index_store import open_store
 from tests.integration.api.conftest import publish_titan_index, wait_until
-from tests.integration.reliability.conftest import free_port, gunicorn_env, start_gunicorn
+from tests.integration.reliability.conftest import free_port, gunicorn_env, kill_gunicorn, start_gunicorn
 from tests.unit.api.fakes import parse_sse
 
 pytestmark = pytest.mark.integration
@@ -104,6 +104,4 @@ def test_sigterm_lets_inflight_streams_finish_and_refuses_new_connections(tmp_pa
             saved = {row[0] for row in db.execute("SELECT session_id FROM chat_turns")}
         assert saved == set(sessions)
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(timeout=10)
+        kill_gunicorn(proc)
