@@ -32,9 +32,13 @@ def main(argv: list[str] | None = None) -> int:
         env["EMBEDDINGS_PROVIDER"], env["LLM_PROVIDER"], env["HISTORY_URL"].split(":")[0] if
         env.get("HISTORY_URL") else "dynamodb", env["AUTH_MODE"], env["RETRIEVER_MODE"],
     )  # fmt: skip
-    signal.signal(signal.SIGTERM, _interrupt)
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (background)
+        signal.signal(signum, _interrupt)
     try:
-        stack.start()
+        stack.start()  # stops what it started on any error, Ctrl-C included
+    except KeyboardInterrupt:
+        print("stopped before the demo was up", file=sys.stderr)
+        return 130
     except (RuntimeError, OSError) as exc:
         print(f"demo failed to start: {exc}", file=sys.stderr)
         return 1
