@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import ThreadLocalConnections
+from rag.sqlite import SharedConnections
 from rag.usage import iso_utc
 
 MAX_COMMENT_CHARS = 2000
@@ -177,7 +177,7 @@ class SQLiteFeedbackStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._connections = ThreadLocalConnections(
+        self._connections = SharedConnections(
             self.path,
             "CREATE TABLE IF NOT EXISTS feedback (tenant TEXT NOT NULL, feedback_id TEXT NOT NULL, "
             "created_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (tenant, feedback_id))",

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import connect
+from rag.sqlite import SharedConnections
 
 #: Turns kept per session (oldest dropped first).
 MAX_TURNS = 50
@@ -206,18 +206,15 @@ class SQLiteHistoryStore:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self.max_turns = max_turns
-        self._local = threading.local()
+        self._connections = SharedConnections(self.path)
         self._init_lock = threading.Lock()
         self._ready = False
 
     def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            try:
-                conn = connect(self.path)
-            except (sqlite3.Error, OSError) as exc:
-                raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
-            self._local.conn = conn
+        try:
+            conn = self._connections.get()
+        except (sqlite3.Error, OSError) as exc:
+            raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
         if not self._ready:
             with self._init_lock:
                 if not self._ready:

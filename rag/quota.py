@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import ThreadLocalConnections
+from rag.sqlite import SharedConnections
 
 #: Counters outlive their window by this much (seconds) before TTL removes them.
 TTL_GRACE_SECONDS = 3600
@@ -170,7 +170,7 @@ class SQLiteCounterStore:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._connections = ThreadLocalConnections(
+        self._connections = SharedConnections(
             self.path,
             "CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, count INTEGER NOT NULL, "
             "expires_at INTEGER NOT NULL)",
@@ -189,10 +189,13 @@ class SQLiteCounterStore:
         """See :class:`CounterStore`."""
         cursor = self._run(
             "INSERT INTO quota (key, count, expires_at) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
-            "count = quota.count + 1, expires_at = excluded.expires_at WHERE quota.count < ?",
+            "count = quota.count + 1, expires_at = excluded.expires_at WHERE quota.count < ? RETURNING count",
             (key, expires_at, limit),
         )
-        return cursor.rowcount == 1
+        # RETURNING gives a row only when the insert or the conditional update happened; unlike
+        # rowcount (sqlite3_changes() of the connection) it is per statement, so it stays right when
+        # threads share the connection (SQLite >= 3.35).
+        return cursor.fetchone() is not None
 
     def add(self, key: str, amount: int, expires_at: int) -> None:
         """See :class:`CounterStore`."""

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import ThreadLocalConnections
+from rag.sqlite import SharedConnections
 
 #: List prices in USD per 1000 tokens (Bedrock on-demand, us-east-1, as published in 2025). Estimates:
 #: override or extend with PRICE_TABLE_JSON. Keys are model ids; inference profiles
@@ -241,7 +241,7 @@ class SQLiteUsageStore:
     def __init__(self, path: str | Path, *, ttl_seconds: int) -> None:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
-        self._connections = ThreadLocalConnections(self.path, self._SCHEMA)
+        self._connections = SharedConnections(self.path, self._SCHEMA)
 
     def _conn(self) -> sqlite3.Connection:
         return self._connections.get()
