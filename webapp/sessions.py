@@ -49,11 +49,9 @@ class SessionStore(Protocol):
 
     def get(self, user_key: str) -> SessionRecord | None:
         """The user's row, or None."""
-        ...
 
     def put(self, user_key: str, record: SessionRecord) -> None:
         """Create or replace the user's row."""
-        ...
 
 
 class SqliteSessionStore:
