@@ -13,7 +13,6 @@ Stores (:func:`make_feedback_store`): DynamoDB ``FEEDBACK_TABLE`` (HASH ``Tenant
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -181,35 +180,23 @@ class SQLiteFeedbackStore:
             self.path,
             "CREATE TABLE IF NOT EXISTS feedback (tenant TEXT NOT NULL, feedback_id TEXT NOT NULL, "
             "created_at TEXT NOT NULL, record TEXT NOT NULL, PRIMARY KEY (tenant, feedback_id))",
+            error=FeedbackUnavailableError,
+            label="feedback",
         )
-
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
 
     def put(self, record: FeedbackRecord) -> None:
         """See :class:`FeedbackStore`."""
-        try:
-            self._conn().execute(
-                "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
-                (record.tenant, record.feedback_id, record.created_at, json.dumps(asdict(record), ensure_ascii=False)),
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise FeedbackUnavailableError(f"feedback (SQLite {self.path}) failed: {exc}") from exc
+        self._connections.execute(
+            "INSERT OR REPLACE INTO feedback VALUES (?, ?, ?, ?)",
+            (record.tenant, record.feedback_id, record.created_at, json.dumps(asdict(record), ensure_ascii=False)),
+        )
 
     def query(self, tenant: str, start: datetime, end: datetime) -> list[FeedbackRecord]:
         """See :class:`FeedbackStore`."""
-        try:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT record FROM feedback WHERE tenant = ? AND created_at >= ? AND created_at < ? "
-                    "ORDER BY feedback_id",
-                    (tenant, iso_utc(start), iso_utc(end)),
-                )
-                .fetchall()
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise FeedbackUnavailableError(f"feedback (SQLite {self.path}) failed: {exc}") from exc
+        rows = self._connections.execute(
+            "SELECT record FROM feedback WHERE tenant = ? AND created_at >= ? AND created_at < ? ORDER BY feedback_id",
+            (tenant, iso_utc(start), iso_utc(end)),
+        ).fetchall()
         return [FeedbackRecord(**json.loads(r[0])) for r in rows]
 
 

@@ -19,7 +19,6 @@ Backends (:func:`make_quota_store`): DynamoDB ``QUOTA_TABLE`` (HASH key ``QuotaK
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from dataclasses import dataclass
@@ -174,16 +173,10 @@ class SQLiteCounterStore:
             self.path,
             "CREATE TABLE IF NOT EXISTS quota (key TEXT PRIMARY KEY, count INTEGER NOT NULL, "
             "expires_at INTEGER NOT NULL)",
+            error=QuotaUnavailableError,
+            label="quota counters",
         )
-
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
-
-    def _run(self, sql: str, params: tuple[Any, ...]) -> sqlite3.Cursor:
-        try:
-            return self._conn().execute(sql, params)
-        except (sqlite3.Error, OSError) as exc:
-            raise QuotaUnavailableError(f"quota counters (SQLite {self.path}) failed: {exc}") from exc
+        self._run = self._connections.execute
 
     def increment_if_below(self, key: str, limit: int, expires_at: int) -> bool:
         """See :class:`CounterStore`."""

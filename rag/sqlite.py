@@ -53,11 +53,23 @@ class SharedConnections:
     Args:
         path: the database file.
         schema: SQL run once on each new connection (idempotent ``CREATE ... IF NOT EXISTS``).
+        error: the store's "unavailable" exception, raised by :meth:`execute` for any SQLite or
+            file error (the API maps it to a 503).
+        label: what the store holds, for the error message (e.g. ``"quota counters"``).
     """
 
-    def __init__(self, path: Path, schema: str | None = None) -> None:
+    def __init__(
+        self,
+        path: Path,
+        schema: str | None = None,
+        *,
+        error: type[Exception] = RuntimeError,
+        label: str = "database",
+    ) -> None:
         self.path = path
         self.schema = schema
+        self.error = error
+        self.label = label
         self._shared = sqlite3.threadsafety == 3
         self._lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
@@ -79,3 +91,14 @@ class SharedConnections:
                 if self._conn is None:
                     self._conn = connect(self.path, self.schema)
         return self._conn
+
+    def execute(self, sql: str, params: tuple[object, ...] = ()) -> sqlite3.Cursor:
+        """Run one statement (autocommit: one statement is one transaction).
+
+        Raises:
+            Exception: ``error`` (the store's own type) when SQLite or the file system fails.
+        """
+        try:
+            return self.get().execute(sql, params)
+        except (sqlite3.Error, OSError) as exc:
+            raise self.error(f"{self.label} (SQLite {self.path}) failed: {exc}") from exc

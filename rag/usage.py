@@ -20,7 +20,6 @@ user, per day and per model.
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 import time
 from collections import defaultdict
@@ -241,49 +240,35 @@ class SQLiteUsageStore:
     def __init__(self, path: str | Path, *, ttl_seconds: int) -> None:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
-        self._connections = SharedConnections(self.path, self._SCHEMA)
-
-    def _conn(self) -> sqlite3.Connection:
-        return self._connections.get()
+        self._connections = SharedConnections(self.path, self._SCHEMA, error=UsageUnavailableError, label="usage")
 
     def record(self, record: UsageRecord) -> None:
         """See :class:`UsageStore`."""
         now = int(time.time())
-        try:
-            conn = self._conn()
-            conn.execute(
-                "INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    record.tenant,
-                    record.at,
-                    record.answer_id,
-                    record.user,
-                    record.session_id,
-                    record.model_id,
-                    record.input_tokens,
-                    record.output_tokens,
-                    record.cost_usd,
-                    now + self.ttl_seconds,
-                ),
-            )
-            conn.execute("DELETE FROM usage WHERE expires_at < ?", (now,))
-        except (sqlite3.Error, OSError) as exc:
-            raise UsageUnavailableError(f"usage (SQLite {self.path}) failed: {exc}") from exc
+        self._connections.execute(
+            "INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                record.tenant,
+                record.at,
+                record.answer_id,
+                record.user,
+                record.session_id,
+                record.model_id,
+                record.input_tokens,
+                record.output_tokens,
+                record.cost_usd,
+                now + self.ttl_seconds,
+            ),
+        )
+        self._connections.execute("DELETE FROM usage WHERE expires_at < ?", (now,))
 
     def query(self, tenant: str, start: datetime, end: datetime) -> list[UsageRecord]:
         """See :class:`UsageStore`."""
-        try:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT user, session_id, answer_id, model_id, input_tokens, output_tokens, cost_usd, at "
-                    "FROM usage WHERE tenant = ? AND at >= ? AND at < ? ORDER BY at",
-                    (tenant, iso_utc(start), iso_utc(end)),
-                )
-                .fetchall()
-            )
-        except (sqlite3.Error, OSError) as exc:
-            raise UsageUnavailableError(f"usage (SQLite {self.path}) failed: {exc}") from exc
+        rows = self._connections.execute(
+            "SELECT user, session_id, answer_id, model_id, input_tokens, output_tokens, cost_usd, at "
+            "FROM usage WHERE tenant = ? AND at >= ? AND at < ? ORDER BY at",
+            (tenant, iso_utc(start), iso_utc(end)),
+        ).fetchall()
         return [UsageRecord(tenant, u, s, a, m, int(i), int(o), float(c), at) for u, s, a, m, i, o, c, at in rows]
 
 
