@@ -217,6 +217,22 @@ def _started(request: Request) -> float:
     return float(getattr(request.state, "started", time.perf_counter()))
 
 
+def _log_answered(
+    what: str, state: RagState, body: RagRequest, answer_id: str, final: FinalEvent, stats: RequestStats, docs: int
+) -> None:
+    """One log line per answered question (counts only: never the question, answer or documents)."""
+    logger.info(
+        "%s: k=%d docs=%d tokens=%d/%d index=%s",
+        what,
+        body.max_matching_docs,
+        docs,
+        final.usage.input_tokens,
+        final.usage.output_tokens,
+        stats.index_version,
+        extra={"answer_id": answer_id, "model_id": state.model_id},
+    )
+
+
 @router.post("/rag", response_model=RagResponse, response_model_exclude_none=True, responses=_ERRORS)
 async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: TenantDep) -> RagResponse:
     """Answer ``q`` in the context of the session's history, with the documents used as ``sources``."""
@@ -243,15 +259,7 @@ async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: Te
     sources = to_sources(final.documents)
     await _save_turn(state, body, final.answer, sources, asked_at, answer_id)
     await _account(state, session, answer_id, final.usage)
-    logger.info(
-        "answered: k=%d docs=%d tokens=%d/%d index=%s",
-        body.max_matching_docs,
-        len(sources),
-        final.usage.input_tokens,
-        final.usage.output_tokens,
-        stats.index_version,
-        extra={"answer_id": answer_id, "model_id": state.model_id},
-    )
+    _log_answered("answered", state, body, answer_id, final, stats, len(sources))
     return RagResponse(
         question=body.q,
         answer=final.answer,
@@ -331,15 +339,7 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
             yield _error_event(error)
             return
         await _account(state, session, answer_id, final.usage)
-        logger.info(
-            "answered (stream): k=%d docs=%d tokens=%d/%d index=%s",
-            body.max_matching_docs,
-            len(sources),
-            final.usage.input_tokens,
-            final.usage.output_tokens,
-            stats.index_version,
-            extra={"answer_id": answer_id, "model_id": state.model_id},
-        )
+        _log_answered("answered (stream)", state, body, answer_id, final, stats, len(sources))
         yield _sse(
             "done",
             {
