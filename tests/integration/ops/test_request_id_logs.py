@@ -3,41 +3,23 @@
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from api.main import create_app
-from rag.logs import ContextFilter, JsonFormatter
 from tests.conftest import REPO_ROOT
 from tests.integration.api.conftest import ThreadedServer
 from tests.integration.conftest import artifacts_dir
+from tests.support.logcapture import capture_json_logs
 from tests.unit.api.fakes import ScriptedChatModel, fake_embeddings, make_settings, publish_index
-
-
-class JsonLines(logging.Handler):
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.addFilter(ContextFilter())
-        self.setFormatter(JsonFormatter())
-        self.lines: list[str] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(self.format(record))
 
 
 @pytest.fixture
 def json_logs():
-    handler = JsonLines()
-    root = logging.getLogger()
-    old = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(old)
+    with capture_json_logs() as handler:
+        yield handler
 
 
 def test_request_id_in_both_services_logs_for_one_chat_turn(tmp_path: Path, monkeypatch, json_logs) -> None:

@@ -18,35 +18,17 @@ from rag import logs, tracing
 from rag.chain import astream_chain
 from rag.settings import load_settings
 from tests.conftest import REPO_ROOT
+from tests.support.logcapture import capture_json_logs
 from tests.unit.api.fakes import ScriptedChatModel, rag_body
 
 OBSERVABILITY = REPO_ROOT / "manifests" / "observability"
 JWT = "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0.c2lnbmF0dXJlLXNpZ25hdHVyZQ"
 
 
-class JsonCapture(logging.Handler):
-    """Formats records exactly as the services' stderr handler does, and keeps the JSON lines."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.DEBUG)
-        self.addFilter(logs.ContextFilter())
-        self.setFormatter(logs.JsonFormatter())
-        self.lines: list[dict[str, Any]] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        self.lines.append(json.loads(self.format(record)))
-
-
 @pytest.fixture
 def captured() -> Any:
-    handler = JsonCapture()
-    root = logging.getLogger()
-    old = root.level
-    root.addHandler(handler)
-    root.setLevel(logging.INFO)
-    yield handler
-    root.removeHandler(handler)
-    root.setLevel(old)
+    with capture_json_logs() as handler:
+        yield handler
 
 
 def test_json_line_fields_and_secrets_masked() -> None:
@@ -71,17 +53,17 @@ def test_one_request_logs_json_with_request_id_route_status_duration(ops_client,
     question = "What is SageMaker Studio? PROMPT-MARKER"
     response = api.post("/api/v1/llm/rag", json=rag_body(question), headers={"X-Request-ID": "turn-123"})
     assert response.status_code == 200 and response.headers["x-request-id"] == "turn-123"
-    mine = [line for line in captured.lines if line["request_id"] == "turn-123"]
+    mine = [line for line in captured.records if line["request_id"] == "turn-123"]
     access = [line for line in mine if line["logger"] == "api.access"]
     assert len(access) == 1
     assert access[0]["route"] == "/api/v1/llm/rag" and access[0]["status"] == 200 and access[0]["method"] == "POST"
     assert access[0]["duration_ms"] > 0 and access[0]["tenant"] == "tenanta"
     answered = [line for line in mine if line["message"].startswith("answered")]
     assert answered and answered[0]["answer_id"] == response.json()["answer_id"]
-    text = json.dumps(captured.lines)
+    text = json.dumps(captured.records)
     assert "PROMPT-MARKER" not in text and "SECRET-ANSWER-TEXT" not in text  # no prompts or answers in logs
     api.get("/healthz")
-    assert not [line for line in captured.lines if line.get("route") == "/healthz"]  # probes only at DEBUG
+    assert not [line for line in captured.records if line.get("route") == "/healthz"]  # probes only at DEBUG
 
 
 def test_request_id_reaches_the_llm_run_metadata(ops_client, monkeypatch) -> None:
