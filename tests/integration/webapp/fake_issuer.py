@@ -4,13 +4,14 @@ over HTTP at ``<url>/.well-known/jwks.json`` (reusable by end-to-end tests, e.g.
 from __future__ import annotations
 
 import json
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
+
+from tests.support.http import BackgroundHTTPServer
 
 
 class FakeIssuer:
@@ -27,7 +28,7 @@ class FakeIssuer:
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         self.url = ""
         self.jwks_requests = 0
-        self._server: ThreadingHTTPServer | None = None
+        self._server: BackgroundHTTPServer | None = None
 
     def jwks(self) -> dict[str, Any]:
         """The public key set."""
@@ -70,13 +71,10 @@ class FakeIssuer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = BackgroundHTTPServer(Handler)
+        self.url = self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()

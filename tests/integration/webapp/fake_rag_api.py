@@ -19,7 +19,6 @@ import csv
 import json
 import math
 import re
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -28,6 +27,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
+
+from tests.support.http import BackgroundHTTPServer
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -74,7 +75,7 @@ class FakeRagApi:
     requests: list[dict[str, Any]] = field(default_factory=list)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     url: str = ""
-    _server: ThreadingHTTPServer | None = None
+    _server: BackgroundHTTPServer | None = None
 
     def search(self, question: str, k: int = 3) -> list[tuple[FaqRow, float]]:
         """The ``k`` best rows for ``question`` with scores in (0, 1]."""
@@ -93,17 +94,13 @@ class FakeRagApi:
         class Handler(_Handler):
             state = api
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        host, port = self._server.server_address[:2]
-        self.url = f"http://{host}:{port}"
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        self._server = BackgroundHTTPServer(Handler)
+        self.url = self._server.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
 
 class _Handler(BaseHTTPRequestHandler):
