@@ -56,6 +56,8 @@ class Components:
         quota_counters: quota counter store (``QUOTA_URL`` / ``QUOTA_TABLE``).
         feedback: feedback store (``FEEDBACK_URL`` / ``FEEDBACK_TABLE``).
         clock: seconds since the epoch for quota windows (tests).
+        freeze_heap: freeze the heap after each index load (:func:`api.state.freeze_long_lived_objects`);
+            on in the served app, off for apps created by tests.
     """
 
     settings: Settings | None = None
@@ -70,6 +72,7 @@ class Components:
     quota_counters: CounterStore | None = None
     feedback: FeedbackStore | None = None
     clock: Any = None
+    freeze_heap: bool = False
 
 
 def _needs_bedrock(settings: Settings, parts: Components) -> bool:
@@ -123,6 +126,7 @@ async def build_state(parts: Components) -> RagState:
         tenant=settings.tenant_id,
         embedding_model=embedding_model,
         prebuild_bm25=settings.retriever_mode == "hybrid",
+        freeze_heap=parts.freeze_heap,
     )
     retriever = LiveRetriever(
         index_provider=holder.get,

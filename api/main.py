@@ -44,4 +44,4 @@ def create_app(*, max_body_bytes: int = MAX_BODY_BYTES, **components: Any) -> Fa
 
 
 configure_logging()
-app = create_app()
+app = create_app(freeze_heap=True)

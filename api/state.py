@@ -11,6 +11,7 @@ thread, and a failed reload keeps the old index (logged and counted in
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +33,22 @@ logger = logging.getLogger("api.index")
 INITIAL_RETRY_SECONDS = 5.0
 
 
+def freeze_long_lived_objects() -> None:
+    """Move everything alive now (modules, clients, the loaded index) out of the garbage collector's reach.
+
+    Python's cyclic collector walks every tracked object in a full (generation 2) collection; with
+    a loaded index, botocore's service models and LangChain's classes that is millions of objects,
+    and each full collection stopped the worker's event loop for 80-130 ms (measured under
+    ``benchmarks/api_bench.py``), which every stream in flight felt. Called after each index load:
+    ``gc.unfreeze()`` + ``gc.collect()`` first, so the previous index and its garbage are collected
+    once, then ``gc.freeze()``. Reference counting still frees frozen objects that are not in
+    cycles. See https://docs.python.org/3/library/gc.html#gc.freeze.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
+
+
 class IndexHolder:
     """The current index of this worker and the loop that keeps it fresh.
 
@@ -40,9 +57,14 @@ class IndexHolder:
         tenant: this pod's tenant id.
         embedding_model: the query embedding model id (the manifest must match).
         prebuild_bm25: build the BM25 side while loading (hybrid retrieval), not on the first query.
+        freeze_heap: call :func:`freeze_long_lived_objects` after each load (the server does; tests
+            that run many apps in one process need not).
     """
 
-    def __init__(self, store: BlobStore, *, tenant: str, embedding_model: str, prebuild_bm25: bool) -> None:
+    def __init__(
+        self, store: BlobStore, *, tenant: str, embedding_model: str, prebuild_bm25: bool, freeze_heap: bool = False
+    ) -> None:
+        self.freeze_heap = freeze_heap
         self.store = store
         self.tenant = tenant
         self.embedding_model = embedding_model
@@ -84,18 +106,22 @@ class IndexHolder:
                 return False
             previous, self.current, self.last_error = self.current, loaded, None
             manifest = loaded.version.manifest
+            replaced = ""
             if previous is not None:
-                pm = previous.version.manifest
-                metrics.INDEX_INFO.labels(pm.tenant, previous.version.version, pm.embedding_model).set(0)
+                pm, replaced = previous.version.manifest, previous.version.version
+                metrics.INDEX_INFO.labels(pm.tenant, replaced, pm.embedding_model).set(0)
+                previous = None  # let the old index go before the collection below
             metrics.INDEX_INFO.labels(manifest.tenant, loaded.version.version, manifest.embedding_model).set(1)
             metrics.INDEX_CHUNKS.set(manifest.count)
             metrics.INDEX_RELOADS.inc()
+            if self.freeze_heap:
+                freeze_long_lived_objects()
             logger.info(
                 "index version %s loaded (%d chunks, %s)%s",
                 loaded.version.version,
                 manifest.count,
                 manifest.embedding_model,
-                f", replacing {previous.version.version}" if previous else "",
+                f", replacing {replaced}" if replaced else "",
             )
             return True
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from typing import Any, Literal
 from uuid import UUID
 
 from langchain_classic.chains import ConversationalRetrievalChain
-from langchain_core.callbacks import AsyncCallbackHandler, CallbackManagerForRetrieverRun
+from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -31,6 +32,7 @@ from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
 from langchain_core.outputs import LLMResult
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
+from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
 from rag.llm import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
@@ -279,22 +281,72 @@ def _message_text(message: Any) -> str:
     return str(getattr(message, "content", "") or "")
 
 
-class _TokenCollector(AsyncCallbackHandler):
-    """Receives the answer model's tokens and every model call's usage (no other events)."""
+class ChainCancelledError(RuntimeError):
+    """The caller went away (client disconnect): the chain stops at its next callback."""
 
+
+class _TokenRelay:
+    """Hands the answer's tokens from the chain's worker thread to the event loop.
+
+    One ``call_soon_threadsafe`` wakes the loop for any number of tokens that arrive before it runs
+    (tokens that pile up while the loop is busy travel together), instead of one thread hand-off
+    per token. The consumer reads text pieces from :attr:`queue`; ``None`` ends the stream.
+    """
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self._loop = loop
+        self._lock = threading.Lock()
+        self._pending: list[str] = []
+        self._scheduled = False
+
+    def put(self, text: str) -> None:
+        """Called from the worker thread with one token's text."""
+        with self._lock:
+            self._pending.append(text)
+            if self._scheduled:
+                return
+            self._scheduled = True
+        self._loop.call_soon_threadsafe(self._drain)
+
+    def _drain(self) -> None:
+        with self._lock:
+            pending, self._pending, self._scheduled = self._pending, [], False
+        if pending:
+            self.queue.put_nowait("".join(pending))
+
+    def close(self) -> None:
+        """Called on the loop once the chain has finished (after every token was scheduled)."""
+        self._drain()
+        self.queue.put_nowait(None)
+
+
+class _TokenCollector(BaseCallbackHandler):
+    """Receives the answer model's tokens and every model call's usage (no other events).
+
+    Runs in the chain's worker thread. ``raise_error`` is set so that :class:`ChainCancelledError`
+    (raised once ``cancelled`` is set) stops the chain instead of being logged and ignored.
+    """
+
+    raise_error = True
     ignore_chain = True
     ignore_retriever = True
     ignore_agent = True
     ignore_retry = True
     ignore_custom_event = True
 
-    def __init__(self, queue: asyncio.Queue[str | None]) -> None:
-        self.queue = queue
+    def __init__(self, relay: _TokenRelay, cancelled: threading.Event) -> None:
+        self.relay = relay
+        self.cancelled = cancelled
         self.usage = Usage()
         self._prompt_chars: dict[UUID, int] = {}
         self._spans: dict[UUID, Any] = {}
 
-    async def on_chat_model_start(
+    def _check(self) -> None:
+        if self.cancelled.is_set():
+            raise ChainCancelledError("the request was cancelled")
+
+    def on_chat_model_start(
         self,
         serialized: dict[str, Any],
         messages: list[list[BaseMessage]],
@@ -304,23 +356,25 @@ class _TokenCollector(AsyncCallbackHandler):
         metadata: dict[str, Any] | None = None,
         **kwargs: Any,
     ) -> None:
+        self._check()
         self._prompt_chars[run_id] = sum(len(str(m.content)) for batch in messages for m in batch)
         role = ANSWER_RUN_NAME if tags and ANSWER_TAG in tags else CONDENSE_RUN_NAME
         self._spans[run_id] = start_span(f"llm.{role}", request_id=(metadata or {}).get("request_id"))
 
-    async def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._prompt_chars.pop(run_id, None)
         end_span(self._spans.pop(run_id, None), error=error)
 
-    async def on_llm_new_token(
+    def on_llm_new_token(
         self, token: Any, *, chunk: Any = None, run_id: UUID, tags: list[str] | None = None, **kwargs: Any
     ) -> None:
+        self._check()
         if tags and ANSWER_TAG in tags:
             text = _message_text(chunk.message) if chunk is not None else str(token)
             if text:
-                self.queue.put_nowait(text)
+                self.relay.put(text)
 
-    async def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
         prompt_chars = self._prompt_chars.pop(run_id, 0)
         generation = response.generations[0][0] if response.generations and response.generations[0] else None
         message = getattr(generation, "message", None)
@@ -343,33 +397,49 @@ async def astream_chain(
     metadata: dict[str, Any] | None = None,
     tags: list[str] | None = None,
 ) -> AsyncIterator[TokenEvent | FinalEvent]:
-    """Run ``chain`` once and yield the answer's tokens, then one :class:`FinalEvent`.
+    """Run ``chain`` once and yield the answer's text as it streams, then one :class:`FinalEvent`.
 
-    One retrieval, one answer call (plus one condense call when there is history). Tokens come from
-    a callback handler (the answer model is tagged :data:`ANSWER_TAG`; lighter than
-    ``astream_events``). Token usage comes from the models' ``usage_metadata``; models that report
-    none get an estimate (:func:`rag.llm.estimate_tokens`). Closing the generator cancels the run.
+    One retrieval, one answer call (plus one condense call when there is history). The whole chain
+    runs synchronously in one worker thread of the loop's default executor (with a copy of the
+    caller's context, so :func:`request_scope`, the request id and tracing apply): query embedding,
+    search and the model stream are blocking boto3/FAISS calls anyway, and LangChain's async path
+    would hop between the loop and a thread for every token and every callback (measured: 14.6 ms
+    against 6.6 ms of CPU per answer, ``benchmarks/api_bench.py``). Tokens come from a callback
+    handler (the answer model is tagged :data:`ANSWER_TAG`) and reach the loop through
+    :class:`_TokenRelay`; tokens that arrive while the loop is busy are yielded together as one
+    :class:`TokenEvent`. Token usage comes from the models' ``usage_metadata``; models that report
+    none get an estimate (:func:`rag.llm.estimate_tokens`).
+
+    Closing the generator (client disconnect) stops the chain at its next callback: no further
+    model call starts and the model stream is closed at its next token.
+
     ``metadata`` and ``tags`` go into the LangChain run config (e.g. the request id), so tracers and
     callbacks of every run (chain, retriever, models) see them.
 
     Raises:
         Whatever the retriever or the models raise (botocore errors, :class:`IndexNotReadyError`).
     """
-    queue: asyncio.Queue[str | None] = asyncio.Queue()
-    collector = _TokenCollector(queue)
-    run = asyncio.create_task(
-        chain.ainvoke(
-            {"question": question, "chat_history": chat_history},
-            config={"callbacks": [collector], "metadata": dict(metadata or {}), "tags": list(tags or [])},
-        )
+    loop = asyncio.get_running_loop()
+    relay = _TokenRelay(loop)
+    cancelled = threading.Event()
+    collector = _TokenCollector(relay, cancelled)
+    config: RunnableConfig = {
+        "callbacks": [collector],
+        "metadata": dict(metadata or {}),
+        "tags": list(tags or []),
+    }
+    context = contextvars.copy_context()
+    run = loop.run_in_executor(
+        None, context.run, chain.invoke, {"question": question, "chat_history": chat_history}, config
     )
-    run.add_done_callback(lambda _: queue.put_nowait(None))
+    run.add_done_callback(lambda _: relay.close())
     try:
-        while (text := await queue.get()) is not None:
+        while (text := await relay.queue.get()) is not None:
             yield TokenEvent(text)
-        final = run.result()
+        final = await run
     finally:
         if not run.done():
+            cancelled.set()
             run.cancel()
     yield FinalEvent(
         answer=str(final.get("answer", "")),

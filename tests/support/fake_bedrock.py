@@ -51,7 +51,8 @@ class FakeBedrockConfig:
 
     Attributes:
         ttft_seconds: delay before the first streamed text (and before a Converse reply), seconds.
-        tokens_per_second: pace of text deltas after the first; None = as fast as possible.
+        tokens_per_second: pace of text deltas after the first (delta n is due ``ttft + n / rate`` seconds
+            after the request arrived, so late wake-ups do not add up); None = as fast as possible.
         reply_words: words in each answer.
         reply_text: a fixed answer instead of the generated one.
         throttle_requests: the next N model calls fail with 429 ThrottlingException (-1: all).
@@ -281,6 +282,7 @@ class FakeBedrock:
 
     def _converse_stream(self, handler: BaseHTTPRequestHandler, reply: str, usage: dict[str, int]) -> None:
         config = self.config
+        started = time.perf_counter()
         handler.send_response(200)
         handler.send_header("Content-Type", "application/vnd.amazon.eventstream")
         handler.send_header("Transfer-Encoding", "chunked")
@@ -291,7 +293,6 @@ class FakeBedrock:
             handler.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
             handler.wfile.flush()
 
-        started = time.perf_counter()
         try:
             chunk(stream_event("messageStart", {"role": "assistant"}))
             words = reply.split(" ")
@@ -300,10 +301,13 @@ class FakeBedrock:
                     chunk(exception_event("throttlingException", "Too many tokens, please wait."))
                     handler.wfile.write(b"0\r\n\r\n")
                     return
-                if n == 0:
-                    time.sleep(config.ttft_seconds)
-                elif config.tokens_per_second:
-                    time.sleep(1.0 / config.tokens_per_second)
+                # Token n is due at ttft + n / rate after the request, like a remote model whose pace
+                # does not depend on this machine's load: a late wake-up is not carried over.
+                due = started + config.ttft_seconds
+                if n and config.tokens_per_second:
+                    due += n / config.tokens_per_second
+                if (wait := due - time.perf_counter()) > 0:
+                    time.sleep(wait)
                 text = word if n == 0 else " " + word
                 chunk(stream_event("contentBlockDelta", {"delta": {"text": text}, "contentBlockIndex": 0}))
             chunk(stream_event("contentBlockStop", {"contentBlockIndex": 0}))

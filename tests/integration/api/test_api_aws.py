@@ -53,6 +53,7 @@ def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
         contextual_data_bucket="tenanta-docs", chathistory_table=table, index_poll_seconds=0.2, history_ttl_seconds=3600
     )
     fake_bedrock.config.reply_words = 12
+    fake_bedrock.config.tokens_per_second = 100  # 10 ms apart: each delta is its own token event
     with TestClient(create_app(settings=settings)) as client:
         ready = client.get("/readyz").json()
         assert ready["index_version"] == v1 and ready["embedding_model"] == "amazon.titan-embed-text-v2:0"
@@ -163,6 +164,7 @@ def test_bedrock_unavailable_mid_stream_failure_and_timeout(fake_bedrock, aws_en
         fake_bedrock.config.error_requests = 0
 
         fake_bedrock.config.fail_stream_after = 3  # in-stream throttlingException after 3 deltas
+        fake_bedrock.config.tokens_per_second = 100
         events = parse_sse(client.post("/api/v1/llm/rag/stream", json=body).text)
         assert [n for n, _ in events] == ["token"] * 3 + ["error"]
         assert events[-1][1]["status"] == 503 and events[-1][1]["retry_after"] == 5

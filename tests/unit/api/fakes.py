@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -73,6 +74,7 @@ class ScriptedChatModel(BaseChatModel):
     top_p: float | None = None
     top_k: int | None = None
     gate: Any = None  # a threading.Event to wait on after the first token
+    token_delay: float = 0.0  # seconds between tokens (like a real model's token rate)
 
     @property
     def _llm_type(self) -> str:
@@ -106,6 +108,8 @@ class ScriptedChatModel(BaseChatModel):
                 raise self.error or RuntimeError("boom")
             if n == 1 and self.gate is not None:
                 self.gate.wait(10)
+            if n and self.token_delay:
+                time.sleep(self.token_delay)
             yield ChatGenerationChunk(message=AIMessageChunk(content=word if n == 0 else " " + word))
         yield ChatGenerationChunk(
             message=AIMessageChunk(

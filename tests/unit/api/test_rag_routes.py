@@ -85,7 +85,8 @@ def test_condensed_follow_up_keeps_the_subject_with_the_extractive_model(make_cl
 
 
 def test_stream_event_order_and_payloads(make_client, history):
-    model = ScriptedChatModel(replies=["Studio is a web IDE."])
+    # tokens 20 ms apart (a real model's pace) each get their own event
+    model = ScriptedChatModel(replies=["Studio is a web IDE."], token_delay=0.02)
     client = make_client(model)
     response = client.post("/api/v1/llm/rag/stream", json=rag_body(), headers={"X-Request-ID": "req-123"})
     assert response.status_code == 200
@@ -107,11 +108,11 @@ def test_stream_event_order_and_payloads(make_client, history):
     assert len(turns) == 1 and turns[0].answer == "Studio is a web IDE." and len(turns[0].sources) == 3
 
 
-def test_stream_with_extractive_model_streams_many_tokens(make_client):
+def test_stream_with_extractive_model(make_client):
     client = make_client()
     events = parse_sse(client.post("/api/v1/llm/rag/stream", json=rag_body()).text)
     tokens = [d["text"] for n, d in events if n == "token"]
-    assert len(tokens) > 5
+    assert tokens  # all at once or in pieces: the extractive answerer has no token pace
     assert "".join(tokens).startswith(EXTRACTIVE_LABEL)
     assert events[-1][0] == "done" and events[-1][1]["usage"]["output_tokens"] > 0
 
@@ -133,7 +134,8 @@ def test_failed_answer_leaves_no_history(make_client, history, route):
     response = client.post(route, json=rag_body())
     if route.endswith("stream"):
         events = parse_sse(response.text)
-        assert [n for n, _ in events] == ["token", "token", "error"]
+        assert [n for n, _ in events][-1] == "error" and {n for n, _ in events[:-1]} == {"token"}
+        assert "".join(d["text"] for n, d in events if n == "token") == "one two"  # what came before the failure
         assert events[-1][1]["status"] == 500 and events[-1][1]["error"] == "internal_error"
         assert "Traceback" not in response.text and "boom" not in response.text
     else:

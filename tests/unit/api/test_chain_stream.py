@@ -1,0 +1,96 @@
+"""rag.chain.astream_chain: the chain runs in one worker thread and its tokens reach the loop.
+
+Tokens spaced in time arrive as separate events; tokens that pile up while the loop is busy arrive
+together (never lost, never reordered); closing the stream stops the chain at its next callback.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+from langchain_core.documents import Document
+from langchain_core.retrievers import BaseRetriever
+
+from rag.chain import FinalEvent, TokenEvent, _TokenRelay, astream_chain, build_chain, history_messages
+from tests.unit.api.fakes import ScriptedChatModel
+
+
+class _TwoDocs(BaseRetriever):
+    def _get_relevant_documents(self, query: str, *, run_manager: object) -> list[Document]:
+        return [Document("Studio is an IDE.", metadata={"id": "a"}), Document("EMR runs Spark.", metadata={"id": "b"})]
+
+
+async def _collect(chain, question: str, history=()) -> tuple[list[str], FinalEvent]:
+    texts: list[str] = []
+    final = None
+    async for event in astream_chain(chain, question, history_messages(list(history))):
+        if isinstance(event, TokenEvent):
+            texts.append(event.text)
+        else:
+            final = event
+    assert final is not None
+    return texts, final
+
+
+def test_spaced_tokens_are_separate_events_and_the_final_event_has_docs_and_usage():
+    model = ScriptedChatModel(replies=["one two three four five"], token_delay=0.02)
+    texts, final = asyncio.run(_collect(build_chain(retriever=_TwoDocs(), llm=model), "q?"))
+    assert texts == ["one", " two", " three", " four", " five"]
+    assert final.answer == "one two three four five"
+    assert [d.metadata["id"] for d in final.documents] == ["a", "b"]
+    assert final.usage.input_tokens == 10 and final.usage.output_tokens == 3
+
+
+def test_tokens_that_pile_up_while_the_loop_is_busy_arrive_together_in_order():
+    async def run() -> list[str | None]:
+        relay = _TokenRelay(asyncio.get_running_loop())
+        producer = threading.Thread(target=lambda: [relay.put(w) for w in ("a", "b", "c")])
+        producer.start()
+        producer.join()  # the loop has not run: all three wait for one wake-up
+        await asyncio.sleep(0)
+        relay.put("d")  # the loop is free again: on its own
+        await asyncio.sleep(0)
+        relay.close()
+        return [relay.queue.get_nowait() for _ in range(relay.queue.qsize())]
+
+    assert asyncio.run(run()) == ["abc", "d", None]
+
+
+def test_the_condense_call_streams_no_tokens_but_counts_usage():
+    model = ScriptedChatModel(replies=["Studio what?", "It is an IDE."])
+    texts, final = asyncio.run(
+        _collect(build_chain(retriever=_TwoDocs(), llm=model), "what is it?", [("What is Studio?", "An IDE.")])
+    )
+    assert "".join(texts) == "It is an IDE."  # the condensed question is not part of the answer
+    assert final.generated_question == "Studio what?"
+    assert final.usage.input_tokens == 20  # both calls
+
+
+def test_closing_the_stream_stops_the_chain_at_its_next_token():
+    gate = threading.Event()
+    model = ScriptedChatModel(replies=["one two three four"], gate=gate)
+    chain = build_chain(retriever=_TwoDocs(), llm=model)
+    produced: list[str] = []
+
+    async def run() -> None:
+        stream = astream_chain(chain, "q?", [])
+        first = await anext(stream)
+        assert isinstance(first, TokenEvent) and first.text == "one"
+        await stream.aclose()  # the client went away while the model waits after its first token
+        gate.set()
+
+    def spy_stream(messages, stop=None, run_manager=None, **kwargs):
+        for chunk in ScriptedChatModel._stream(model, messages, stop, run_manager, **kwargs):
+            produced.append(chunk.message.content)
+            yield chunk
+
+    object.__setattr__(model, "_stream", spy_stream)
+    asyncio.run(run())
+    deadline = time.monotonic() + 5
+    while time.monotonic() < deadline and len(produced) < 2:
+        time.sleep(0.01)
+    time.sleep(0.1)
+    # the model yielded its second token, the callback refused it, and the stream was closed
+    assert produced == ["one", " two"]

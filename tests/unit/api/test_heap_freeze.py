@@ -1,0 +1,44 @@
+"""api.state.freeze_long_lived_objects: the index is frozen after a load, and a replaced index is freed."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+import weakref
+
+import numpy as np
+from langchain_core.documents import Document
+
+from api.state import IndexHolder
+from rag.index_store import LocalBlobStore, write_index_version
+
+
+def _publish(store: LocalBlobStore, n: int) -> None:
+    docs = [Document(f"chunk {i}", metadata={"id": f"c{i}"}) for i in range(n)]
+    vectors = np.random.default_rng(n).standard_normal((n, 8)).astype(np.float32)
+    write_index_version(store, tenant="tenanta", embedding_model="fake", vectors=vectors, documents=docs, sources=[])
+
+
+def test_freeze_after_load_and_the_replaced_index_is_freed(tmp_path):
+    store = LocalBlobStore(tmp_path)
+    holder = IndexHolder(store, tenant="tenanta", embedding_model="fake", prebuild_bm25=True, freeze_heap=True)
+    try:
+        _publish(store, 5)
+        assert asyncio.run(holder.refresh())
+        assert gc.get_freeze_count() > 0
+        first = weakref.ref(holder.current)
+        _publish(store, 7)
+        assert asyncio.run(holder.refresh())
+        assert holder.current is not None and len(holder.current.documents) == 7
+        assert first() is None  # not kept alive by the permanent generation
+    finally:
+        gc.unfreeze()
+
+
+def test_no_freeze_unless_asked(tmp_path):
+    gc.unfreeze()
+    store = LocalBlobStore(tmp_path)
+    _publish(store, 3)
+    holder = IndexHolder(store, tenant="tenanta", embedding_model="fake", prebuild_bm25=False)
+    assert asyncio.run(holder.refresh())
+    assert gc.get_freeze_count() == 0
