@@ -49,6 +49,12 @@ class Settings(BaseSettings):
     gunicorn_graceful_timeout: float = Field(
         default=30.0, gt=0, le=600, description="seconds in-flight answers get after SIGTERM (api/gunicorn.conf.py)"
     )
+    stream_flush_seconds: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="streamed answers: the first token is sent at once, later tokens at most this often (seconds)",
+    )
 
     # --- tenant and storage -------------------------------------------------------------
     tenant_id: TenantId = Field(description="The tenant this pod or job serves.")

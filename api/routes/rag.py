@@ -144,7 +144,13 @@ async def _run_chain(
         request_scope(k=body.max_matching_docs, generation=_generation(body)) as stats,
         span("rag.chain", k=body.max_matching_docs),
     ):
-        async for event in astream_chain(state.chain, body.q, history_messages(turns), **(run_config or {})):
+        async for event in astream_chain(
+            state.chain,
+            body.q,
+            history_messages(turns),
+            flush_seconds=state.settings.stream_flush_seconds,
+            **(run_config or {}),
+        ):
             if isinstance(event, FinalEvent):
                 final = event
             else:

@@ -50,7 +50,11 @@ def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
     table = f"chathistory-{uuid.uuid4().hex[:8]}"
     create_table(dynamodb_local, table, "SessionId", "expires_at")
     settings = _bedrock_settings(
-        contextual_data_bucket="tenanta-docs", chathistory_table=table, index_poll_seconds=0.2, history_ttl_seconds=3600
+        contextual_data_bucket="tenanta-docs",
+        chathistory_table=table,
+        index_poll_seconds=0.2,
+        history_ttl_seconds=3600,
+        stream_flush_seconds=0,  # every delta its own event (counted below)
     )
     fake_bedrock.config.reply_words = 12
     fake_bedrock.config.tokens_per_second = 100  # 10 ms apart: each delta is its own token event
@@ -153,7 +157,10 @@ def test_bedrock_throttling_is_503_with_retry_after(fake_bedrock, aws_env, local
 
 def test_bedrock_unavailable_mid_stream_failure_and_timeout(fake_bedrock, aws_env, local_titan_index, tmp_path):
     settings = _bedrock_settings(
-        index_uri=str(local_titan_index), history_url=f"sqlite:///{tmp_path}/h.db", bedrock_read_timeout_seconds=0.5
+        index_uri=str(local_titan_index),
+        history_url=f"sqlite:///{tmp_path}/h.db",
+        bedrock_read_timeout_seconds=0.5,
+        stream_flush_seconds=0,
     )
     body = {"q": "What is SageMaker?", "user_session_id": SESSION}
     with TestClient(create_app(settings=settings)) as client:

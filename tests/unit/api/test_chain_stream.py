@@ -58,6 +58,32 @@ def test_tokens_that_pile_up_while_the_loop_is_busy_arrive_together_in_order():
     assert asyncio.run(run()) == ["abc", "d", None]
 
 
+def test_after_the_first_token_pieces_are_sent_at_most_every_flush_interval():
+    async def run() -> list[tuple[str | None, float]]:
+        loop = asyncio.get_running_loop()
+        relay = _TokenRelay(loop, flush_seconds=0.2)
+        started = loop.time()
+        got: list[tuple[str | None, float]] = []
+
+        async def take() -> None:
+            got.append((await relay.queue.get(), loop.time() - started))
+
+        relay.put("a")  # the first token: at once
+        await take()
+        threading.Thread(target=lambda: [relay.put(w) for w in ("b", "c")]).start()
+        await take()  # b and c together, once 0.2 s have passed since "a"
+        relay.put("d")
+        await asyncio.sleep(0.01)
+        relay.close()  # the end flushes at once, without waiting for the interval
+        await take()
+        await take()
+        return got
+
+    (a, t_a), (bc, t_bc), (d, t_d), (end, _) = asyncio.run(run())
+    assert (a, bc, d, end) == ("a", "bc", "d", None)
+    assert t_a < 0.1 and t_bc >= 0.19 and t_d - t_bc < 0.1
+
+
 def test_the_condense_call_streams_no_tokens_but_counts_usage():
     model = ScriptedChatModel(replies=["Studio what?", "It is an IDE."])
     texts, final = asyncio.run(

@@ -85,8 +85,8 @@ def test_condensed_follow_up_keeps_the_subject_with_the_extractive_model(make_cl
 
 
 def test_stream_event_order_and_payloads(make_client, history):
-    # tokens 20 ms apart (a real model's pace) each get their own event
-    model = ScriptedChatModel(replies=["Studio is a web IDE."], token_delay=0.02)
+    # tokens further apart than STREAM_FLUSH_SECONDS (0.05) each get their own event
+    model = ScriptedChatModel(replies=["Studio is a web IDE."], token_delay=0.08)
     client = make_client(model)
     response = client.post("/api/v1/llm/rag/stream", json=rag_body(), headers={"X-Request-ID": "req-123"})
     assert response.status_code == 200
