@@ -127,6 +127,7 @@ async def build_state(parts: Components) -> RagState:
         embedding_model=embedding_model,
         prebuild_bm25=settings.retriever_mode == "hybrid",
         freeze_heap=parts.freeze_heap,
+        ef_search=settings.hnsw_ef_search,
     )
     retriever = LiveRetriever(
         index_provider=holder.get,

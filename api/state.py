@@ -59,12 +59,21 @@ class IndexHolder:
         prebuild_bm25: build the BM25 side while loading (hybrid retrieval), not on the first query.
         freeze_heap: call :func:`freeze_long_lived_objects` after each load (the server does; tests
             that run many apps in one process need not).
+        ef_search: HNSW candidate list per query for HNSW indexes (``HNSW_EF_SEARCH``).
     """
 
     def __init__(
-        self, store: BlobStore, *, tenant: str, embedding_model: str, prebuild_bm25: bool, freeze_heap: bool = False
+        self,
+        store: BlobStore,
+        *,
+        tenant: str,
+        embedding_model: str,
+        prebuild_bm25: bool,
+        freeze_heap: bool = False,
+        ef_search: int = 128,
     ) -> None:
         self.freeze_heap = freeze_heap
+        self.ef_search = ef_search
         self.store = store
         self.tenant = tenant
         self.embedding_model = embedding_model
@@ -79,7 +88,8 @@ class IndexHolder:
 
     def _load(self, version: str) -> TenantIndex:
         loaded = TenantIndex(
-            load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model)
+            load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model),
+            ef_search=self.ef_search,
         )
         if self.prebuild_bm25:
             loaded.bm25()

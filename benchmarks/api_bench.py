@@ -5,12 +5,17 @@ first token and token rate), writes synthetic indexes (Titan v2 size vectors, FA
 the API under gunicorn exactly as in the pod (``api/gunicorn.conf.py``, uvicorn workers), streams
 answers at several concurrencies with an async HTTP client, and prints a Markdown table.
 
+Each index type (``--index-types flat hnsw``) is written, loaded, searched in this process
+(time per query, recall@10 against the exact flat scan) and served. Synthetic vectors cluster
+around 500 centres (text embeddings cluster by topic).
+
 "Overhead" is the API's latency minus the fake model's own latency measured by the same client at
 the same concurrency (ConverseStream called directly): what retrieval, the chain, history and
 server-sent events add.
 
     .venv/bin/python benchmarks/api_bench.py                   # 10k and 100k chunks, c = 1, 16, 64
     .venv/bin/python benchmarks/api_bench.py --chunks 10000 --concurrency 1 16
+    .venv/bin/python benchmarks/api_bench.py --chunks 10000 --words 200    # realistic answer length
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import faiss
 import httpx
 import numpy as np
 import psutil
@@ -43,6 +49,9 @@ sys.path.insert(0, str(REPO))
 
 from rag.index_store import SourceRecord, load_index_version, open_store, write_index_version  # noqa: E402
 from rag.retrieval import TenantIndex  # noqa: E402
+
+#: HNSW_EF_SEARCH used by the API (its default).
+EF_SEARCH = 128
 
 MODEL = "anthropic.claude-3-haiku-20240307-v1:0"
 TITAN = "amazon.titan-embed-text-v2:0"
@@ -123,7 +132,16 @@ def wait_http(url: str, timeout: float = 180) -> None:
     raise TimeoutError(url)
 
 
-def build_index(root: Path, chunks: int) -> float:
+def synthetic_vectors(n: int, seed: int) -> np.ndarray:
+    """Unit vectors around 500 random centres (text embeddings cluster by topic; uniform noise in
+    1024 dimensions would be the worst case for HNSW)."""
+    rng = np.random.default_rng(seed)
+    centres = np.random.default_rng(99).standard_normal((500, DIM), dtype=np.float32)
+    vectors = centres[rng.integers(0, 500, n)] + 0.6 * rng.standard_normal((n, DIM), dtype=np.float32)
+    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+
+
+def build_index(root: Path, chunks: int, index_type: str = "flat") -> float:
     """Publish a synthetic index of ``chunks`` FAQ-like texts; returns seconds to write it."""
     rng = np.random.default_rng(7)
     rnd = random.Random(7)
@@ -134,7 +152,8 @@ def build_index(root: Path, chunks: int) -> float:
         docs.append(
             Document(f"{question}\n{answer}", metadata={"id": f"c{i}", "source": "s3://b/docs/faq.csv", "row": i})
         )
-    vectors = rng.standard_normal((chunks, DIM), dtype=np.float32)
+    del rng
+    vectors = synthetic_vectors(chunks, seed=7)
     started = time.perf_counter()
     write_index_version(
         open_store(str(root)),
@@ -143,17 +162,36 @@ def build_index(root: Path, chunks: int) -> float:
         vectors=vectors,
         documents=docs,
         sources=[SourceRecord("s3://b/docs/faq.csv", "0" * 64, chunks)],
+        index_type=index_type,
     )
     return time.perf_counter() - started
 
 
-def index_load_seconds(root: Path) -> tuple[float, float]:
-    """(load + verify, BM25 build) in seconds, in this process."""
+def index_load_seconds(root: Path) -> tuple[float, float, TenantIndex]:
+    """(load + verify, BM25 build) in seconds, in this process, and the loaded index."""
     started = time.perf_counter()
     version = load_index_version(open_store(str(root)), tenant="tenanta", embedding_model=TITAN)
     loaded = time.perf_counter()
-    TenantIndex(version).bm25()
-    return loaded - started, time.perf_counter() - loaded
+    index = TenantIndex(version, ef_search=EF_SEARCH)
+    index.bm25()
+    return loaded - started, time.perf_counter() - loaded, index
+
+
+def search_stats(index: TenantIndex, exact: TenantIndex | None, queries: np.ndarray) -> tuple[float, float | None]:
+    """(ms per dense search of 30 candidates, one thread; recall@10 against ``exact`` or None)."""
+    faiss.omp_set_num_threads(1)  # as in the API
+    for q in queries[:5]:
+        index.dense_search(q, 30)
+    started = time.perf_counter()
+    for q in queries:
+        index.dense_search(q, 30)
+    ms = (time.perf_counter() - started) * 1000 / len(queries)
+    if exact is None:
+        return ms, None
+    hits = [
+        len({p for p, _ in index.dense_search(q, 10)} & {p for p, _ in exact.dense_search(q, 10)}) / 10 for q in queries
+    ]
+    return ms, float(np.mean(hits))
 
 
 @dataclass
@@ -272,8 +310,10 @@ def start_gunicorn(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--chunks", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--index-types", nargs="+", choices=["flat", "hnsw"], default=["flat", "hnsw"],
+                        help="FAISS index types to compare (FAISS_INDEX_TYPE)")  # fmt: skip
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--rounds", type=int, default=6, help="requests per concurrency level = rounds * c (min 30)")
+    parser.add_argument("--rounds", type=int, default=8, help="requests per concurrency level = rounds * c (min 30)")
     parser.add_argument("--ttft", type=float, default=0.3, help="fake model time to first token, seconds")
     parser.add_argument("--tps", type=float, default=50.0, help="fake model tokens per second")
     parser.add_argument("--words", type=int, default=20, help="tokens per answer")
@@ -289,38 +329,60 @@ def main() -> None:
         cwd=REPO, stdout=subprocess.PIPE, text=True,
     )  # fmt: skip
     fake_endpoint = fake.stdout.readline().strip()
-    results: dict[str, object] = {}
+    fake_proc, client_proc = psutil.Process(fake.pid), psutil.Process()
+    queries = synthetic_vectors(200, seed=11)
     index_rows = []
     latency_rows = []
     try:
         for chunks in args.chunks:
-            root = work / f"index-{chunks}"
-            write_s = build_index(root, chunks)
-            load_s, bm25_s = index_load_seconds(root)
-            proc, base = start_gunicorn(root, work, fake_endpoint, args.workers, args.mode)
-            t0 = time.perf_counter()
-            wait_http(f"{base}/readyz")
-            ready_s = time.perf_counter() - t0
-            asyncio.run(run_level("api", base, 2, 4))  # touch every worker
-            rss = worker_rss_mib(proc.pid)
-            index_rows.append((chunks, write_s, load_s, bm25_s, ready_s, rss))
-            if chunks == args.latency_chunks:
-                for c in args.concurrency:
-                    n = max(30, args.rounds * c)
-                    model, _model_wall = asyncio.run(run_level("model", fake_endpoint, c, n))
-                    cpu_before = workers_cpu_seconds(proc.pid)
-                    api, api_wall = asyncio.run(run_level("api", base, c, n))
-                    api_cpu_ms = (workers_cpu_seconds(proc.pid) - cpu_before) * 1000 / (n + min(c, 4))
-                    latency_rows.append((c, n, model, api_cpu_ms, api, api_wall))
-                rss_after = worker_rss_mib(proc.pid)
-                results["rss_after_load"] = rss_after
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(timeout=60)
+            exact: TenantIndex | None = None
+            for index_type in args.index_types:
+                root = work / f"index-{index_type}-{chunks}"
+                write_s = build_index(root, chunks, index_type)
+                load_s, bm25_s, index = index_load_seconds(root)
+                search_ms, recall = search_stats(index, exact, queries)
+                if index_type == "flat":
+                    exact = index
+                proc, base = start_gunicorn(root, work, fake_endpoint, args.workers, args.mode)
+                t0 = time.perf_counter()
+                wait_http(f"{base}/readyz")
+                ready_s = time.perf_counter() - t0
+                asyncio.run(run_level("api", base, 2, 4))  # touch every worker
+                rss = worker_rss_mib(proc.pid)
+                index_rows.append((index_type, chunks, write_s, load_s, bm25_s, ready_s, rss, search_ms, recall))
+                if chunks == args.latency_chunks:
+                    for c in args.concurrency:
+                        n = max(30, args.rounds * c)
+                        model, _model_wall = asyncio.run(run_level("model", fake_endpoint, c, n))
+                        before = (workers_cpu_seconds(proc.pid), _cpu(fake_proc), _cpu(client_proc))
+                        api, api_wall = asyncio.run(run_level("api", base, c, n))
+                        after = (workers_cpu_seconds(proc.pid), _cpu(fake_proc), _cpu(client_proc))
+                        per_request = [(b - a) * 1000 / (n + min(c, 4)) for a, b in zip(before, after, strict=True)]
+                        latency_rows.append((index_type, c, n, model, per_request, api, api_wall))
+                proc.send_signal(signal.SIGTERM)
+                proc.wait(timeout=60)
     finally:
         fake.terminate()
         fake.wait(timeout=10)
+    print_report(args, index_rows, latency_rows)
+    raw = {
+        "latency": [
+            {"index_type": t, "c": c, "n": n, "api_ttft": [s.ttft for s in api], "api_total": [s.total for s in api],
+             "model_ttft": [s.ttft for s in model], "model_total": [s.total for s in model], "cpu_ms": cpu}
+            for t, c, n, model, cpu, api, _ in latency_rows
+        ]
+    }  # fmt: skip
+    (work / "raw.json").write_text(json.dumps(raw))
+    print(f"\nraw samples: {work / 'raw.json'}")
 
-    cpu = platform.processor() or platform.machine()
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def print_report(args: argparse.Namespace, index_rows: list, latency_rows: list) -> None:
+    """Markdown tables: latency by index type and concurrency, then index size, load and search."""
     try:
         model_name = next(
             line.split(":", 1)[1].strip()
@@ -328,54 +390,48 @@ def main() -> None:
             if line.startswith("model name")
         )
     except (OSError, StopIteration):
-        model_name = cpu
+        model_name = platform.processor() or platform.machine()
     print(f"\n### RAG API benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(
         f"Machine: {os.cpu_count()} vCPU ({model_name}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
         f"Python {platform.python_version()}. gunicorn {args.workers} uvicorn workers; client, fake model and API "
         f"share the machine. Fake model: TTFT {args.ttft * 1000:.0f} ms, {args.tps:.0f} tokens/s, "
-        f"{args.words} tokens per answer. Retrieval: {args.mode} (FAISS flat, Titan v2 1024-d vectors; "
-        "hybrid adds BM25), "
-        f"index of {args.latency_chunks:,} chunks; SQLite history; every request a new session.\n"
+        f"{args.words} tokens per answer. Retrieval: {args.mode}, Titan v2 size (1024-d) vectors, "
+        f"index of {args.latency_chunks:,} chunks; SQLite history; every request a new session. "
+        "CPU per request: API workers / fake model / load-generating client.\n"
     )
     print(
-        "| concurrency | requests | req/s | TTFT p50 / p95 (ms) | latency p50 / p95 (ms) "
-        "| model alone TTFT p50 / p95 | model alone latency p50 / p95 "
-        "| overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) | API CPU per request (ms) | errors |"
+        "| index | concurrency | requests | req/s | TTFT p50 / p95 (ms) | latency p50 / p95 (ms) "
+        "| model alone latency p50 / p95 | overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) "
+        "| CPU ms per request: API / model / client | errors |"
     )
-    print("|---:|---:|---:|---|---|---|---|---|---|---:|---:|")
-    for c, n, model, api_cpu_ms, api, api_wall in latency_rows:
+    print("|---|---:|---:|---:|---|---|---|---|---|---|---:|")
+    for index_type, c, n, model, cpu, api, api_wall in latency_rows:
         a_t = [s.ttft * 1000 for s in api]
         a_l = [s.total * 1000 for s in api]
         m_t = [s.ttft * 1000 for s in model]
         m_l = [s.total * 1000 for s in model]
         errors = sum(not s.ok for s in api)
         print(
-            f"| {c} | {n} | {n / api_wall:.1f} | {pct(a_t, 50):.0f} / {pct(a_t, 95):.0f} | "
-            f"{pct(a_l, 50):.0f} / {pct(a_l, 95):.0f} | {pct(m_t, 50):.0f} / {pct(m_t, 95):.0f} | "
-            f"{pct(m_l, 50):.0f} / {pct(m_l, 95):.0f} | {pct(a_l, 50) - pct(m_l, 50):.1f} / "
-            f"{pct(a_l, 95) - pct(m_l, 95):.1f} | {pct(a_t, 50) - pct(m_t, 50):.1f} / "
-            f"{pct(a_t, 95) - pct(m_t, 95):.1f} | {api_cpu_ms:.1f} | {errors} |"
+            f"| {index_type} | {c} | {n} | {n / api_wall:.1f} | {pct(a_t, 50):.0f} / {pct(a_t, 95):.0f} | "
+            f"{pct(a_l, 50):.0f} / {pct(a_l, 95):.0f} | {pct(m_l, 50):.0f} / {pct(m_l, 95):.0f} | "
+            f"{pct(a_l, 50) - pct(m_l, 50):.1f} / {pct(a_l, 95) - pct(m_l, 95):.1f} | "
+            f"{pct(a_t, 50) - pct(m_t, 50):.1f} / {pct(a_t, 95) - pct(m_t, 95):.1f} | "
+            f"{cpu[0]:.1f} / {cpu[1]:.1f} / {cpu[2]:.1f} | {errors} |"
         )
     print(
-        "\n| index chunks | write (s) | load + verify (s) | BM25 build (s) | gunicorn start → ready (s) "
-        "| RSS per worker (MiB) |"
+        "\n| index | chunks | write (s) | load + verify (s) | BM25 build (s) | gunicorn start → ready (s) "
+        "| RSS per worker (MiB) | dense search, 1 thread (ms) | speed-up vs flat | recall@10 vs flat |"
     )
-    print("|---:|---:|---:|---:|---:|---|")
-    for chunks, write_s, load_s, bm25_s, ready_s, rss in index_rows:
+    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
+    flat_ms = {chunks: ms for t, chunks, *_, ms, _ in index_rows if t == "flat"}
+    for index_type, chunks, write_s, load_s, bm25_s, ready_s, rss, search_ms, recall in index_rows:
+        ratio = f"{flat_ms[chunks] / search_ms:.1f}x" if chunks in flat_ms else "-"
         print(
-            f"| {chunks:,} | {write_s:.2f} | {load_s:.2f} | {bm25_s:.2f} | {ready_s:.1f} | "
-            f"{', '.join(f'{r:.0f}' for r in rss)} |"
+            f"| {index_type} | {chunks:,} | {write_s:.2f} | {load_s:.2f} | {bm25_s:.2f} | {ready_s:.1f} | "
+            f"{', '.join(f'{r:.0f}' for r in rss)} | {search_ms:.2f} | {ratio} | "
+            f"{'exact' if recall is None else f'{recall:.3f}'} |"
         )
-    raw = {
-        "latency": [
-            {"c": c, "n": n, "api_ttft": [s.ttft for s in api], "api_total": [s.total for s in api],
-             "model_ttft": [s.ttft for s in model], "model_total": [s.total for s in model]}
-            for c, n, model, _, api, _ in latency_rows
-        ]
-    }  # fmt: skip
-    (work / "raw.json").write_text(json.dumps(raw))
-    print(f"\nraw samples: {work / 'raw.json'}")
 
 
 if __name__ == "__main__":

@@ -93,6 +93,9 @@ def main(argv: list[str] | None = None) -> int:
             dry_run=args.dry_run,
             keep_versions=args.keep_versions,
             progress=not args.no_progress,
+            index_type=settings.faiss_index_type,
+            hnsw_m=settings.hnsw_m,
+            hnsw_ef_construction=settings.hnsw_ef_construction,
         )
     except (ValueError, FileNotFoundError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)

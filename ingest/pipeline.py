@@ -24,6 +24,8 @@ from ingest.embedder import embed_in_batches
 from ingest.loaders import LoaderError, is_supported, load_file
 from ingest.sources import LocalSource, S3Source, SourceFile
 from rag.index_store import (
+    HNSW_EF_CONSTRUCTION,
+    HNSW_M,
     BlobStore,
     IndexError_,
     IndexIntegrityError,
@@ -144,6 +146,9 @@ def run_ingestion(
     dry_run: bool = False,
     keep_versions: int = 5,
     progress: bool = True,
+    index_type: str = "flat",
+    hnsw_m: int = HNSW_M,
+    hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
 ) -> IngestSummary:
     """Ingest every supported file under ``source`` into a new index version for ``tenant``.
 
@@ -161,6 +166,10 @@ def run_ingestion(
         keep_versions: complete versions kept after publishing (older ones are deleted; the
             published one is always kept).
         progress: show a tqdm progress bar on stderr.
+        index_type: ``"flat"`` (exact) or ``"hnsw"`` (approximate, for large tenants);
+            see :func:`rag.index_store.build_faiss_index`.
+        hnsw_m: HNSW graph degree.
+        hnsw_ef_construction: HNSW build-time candidate list.
 
     Returns:
         The run's :class:`IngestSummary`.
@@ -255,6 +264,9 @@ def run_ingestion(
         documents=all_chunks,
         sources=records,
         chunking=chunking,
+        index_type=index_type,
+        hnsw_m=hnsw_m,
+        hnsw_ef_construction=hnsw_ef_construction,
     )
     _prune_versions(store, keep_versions)
     summary.seconds = time.perf_counter() - started

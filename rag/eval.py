@@ -132,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     except (SettingsError, InvalidTenantIdError, ValueError, OSError, IndexError_) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    index = TenantIndex(version)
+    index = TenantIndex(version, ef_search=settings.hnsw_ef_search)
     modes = ("dense", "hybrid") if args.mode == "both" else (args.mode,)
     results = [evaluate(TenantRetriever(index=index, embeddings=embeddings, mode=m), questions) for m in modes]
     print(f"index version {version.version} ({version.manifest.count} chunks, {version.manifest.embedding_model})")

@@ -100,6 +100,16 @@ class Settings(BaseSettings):
     )
     text2text_model_id: str = Field(default="anthropic.claude-3-haiku-20240307-v1:0", min_length=1, max_length=200)
 
+    # --- index ---------------------------------------------------------------------------
+    faiss_index_type: Literal["flat", "hnsw"] = Field(
+        default="flat", description="ingest: exact IndexFlatIP scan, or an approximate HNSW graph for large tenants"
+    )
+    hnsw_m: int = Field(default=32, ge=4, le=128, description="ingest: HNSW neighbours per vector")
+    hnsw_ef_construction: int = Field(default=80, ge=8, le=2048, description="ingest: HNSW build candidate list")
+    hnsw_ef_search: int = Field(
+        default=128, ge=8, le=4096, description="ragapi: HNSW candidate list per query (at least the chunks asked for)"
+    )
+
     # --- retrieval ----------------------------------------------------------------------
     retriever_mode: Literal["dense", "hybrid"] = "hybrid"
     rerank_model_arn: str | None = Field(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import ingest.__main__ as cli
-from rag.index_store import LocalBlobStore, read_latest_version_id
+from rag.index_store import LocalBlobStore, load_index_version, read_latest_version_id
 from tests.unit.ingest.conftest import CountingEmbeddings, write_tree
 
 
@@ -33,6 +33,18 @@ def test_publishes_exit_0(tmp_path: Path, monkeypatch, capsys, fake_factory) -> 
     assert "chunks            2 (2 embedded, 0 reused)" in out
     assert "bad.pdf" in out
     assert read_latest_version_id(LocalBlobStore(tmp_path / "idx"))
+
+
+def test_faiss_index_type_hnsw_from_the_environment(tmp_path: Path, monkeypatch, fake_factory) -> None:
+    docs = write_tree(tmp_path / "docs", {"faq.csv": "What is A?,A.\nWhat is B?,B.\n"})
+    monkeypatch.setenv("EMBEDDINGS_PROVIDER", "local")
+    monkeypatch.setenv("FAISS_INDEX_TYPE", "hnsw")
+    rc = cli.main(["--tenant", "tenanta", "--source", str(docs), "--index-uri", str(tmp_path / "idx"), "--no-progress"])
+    assert rc == 0
+    loaded = load_index_version(
+        LocalBlobStore(tmp_path / "idx"), tenant="tenanta", embedding_model=fake_factory[0].model_id
+    )
+    assert loaded.manifest.index_type == "hnsw" and type(loaded.index).__name__ == "IndexHNSWFlat"
 
 
 def test_env_fallbacks(tmp_path: Path, monkeypatch, capsys, fake_factory) -> None:
