@@ -35,7 +35,7 @@ from rag.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_sto
 logger = logging.getLogger("api")
 #: Upper bound of the API's max_matching_docs.
 MAX_MATCHING_DOCS = 20
-#: Threads per worker for blocking model/retrieval calls: one per concurrent stream in flight.
+#: Threads per worker for answers (one per answer in flight; more answers wait for a thread).
 MODEL_THREADS = 128
 
 
@@ -136,6 +136,7 @@ async def build_state(parts: Components) -> RagState:
         # k=MAX_K so an optional reranker keeps enough; each request copies it with its own k.
         retriever_factory=lambda index: make_retriever(settings, index, embeddings, k=MAX_MATCHING_DOCS),
     )
+    holder.on_loaded = retriever.prime
     chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model)
     return RagState(
         settings=settings,
@@ -167,13 +168,13 @@ def make_lifespan(parts: Components) -> Any:
 
             configure_logging(logging.getLevelName(logging.getLogger().level), state.settings.log_format)
         setup_tracing(state.settings)
-        # LangChain runs blocking calls (boto3 stream reads, retrieval) on the loop's default executor;
-        # the stdlib default (cpu_count + 4 threads) would queue concurrent streams behind each other.
+        # Each answer holds one thread of its own pool for its whole run (embedding, search, model
+        # stream: blocking boto3/FAISS calls); the loop's default executor stays free for index loads.
         # One FAISS thread per search: requests already run in parallel, and OpenMP's team of threads
         # made a 10k-vector search 5x slower on 2 vCPUs (measured: 16 ms vs 3 ms).
         faiss.omp_set_num_threads(1)
-        executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="ragapi")
-        asyncio.get_running_loop().set_default_executor(executor)
+        executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="ragapi-chain")
+        state.chain_executor = executor
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
         poller = asyncio.create_task(state.index.run(state.settings.index_poll_seconds), name="index-poller")

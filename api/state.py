@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +62,8 @@ class IndexHolder:
         freeze_heap: call :func:`freeze_long_lived_objects` after each load (the server does; tests
             that run many apps in one process need not).
         ef_search: HNSW candidate list per query for HNSW indexes (``HNSW_EF_SEARCH``).
+        on_loaded: called with each newly loaded index before the heap is frozen (e.g.
+            :meth:`rag.chain.LiveRetriever.prime`, which also drops its reference to the old index).
     """
 
     def __init__(
@@ -71,7 +75,9 @@ class IndexHolder:
         prebuild_bm25: bool,
         freeze_heap: bool = False,
         ef_search: int = 128,
+        on_loaded: Callable[[TenantIndex], None] | None = None,
     ) -> None:
+        self.on_loaded = on_loaded
         self.freeze_heap = freeze_heap
         self.ef_search = ef_search
         self.store = store
@@ -124,6 +130,11 @@ class IndexHolder:
             metrics.INDEX_INFO.labels(manifest.tenant, loaded.version.version, manifest.embedding_model).set(1)
             metrics.INDEX_CHUNKS.set(manifest.count)
             metrics.INDEX_RELOADS.inc()
+            if self.on_loaded is not None:
+                try:
+                    self.on_loaded(loaded)
+                except Exception:
+                    logger.warning("index loaded, but preparing the retriever failed", exc_info=True)
             if self.freeze_heap:
                 freeze_long_lived_objects()
             logger.info(
@@ -163,6 +174,7 @@ class RagState:
         quota: request and token limits per tenant and user.
         feedback: where ratings of answers are stored.
         prices: the price table for cost estimates.
+        chain_executor: the threads answers run in (one per answer in flight; None: the loop's default).
     """
 
     settings: Settings
@@ -175,3 +187,4 @@ class RagState:
     quota: QuotaService = field(default_factory=lambda: QuotaService(InMemoryCounterStore(), QuotaLimits()))
     feedback: FeedbackStore = field(default_factory=InMemoryFeedbackStore)
     prices: PriceTable = field(default_factory=lambda: PriceTable(DEFAULT_PRICES))
+    chain_executor: Executor | None = None

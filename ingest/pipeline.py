@@ -31,9 +31,11 @@ from rag.index_store import (
     IndexIntegrityError,
     IndexNotFoundError,
     SourceRecord,
+    index_params_of,
     list_versions,
     load_index_version,
     read_latest_version_id,
+    resolve_index_type,
     write_index_version,
 )
 from rag.tenant import validate_tenant_id
@@ -146,7 +148,7 @@ def run_ingestion(
     dry_run: bool = False,
     keep_versions: int = 5,
     progress: bool = True,
-    index_type: str = "flat",
+    index_type: str = "auto",
     hnsw_m: int = HNSW_M,
     hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
 ) -> IngestSummary:
@@ -166,8 +168,9 @@ def run_ingestion(
         keep_versions: complete versions kept after publishing (older ones are deleted; the
             published one is always kept).
         progress: show a tqdm progress bar on stderr.
-        index_type: ``"flat"`` (exact) or ``"hnsw"`` (approximate, for large tenants);
-            see :func:`rag.index_store.build_faiss_index`.
+        index_type: ``"flat"`` (exact), ``"hnsw"`` (approximate, for large tenants) or ``"auto"``
+            (HNSW from :data:`rag.index_store.HNSW_AUTO_MIN_CHUNKS` chunks on); see
+            :func:`rag.index_store.build_faiss_index`.
         hnsw_m: HNSW graph degree.
         hnsw_ef_construction: HNSW build-time candidate list.
 
@@ -179,6 +182,7 @@ def run_ingestion(
         botocore.exceptions.ClientError: S3 or Bedrock failed after retries (nothing is published).
     """
     validate_tenant_id(tenant)
+    resolve_index_type(index_type, 0)  # an unknown type fails here, before any paid embedding call
     started = time.perf_counter()
     summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=store.uri, dry_run=dry_run)
     previous = _previous_version(store, tenant, embedding_model)
@@ -238,7 +242,12 @@ def run_ingestion(
     if dry_run:
         summary.seconds = time.perf_counter() - started
         return summary
-    if previous and not new_chunks and not summary.removed_sources:
+    wanted_type = resolve_index_type(index_type, len(all_chunks))
+    same_index = previous is not None and (previous.manifest.index_type, previous.manifest.index_params) == (
+        wanted_type,
+        index_params_of(wanted_type, hnsw_m, hnsw_ef_construction),
+    )
+    if previous and not new_chunks and not summary.removed_sources and same_index:
         summary.version = previous.version  # nothing changed: keep serving the published version
         summary.unchanged = True
         summary.seconds = time.perf_counter() - started

@@ -16,9 +16,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import logging
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
 from uuid import UUID
@@ -39,6 +41,19 @@ from rag.llm import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, Generati
 from rag.llm import generation_scope as _generation_scope
 from rag.retrieval import TenantIndex, TenantRetriever
 from rag.tracing import end_span, span, start_span
+
+_logger = logging.getLogger("rag.chain")
+
+
+class _QuietCancellation(logging.Filter):
+    """Drops LangChain's "Error in ... callback" warning for :class:`ChainCancelledError` (a client
+    disconnect is not an error; the exception itself still stops the chain)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "ChainCancelledError" not in record.getMessage()
+
+
+logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietCancellation())
 
 ANSWER_RUN_NAME = "answer"
 CONDENSE_RUN_NAME = "condense"
@@ -121,9 +136,8 @@ class LiveRetriever(BaseRetriever):
 
     One base retriever is built per index version with ``retriever_factory`` (e.g.
     :func:`rag.retrieval.make_retriever`, which adds the optional reranker) and copied with the
-    request's ``k``. The search itself (query embedding, FAISS, BM25) is synchronous; LangChain
-    runs it in a worker thread when the chain is called asynchronously, so it never blocks the
-    event loop.
+    request's ``k``. The search itself (query embedding, FAISS, BM25) is synchronous: it runs in
+    the chain's worker thread (:func:`astream_chain`), never on the event loop.
 
     Args:
         index_provider: returns the current :class:`TenantIndex`, or None when none is loaded.
@@ -141,6 +155,12 @@ class LiveRetriever(BaseRetriever):
     default_k: int = 4
     retriever_factory: Callable[[TenantIndex], TenantRetriever] | None = None
     _cache: tuple[int, TenantRetriever] | None = PrivateAttr(default=None)
+
+    def prime(self, index: TenantIndex) -> None:
+        """Build the base retriever for a newly loaded ``index`` now (and drop the previous index's,
+        so nothing here keeps the old index alive)."""
+        self._cache = None
+        self._base(index)
 
     def _base(self, index: TenantIndex) -> TenantRetriever:
         cached = self._cache
@@ -313,7 +333,11 @@ class _TokenRelay:
         self._closed = False
 
     def put(self, text: str) -> None:
-        """Called from the worker thread with one token's text."""
+        """Queue one token's text for the loop (called from the worker thread).
+
+        Args:
+            text: the token's text (any length; pieces are joined in arrival order).
+        """
         with self._lock:
             self._pending.append(text)
             if self._scheduled:
@@ -322,7 +346,7 @@ class _TokenRelay:
         self._loop.call_soon_threadsafe(self._schedule)
 
     def _schedule(self) -> None:
-        if self._closed:  # cannot happen (close runs after the thread's last put): be safe anyway
+        if self._closed:  # a cancelled run: close() ran while the thread was still putting
             return
         due = None if self._last_flush is None else self._last_flush + self._flush_seconds
         if due is None or due <= self._loop.time():
@@ -348,15 +372,15 @@ class _TokenRelay:
 
 
 class _TokenCollector(BaseCallbackHandler):
-    """Receives the answer model's tokens and every model call's usage (no other events).
+    """Receives the answer model's tokens and every model call's usage.
 
-    Runs in the chain's worker thread. ``raise_error`` is set so that :class:`ChainCancelledError`
-    (raised once ``cancelled`` is set) stops the chain instead of being logged and ignored.
+    Runs in the chain's worker thread. Once ``cancelled`` is set, the next retriever start, model
+    start or token raises :class:`ChainCancelledError`, which stops the chain (``raise_error``);
+    its own bookkeeping never raises (a failure there is logged, the answer goes on).
     """
 
     raise_error = True
     ignore_chain = True
-    ignore_retriever = True
     ignore_agent = True
     ignore_retry = True
     ignore_custom_event = True
@@ -372,6 +396,9 @@ class _TokenCollector(BaseCallbackHandler):
         if self.cancelled.is_set():
             raise ChainCancelledError("the request was cancelled")
 
+    def on_retriever_start(self, serialized: dict[str, Any], query: str, **kwargs: Any) -> None:
+        self._check()  # a client that left during the condense call: no query embedding, no rerank
+
     def on_chat_model_start(
         self,
         serialized: dict[str, Any],
@@ -383,13 +410,19 @@ class _TokenCollector(BaseCallbackHandler):
         **kwargs: Any,
     ) -> None:
         self._check()
-        self._prompt_chars[run_id] = sum(len(str(m.content)) for batch in messages for m in batch)
-        role = ANSWER_RUN_NAME if tags and ANSWER_TAG in tags else CONDENSE_RUN_NAME
-        self._spans[run_id] = start_span(f"llm.{role}", request_id=(metadata or {}).get("request_id"))
+        try:
+            self._prompt_chars[run_id] = sum(len(str(m.content)) for batch in messages for m in batch)
+            role = ANSWER_RUN_NAME if tags and ANSWER_TAG in tags else CONDENSE_RUN_NAME
+            self._spans[run_id] = start_span(f"llm.{role}", request_id=(metadata or {}).get("request_id"))
+        except Exception:
+            _logger.warning("token collector: model start not recorded", exc_info=True)
 
     def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
         self._prompt_chars.pop(run_id, None)
-        end_span(self._spans.pop(run_id, None), error=error)
+        try:
+            end_span(self._spans.pop(run_id, None), error=error)
+        except Exception:
+            _logger.warning("token collector: model error not recorded", exc_info=True)
 
     def on_llm_new_token(
         self, token: Any, *, chunk: Any = None, run_id: UUID, tags: list[str] | None = None, **kwargs: Any
@@ -401,6 +434,12 @@ class _TokenCollector(BaseCallbackHandler):
                 self.relay.put(text)
 
     def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
+        try:
+            self._record_end(response, run_id)
+        except Exception:
+            _logger.warning("token collector: usage not recorded", exc_info=True)
+
+    def _record_end(self, response: LLMResult, run_id: UUID) -> None:
         prompt_chars = self._prompt_chars.pop(run_id, 0)
         generation = response.generations[0][0] if response.generations and response.generations[0] else None
         message = getattr(generation, "message", None)
@@ -423,11 +462,12 @@ async def astream_chain(
     metadata: dict[str, Any] | None = None,
     tags: list[str] | None = None,
     flush_seconds: float = 0.0,
+    executor: Executor | None = None,
 ) -> AsyncIterator[TokenEvent | FinalEvent]:
     """Run ``chain`` once and yield the answer's text as it streams, then one :class:`FinalEvent`.
 
     One retrieval, one answer call (plus one condense call when there is history). The whole chain
-    runs synchronously in one worker thread of the loop's default executor (with a copy of the
+    runs synchronously in one thread of ``executor`` (default: the loop's; with a copy of the
     caller's context, so :func:`request_scope`, the request id and tracing apply): query embedding,
     search and the model stream are blocking boto3/FAISS calls anyway, and LangChain's async path
     would hop between the loop and a thread for every token and every callback (measured in one
@@ -438,7 +478,7 @@ async def astream_chain(
     ``usage_metadata``; models that report none get an estimate (:func:`rag.llm.estimate_tokens`).
 
     Closing the generator (client disconnect) stops the chain at its next callback: no further
-    model call starts and the model stream is closed at its next token.
+    retrieval or model call starts and the model stream is closed at its next token.
 
     ``metadata`` and ``tags`` go into the LangChain run config (e.g. the request id), so tracers and
     callbacks of every run (chain, retriever, models) see them.
@@ -457,7 +497,7 @@ async def astream_chain(
     }
     context = contextvars.copy_context()
     run = loop.run_in_executor(
-        None, context.run, chain.invoke, {"question": question, "chat_history": chat_history}, config
+        executor, context.run, chain.invoke, {"question": question, "chat_history": chat_history}, config
     )
     run.add_done_callback(lambda _: relay.close())
     try:

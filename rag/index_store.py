@@ -263,6 +263,8 @@ class IndexManifest:
     #: The FAISS index in ``index.faiss``: ``"flat"`` (``IndexFlatIP``; also when the field is
     #: absent) or ``"hnsw"`` (``IndexHNSWFlat`` with inner product); an optional extension.
     index_type: str = "flat"
+    #: HNSW build parameters (``{"m": int, "ef_construction": int}``) when ``index_type`` is ``"hnsw"``.
+    index_params: dict[str, int] | None = None
 
     def to_json(self) -> bytes:
         """Serialise as UTF-8 JSON (sorted keys, so equal manifests are equal bytes)."""
@@ -280,6 +282,8 @@ class IndexManifest:
             body["chunking"] = self.chunking
         if self.index_type != "flat":
             body["index_type"] = self.index_type
+        if self.index_params:
+            body["index_params"] = self.index_params
         return json.dumps(body, indent=1, sort_keys=True).encode()
 
     @classmethod
@@ -310,6 +314,9 @@ class IndexManifest:
                 files=files,
                 chunking={str(k): int(v) for k, v in raw["chunking"].items()} if raw.get("chunking") else None,
                 index_type=str(raw.get("index_type", "flat")),
+                index_params={str(k): int(v) for k, v in raw["index_params"].items()}
+                if raw.get("index_params")
+                else None,
             )
         except IndexIntegrityError:
             raise
@@ -402,6 +409,28 @@ INDEX_TYPES = ("flat", "hnsw")
 #: (https://github.com/facebookresearch/faiss/wiki/Guidelines-to-choose-an-index).
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
+#: ``index_type="auto"`` writes HNSW from this many chunks on, flat below: a flat scan of 20k
+#: 1024-d vectors takes about 3 ms per query on one core, of 100k about 30 ms; HNSW about 0.5 ms
+#: (``benchmarks/api_bench.py``).
+HNSW_AUTO_MIN_CHUNKS = 20_000
+
+
+def resolve_index_type(index_type: str, count: int) -> str:
+    """``"flat"`` or ``"hnsw"`` for ``index_type`` (``"auto"``, ``"flat"`` or ``"hnsw"``) and ``count`` vectors.
+
+    Raises:
+        ValueError: unknown ``index_type``.
+    """
+    if index_type == "auto":
+        return "hnsw" if count >= HNSW_AUTO_MIN_CHUNKS else "flat"
+    if index_type not in INDEX_TYPES:
+        raise ValueError(f"unknown index type {index_type!r} (expected auto, {', '.join(INDEX_TYPES)})")
+    return index_type
+
+
+def index_params_of(index_type: str, hnsw_m: int, ef_construction: int) -> dict[str, int] | None:
+    """The build parameters recorded in the manifest for a resolved ``index_type`` (None for flat)."""
+    return {"m": hnsw_m, "ef_construction": ef_construction} if index_type == "hnsw" else None
 
 
 def build_faiss_index(
@@ -417,6 +446,9 @@ def build_faiss_index(
             the data; build time grows with ``n``). https://github.com/facebookresearch/faiss/wiki/Faiss-indexes
         hnsw_m: HNSW neighbours per node (memory: about ``m * 8`` bytes per vector on top of the vectors).
         ef_construction: HNSW candidate list while building (higher: better graph, slower build).
+
+    Returns:
+        The index with ``n`` vectors of ``dim`` floats, inner-product metric.
 
     Raises:
         ValueError: unknown ``index_type``.
@@ -459,7 +491,8 @@ def write_index_version(
         publish: replace ``LATEST`` after the upload (the last write, so readers never see a
             partial version).
         chunking: the splitter settings, recorded so a later run knows whether chunks are reusable.
-        index_type: ``"flat"`` or ``"hnsw"`` (:func:`build_faiss_index`), recorded in the manifest.
+        index_type: ``"flat"``, ``"hnsw"`` (:func:`build_faiss_index`) or ``"auto"``
+            (:func:`resolve_index_type`); the resulting type is recorded in the manifest.
         hnsw_m: HNSW graph degree (``"hnsw"`` only).
         hnsw_ef_construction: HNSW build-time candidate list (``"hnsw"`` only).
 
@@ -478,7 +511,9 @@ def write_index_version(
     ids = [str(d.metadata.get("id", "")) for d in documents]
     if any(not i for i in ids) or len(set(ids)) != len(ids):
         raise ValueError("every document needs a unique metadata['id']")
+    index_type = resolve_index_type(index_type, int(matrix.shape[0]))
     index = build_faiss_index(matrix, index_type, hnsw_m=hnsw_m, ef_construction=hnsw_ef_construction)
+    index_params = index_params_of(index_type, hnsw_m, hnsw_ef_construction)
     index_bytes = faiss.serialize_index(index).tobytes()
     docstore_bytes = serialize_documents(documents)
     version = new_version_id()
@@ -492,6 +527,7 @@ def write_index_version(
         files={INDEX_FILE: _sha256(index_bytes), DOCSTORE_FILE: _sha256(docstore_bytes)},
         chunking=chunking,
         index_type=index_type,
+        index_params=index_params,
     )
     base = f"v/{version}/"
     store.write(base + INDEX_FILE, index_bytes)
@@ -568,18 +604,35 @@ def load_index_version(
         index = faiss.deserialize_index(np.frombuffer(index_bytes, dtype=np.uint8))
     except (RuntimeError, MemoryError) as exc:  # MemoryError: a header claiming an absurd size
         raise IndexIntegrityError(f"{INDEX_FILE} of version {version} is not a FAISS index") from exc
-    expected = faiss.IndexHNSWFlat if manifest.index_type == "hnsw" else faiss.IndexFlatIP
-    if (
-        type(index) is not expected
-        or index.metric_type != faiss.METRIC_INNER_PRODUCT
-        or index.d != manifest.dim
-        or index.ntotal != manifest.count
-    ):
+    if not _index_matches(index, manifest):
         raise IndexIntegrityError(f"{INDEX_FILE} of version {version} does not match its manifest")
     documents = _parse_documents(docstore_bytes)
     if len(documents) != manifest.count:
         raise IndexIntegrityError(f"{DOCSTORE_FILE} has {len(documents)} entries, manifest says {manifest.count}")
     return IndexVersion(version=version, manifest=manifest, index=index, documents=documents)
+
+
+def _index_matches(index: faiss.Index, manifest: IndexManifest) -> bool:
+    """The FAISS class, metric, size and (for HNSW) the vector storage are what the manifest says.
+
+    HNSW computes scores through its ``storage``: it must be a flat inner-product store of the same
+    vectors, not a quantiser or a Euclidean index that would turn scores into something else.
+    """
+    expected = faiss.IndexHNSWFlat if manifest.index_type == "hnsw" else faiss.IndexFlatIP
+    if type(index) is not expected or index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        return False
+    if index.d != manifest.dim or index.ntotal != manifest.count:
+        return False
+    if expected is faiss.IndexHNSWFlat:
+        storage = faiss.downcast_index(index.storage)
+        if (
+            type(storage) not in (faiss.IndexFlat, faiss.IndexFlatIP)
+            or storage.metric_type != faiss.METRIC_INNER_PRODUCT
+        ):
+            return False
+        if storage.d != index.d or storage.ntotal != index.ntotal:
+            return False
+    return True
 
 
 def list_versions(store: BlobStore) -> list[str]:

@@ -101,8 +101,9 @@ class Settings(BaseSettings):
     text2text_model_id: str = Field(default="anthropic.claude-3-haiku-20240307-v1:0", min_length=1, max_length=200)
 
     # --- index ---------------------------------------------------------------------------
-    faiss_index_type: Literal["flat", "hnsw"] = Field(
-        default="flat", description="ingest: exact IndexFlatIP scan, or an approximate HNSW graph for large tenants"
+    faiss_index_type: Literal["auto", "flat", "hnsw"] = Field(
+        default="auto",
+        description="ingest: exact IndexFlatIP scan, approximate HNSW graph, or auto (HNSW from 20,000 chunks)",
     )
     hnsw_m: int = Field(default=32, ge=4, le=128, description="ingest: HNSW neighbours per vector")
     hnsw_ef_construction: int = Field(default=80, ge=8, le=2048, description="ingest: HNSW build candidate list")

@@ -149,6 +149,7 @@ async def _run_chain(
             body.q,
             history_messages(turns),
             flush_seconds=state.settings.stream_flush_seconds,
+            executor=state.chain_executor,
             **(run_config or {}),
         ):
             if isinstance(event, FinalEvent):

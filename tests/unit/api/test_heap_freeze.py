@@ -35,6 +35,28 @@ def test_freeze_after_load_and_the_replaced_index_is_freed(tmp_path):
         gc.unfreeze()
 
 
+def test_the_live_retriever_lets_the_old_index_go_before_the_freeze(tmp_path):
+    from langchain_core.embeddings import DeterministicFakeEmbedding
+
+    from rag.chain import LiveRetriever
+
+    store = LocalBlobStore(tmp_path)
+    holder = IndexHolder(store, tenant="tenanta", embedding_model="fake", prebuild_bm25=False, freeze_heap=True)
+    retriever = LiveRetriever(index_provider=holder.get, embeddings=DeterministicFakeEmbedding(size=8), mode="dense")
+    holder.on_loaded = retriever.prime
+    try:
+        _publish(store, 5)
+        asyncio.run(holder.refresh())
+        assert retriever.invoke("chunk 1")  # the base retriever for version 1 is cached
+        first = weakref.ref(holder.current)
+        _publish(store, 6)
+        asyncio.run(holder.refresh())
+        assert first() is None  # primed for version 2 before the freeze: version 1 was collected
+        assert len(retriever.invoke("chunk 1")) == 4
+    finally:
+        gc.unfreeze()
+
+
 def test_no_freeze_unless_asked(tmp_path):
     gc.unfreeze()
     store = LocalBlobStore(tmp_path)

@@ -11,12 +11,14 @@ import pytest
 from langchain_core.documents import Document
 
 from rag.index_store import (
+    HNSW_AUTO_MIN_CHUNKS,
     INDEX_FILE,
     MANIFEST_FILE,
     IndexIntegrityError,
     LocalBlobStore,
     build_faiss_index,
     load_index_version,
+    resolve_index_type,
     write_index_version,
 )
 from rag.retrieval import TenantIndex
@@ -125,3 +127,11 @@ def test_unknown_index_type_refused(tmp_path) -> None:
         load_index_version(store, tenant="tenanta", embedding_model="m")
     with pytest.raises(ValueError, match="unknown index type"):
         build_faiss_index(_clustered(3), "ivfpq")
+
+
+def test_auto_picks_hnsw_only_for_large_indexes() -> None:
+    assert resolve_index_type("auto", HNSW_AUTO_MIN_CHUNKS - 1) == "flat"
+    assert resolve_index_type("auto", HNSW_AUTO_MIN_CHUNKS) == "hnsw"
+    assert resolve_index_type("flat", 10**6) == "flat" and resolve_index_type("hnsw", 3) == "hnsw"
+    with pytest.raises(ValueError, match="unknown index type"):
+        resolve_index_type("ivf", 10)
