@@ -221,3 +221,29 @@ def test_local_source(tmp_path: Path, docs_dir: Path) -> None:
     with pytest.raises(ValueError, match="unsupported"):
         open_source("ftp://x/y")
     shutil.rmtree(docs_dir)
+
+
+def test_a_new_index_type_rebuilds_the_index_without_embedding_again(
+    tmp_path: Path, docs_dir: Path, fake_embeddings: CountingEmbeddings
+) -> None:
+    store = LocalBlobStore(tmp_path / "index")
+    first = _run(docs_dir, store, fake_embeddings)
+    assert _load(store).manifest.index_type == "flat"  # auto: small
+
+    again = CountingEmbeddings()
+    summary = _run(docs_dir, store, again, index_type="hnsw", hnsw_m=16)
+    loaded = _load(store)
+    assert not summary.unchanged and summary.version != first.version and again.calls == 0
+    assert loaded.manifest.index_type == "hnsw" and loaded.manifest.index_params == {"m": 16, "ef_construction": 80}
+
+    other_params = _run(docs_dir, store, again, index_type="hnsw", hnsw_m=24)  # parameters count too
+    assert not other_params.unchanged and _load(store).manifest.index_params["m"] == 24
+    assert _run(docs_dir, store, again, index_type="hnsw", hnsw_m=24).unchanged
+    assert again.calls == 0
+
+
+def test_unknown_index_type_fails_before_embedding(tmp_path: Path, docs_dir: Path) -> None:
+    emb = CountingEmbeddings()
+    with pytest.raises(ValueError, match="unknown index type"):
+        _run(docs_dir, LocalBlobStore(tmp_path / "index"), emb, index_type="ivf")
+    assert emb.calls == 0

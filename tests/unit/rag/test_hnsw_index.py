@@ -24,6 +24,7 @@ from rag.index_store import (
 from rag.retrieval import TenantIndex
 
 DIM = 64
+_KEEP_ALIVE: list[faiss.Index] = []
 
 
 def _clustered(n: int, seed: int = 0) -> np.ndarray:
@@ -99,6 +100,7 @@ def _rewrite_index(tmp_path, version: str, index: faiss.Index, manifest_update: 
         (lambda v: build_faiss_index(v, "hnsw"), {}),  # manifest says flat, file is HNSW
         (lambda v: build_faiss_index(v, "flat"), {"index_type": "hnsw"}),  # and the other way round
         (lambda v: _l2_hnsw(v), {"index_type": "hnsw"}),  # HNSW, but Euclidean distance
+        (lambda v: _hnsw_over_l2_storage(v), {"index_type": "hnsw"}),  # inner product outside, L2 inside
     ],
 )
 def test_index_file_must_match_the_manifest_type_and_metric(tmp_path, make, manifest_update) -> None:
@@ -113,6 +115,16 @@ def test_index_file_must_match_the_manifest_type_and_metric(tmp_path, make, mani
 def _l2_hnsw(vectors: np.ndarray) -> faiss.Index:
     index = faiss.IndexHNSWFlat(DIM, 16)
     index.add(vectors)
+    return index
+
+
+def _hnsw_over_l2_storage(vectors: np.ndarray) -> faiss.Index:
+    index = faiss.IndexHNSWFlat(DIM, 16, faiss.METRIC_INNER_PRODUCT)
+    storage = faiss.IndexFlatL2(DIM)
+    _KEEP_ALIVE.append(storage)  # the index does not own it
+    index.storage = storage  # scores would be squared distances, not cosines
+    index.add(vectors)
+    assert type(faiss.deserialize_index(faiss.serialize_index(index))) is faiss.IndexHNSWFlat
     return index
 
 
