@@ -143,7 +143,6 @@ def synthetic_vectors(n: int, seed: int) -> np.ndarray:
 
 def build_index(root: Path, chunks: int, index_type: str = "flat") -> float:
     """Publish a synthetic index of ``chunks`` FAQ-like texts; returns seconds to write it."""
-    rng = np.random.default_rng(7)
     rnd = random.Random(7)
     docs = []
     for i in range(chunks):
@@ -152,7 +151,6 @@ def build_index(root: Path, chunks: int, index_type: str = "flat") -> float:
         docs.append(
             Document(f"{question}\n{answer}", metadata={"id": f"c{i}", "source": "s3://b/docs/faq.csv", "row": i})
         )
-    del rng
     vectors = synthetic_vectors(chunks, seed=7)
     started = time.perf_counter()
     write_index_version(
@@ -264,12 +262,22 @@ def pct(values: list[float], q: float) -> float:
 
 def workers_cpu_seconds(master_pid: int) -> float:
     """User + system CPU seconds of all gunicorn workers so far."""
-    return sum(sum(c.cpu_times()[:2]) for c in psutil.Process(master_pid).children())
+    return sum(_cpu(c) for c in psutil.Process(master_pid).children())
 
 
 def worker_rss_mib(master_pid: int) -> list[float]:
     children = psutil.Process(master_pid).children()
     return sorted(c.memory_info().rss / 2**20 for c in children)
+
+
+def start_fake_bedrock(ttft: float, tps: float, words: int) -> tuple[subprocess.Popen, str]:
+    """The fake Bedrock endpoint in its own process: (process, endpoint URL)."""
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_bedrock", "--ttft", str(ttft), "--tps", str(tps),
+         "--words", str(words)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return fake, fake.stdout.readline().strip()
 
 
 def start_gunicorn(
@@ -323,12 +331,7 @@ def main() -> None:
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="api-bench-"))
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_bedrock", "--ttft", str(args.ttft), "--tps", str(args.tps),
-         "--words", str(args.words)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    fake_endpoint = fake.stdout.readline().strip()
+    fake, fake_endpoint = start_fake_bedrock(args.ttft, args.tps, args.words)
     fake_proc, client_proc = psutil.Process(fake.pid), psutil.Process()
     queries = synthetic_vectors(200, seed=11)
     index_rows = []

@@ -92,12 +92,7 @@ def pct(values: list[float], q: float) -> float:
 
 
 def start_stack(args: argparse.Namespace, work: Path) -> tuple[subprocess.Popen, subprocess.Popen, str]:
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_bedrock", "--ttft", str(args.ttft), "--tps", str(args.tps),
-         "--words", str(args.words)],
-        cwd=ab.REPO, stdout=subprocess.PIPE, text=True,
-    )  # fmt: skip
-    endpoint = fake.stdout.readline().strip()
+    fake, endpoint = ab.start_fake_bedrock(args.ttft, args.tps, args.words)
     root = work / "index"
     ab.build_index(root, args.chunks)
     proc, base = ab.start_gunicorn(root, work, endpoint, args.workers, args.mode)

@@ -325,11 +325,7 @@ class RagApiClient:
         Raises:
             ApiError: the API failed or is unreachable.
         """
-        try:
-            with self._client(min(SHORT_TIMEOUT_SECONDS, self.timeout)) as client:
-                resp = client.get(MESSAGES_PATH.format(session_id=quote(session_id, safe="")))
-        except httpx.HTTPError as exc:
-            raise _error_from_exception(exc) from exc
+        resp = self._short_request("GET", MESSAGES_PATH.format(session_id=quote(session_id, safe="")))
         if resp.status_code == 404:
             return []
         if resp.status_code >= 400:
@@ -359,11 +355,7 @@ class RagApiClient:
         Raises:
             ApiError: the API failed or is unreachable.
         """
-        try:
-            with self._client(min(SHORT_TIMEOUT_SECONDS, self.timeout)) as client:
-                resp = client.delete(MESSAGES_PATH.format(session_id=quote(session_id, safe="")))
-        except httpx.HTTPError as exc:
-            raise _error_from_exception(exc) from exc
+        resp = self._short_request("DELETE", MESSAGES_PATH.format(session_id=quote(session_id, safe="")))
         if resp.status_code >= 400 and resp.status_code != 404:
             raise _error_from_response(resp)
 
@@ -377,13 +369,21 @@ class RagApiClient:
         """
         body = {"session_id": session_id, "answer_id": answer_id, "rating": rating, "comment": comment[:2000]}
         headers = {"X-Request-ID": request_id or uuid.uuid4().hex}
-        try:
-            with self._client(min(SHORT_TIMEOUT_SECONDS, self.timeout)) as client:
-                resp = client.post(FEEDBACK_PATH, json=body, headers=headers)
-        except httpx.HTTPError as exc:
-            raise _error_from_exception(exc) from exc
+        resp = self._short_request("POST", FEEDBACK_PATH, json=body, headers=headers)
         if resp.status_code >= 400:
             raise _error_from_response(resp)
+
+    def _short_request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
+        """One request with the short timeout (``min(SHORT_TIMEOUT_SECONDS, timeout)`` seconds).
+
+        Raises:
+            ApiError: the API is unreachable or timed out (HTTP errors are left to the caller).
+        """
+        try:
+            with self._client(min(SHORT_TIMEOUT_SECONDS, self.timeout)) as client:
+                return client.request(method, path, **kwargs)
+        except httpx.HTTPError as exc:
+            raise _error_from_exception(exc) from exc
 
     def ready(self) -> bool:
         """True when ``GET /readyz`` answers 200 within the short timeout."""

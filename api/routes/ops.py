@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
@@ -23,6 +24,7 @@ from rag.feedback import FeedbackRecord, to_jsonl
 from rag.history import utc_now_iso
 from rag.usage import summarize
 
+T = TypeVar("T")
 logger = logging.getLogger("api.ops")
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -59,6 +61,19 @@ def time_range(start: str | None, end: str | None, *, default_days: int = 30) ->
     return lo, hi
 
 
+async def _store_call(call: Callable[..., T], *args: Any, error: str, message: str) -> T:
+    """Run a blocking store call in a worker thread; a failure is logged and answered 503 + Retry-After: 2.
+
+    Raises:
+        ApiError: 503 with ``error`` and ``message`` when the store fails.
+    """
+    try:
+        return await run_in_threadpool(call, *args)
+    except Exception as exc:
+        logger.warning("%s: %s", error, exc)
+        raise ApiError(503, error, message, 2) from None
+
+
 @router.get("/usage", responses=_ERRORS)
 async def usage(
     tenant: TenantDep,
@@ -71,11 +86,14 @@ async def usage(
     Totals plus breakdowns per user, per day (UTC) and per model. Costs are estimates.
     """
     lo, hi = time_range(start, end)
-    try:
-        records = await run_in_threadpool(store.query, tenant, lo, hi)
-    except Exception as exc:
-        logger.warning("usage query failed: %s", exc)
-        raise ApiError(503, "usage_unavailable", "Usage data is unavailable right now; retry later.", 2) from None
+    records = await _store_call(
+        store.query,
+        tenant,
+        lo,
+        hi,
+        error="usage_unavailable",
+        message="Usage data is unavailable right now; retry later.",
+    )
     return summarize(tenant, records, lo, hi)
 
 
@@ -116,11 +134,9 @@ async def feedback(
         sources=turn.sources,
         model_id=turn.model_id or model_id,
     )
-    try:
-        await run_in_threadpool(store.put, record)
-    except Exception as exc:
-        logger.warning("feedback not stored: %s", exc)
-        raise ApiError(503, "feedback_unavailable", "Feedback could not be saved right now; retry later.", 2) from None
+    await _store_call(
+        store.put, record, error="feedback_unavailable", message="Feedback could not be saved right now; retry later."
+    )
     metrics.FEEDBACK.labels(tenant, body.rating).inc()
     logger.info("feedback stored: %s", body.rating, extra={"answer_id": record.answer_id})
     return FeedbackResponse(feedback_id=record.feedback_id, answer_id=record.answer_id)
@@ -139,11 +155,14 @@ async def export_feedback(
 ) -> StreamingResponse:
     """This tenant's feedback between ``from`` and ``to`` as JSONL (one record per line), for evaluation."""
     lo, hi = time_range(start, end)
-    try:
-        records = await run_in_threadpool(store.query, tenant, lo, hi)
-    except Exception as exc:
-        logger.warning("feedback export failed: %s", exc)
-        raise ApiError(503, "feedback_unavailable", "Feedback is unavailable right now; retry later.", 2) from None
+    records = await _store_call(
+        store.query,
+        tenant,
+        lo,
+        hi,
+        error="feedback_unavailable",
+        message="Feedback is unavailable right now; retry later.",
+    )
     name = f"feedback-{tenant}-{lo:%Y%m%d}-{hi:%Y%m%d}.jsonl"
     return StreamingResponse(
         iter(list(to_jsonl(records))),

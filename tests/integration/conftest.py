@@ -13,6 +13,7 @@ import boto3
 import pytest
 
 from tests.conftest import REPO_ROOT
+from tests.support.processes import stop_process
 
 pytestmark = pytest.mark.integration
 
@@ -108,11 +109,7 @@ def dynamodb_local() -> Iterator[str]:
         wait_for_port(port, timeout=60)
         yield f"http://127.0.0.1:{port}"
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
+        stop_process(proc)
 
 
 def create_table(endpoint: str, name: str, hash_key: str, ttl_attribute: str | None = None) -> None:

@@ -13,9 +13,9 @@ import pytest
 
 from rag.index_store import open_store
 from tests.conftest import REPO_ROOT
-from tests.integration.api.conftest import CLAUDE, SESSION, publish_titan_index, wait_until
+from tests.integration.api.conftest import SESSION, publish_titan_index, wait_until
 from tests.integration.conftest import free_port
-from tests.support.gunicorn import kill_gunicorn, start_gunicorn
+from tests.support.gunicorn import gunicorn_env, kill_gunicorn, start_gunicorn
 from tests.unit.api.fakes import parse_sse
 
 pytestmark = pytest.mark.integration
@@ -34,30 +34,9 @@ def gunicorn_api(tmp_path: Path, fake_bedrock):
     """gunicorn -c api/gunicorn.conf.py api.main:app, 2 workers, empty index dir (not ready yet)."""
     port = free_port()
     index = tmp_path / "index"
-    prom = tmp_path / "prom"
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "HF_HUB_OFFLINE": "1",
-        "TENANT_ID": "tenanta",
-        "INDEX_URI": str(index),
-        "INDEX_POLL_SECONDS": "0.3",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": fake_bedrock.endpoint,
-        "LLM_PROVIDER": "bedrock",
-        "EMBEDDINGS_PROVIDER": "bedrock",
-        "TEXT2TEXT_MODEL_ID": CLAUDE,
-        "HISTORY_URL": f"sqlite:///{tmp_path}/history.db",
-        "RAGAPI_PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(prom),
-        "GUNICORN_GRACEFUL_TIMEOUT": "10",
-    }
+    env = gunicorn_env(
+        tmp_path, index, fake_bedrock.endpoint, port, INDEX_POLL_SECONDS="0.3", GUNICORN_GRACEFUL_TIMEOUT="10"
+    )
     proc = start_gunicorn(tmp_path, env)
     try:
         yield proc, port, index

@@ -13,11 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, sync_playwright
+from playwright.sync_api import Browser
 
 from devstack.stack import DemoStack
 from tests.conftest import EVAL_DIR
-from tests.integration.webapp.browser import ask, launch_browser, open_chat, screenshot, sources
+from tests.integration.webapp.browser import ask, open_chat, running_browser, screenshot, sources
 
 
 def _free_base_port() -> int:
@@ -44,10 +44,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = launch_browser(p)
+    with running_browser() as b:
         yield b
-        b.close()
 
 
 def _dev_questions(tenant: str) -> list[dict]:

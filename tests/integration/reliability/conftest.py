@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 # re-exported fixtures of the API suite (fake Bedrock endpoint, demo documents)
 from tests.integration.api.conftest import CLAUDE, fake_bedrock, sagemaker_docs, serve  # noqa: F401
 from tests.integration.conftest import free_port
-from tests.support.gunicorn import kill_gunicorn, start_gunicorn
+from tests.support.gunicorn import gunicorn_env, kill_gunicorn, start_gunicorn
 
 
 class FaultProxy:
@@ -121,33 +119,6 @@ def fault_proxy() -> Iterator[callable]:
     yield make
     for proxy in proxies:
         proxy.close()
-
-
-def gunicorn_env(tmp_path: Path, index: Path, bedrock_endpoint: str, port: int, **extra: str) -> dict[str, str]:
-    """Environment of the ragapi container (fake Bedrock for model and Titan, SQLite history)."""
-    return {
-        "PATH": os.environ.get("PATH", ""),
-        "HOME": str(tmp_path),
-        "HF_HUB_OFFLINE": "1",
-        "TENANT_ID": "tenanta",
-        "INDEX_URI": str(index),
-        "INDEX_POLL_SECONDS": "0.5",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "test",
-        "AWS_SECRET_ACCESS_KEY": "test",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_CONFIG_FILE": "/dev/null",
-        "AWS_SHARED_CREDENTIALS_FILE": "/dev/null",
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_endpoint,
-        "LLM_PROVIDER": "bedrock",
-        "EMBEDDINGS_PROVIDER": "bedrock",
-        "TEXT2TEXT_MODEL_ID": CLAUDE,
-        "HISTORY_URL": f"sqlite:///{tmp_path}/history.db",
-        "RAGAPI_PORT": str(port),
-        "WEB_CONCURRENCY": "2",
-        "PROMETHEUS_MULTIPROC_DIR": str(tmp_path / "prom"),
-        **extra,
-    }
 
 
 __all__ = ["FaultProxy", "free_port", "gunicorn_env", "kill_gunicorn", "start_gunicorn"]

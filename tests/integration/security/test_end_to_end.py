@@ -15,10 +15,10 @@ from pathlib import Path
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, Page, sync_playwright
+from playwright.sync_api import Browser, Page
 
 from tests.conftest import EVAL_DIR
-from tests.integration.webapp.browser import CHAT_INPUT, ask, launch_browser, screenshot, sources
+from tests.integration.webapp.browser import CHAT_INPUT, ask, running_browser, screenshot, sources
 
 ALICE = "alice@tenanta.example.com"
 BOB = "bob@tenantb.example.com"
@@ -32,10 +32,8 @@ def session_id(tenant: str, email: str) -> str:
 
 @pytest.fixture(scope="module")
 def browser(oidc_stack) -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = launch_browser(p)
+    with running_browser() as b:
         yield b
-        b.close()
 
 
 def sign_in(browser: Browser, stack, user: str, tenant: str) -> Page:

@@ -11,10 +11,12 @@ Typical use::
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
-from playwright.sync_api import Browser, Locator, Page, Playwright, expect
+from playwright.sync_api import Browser, Locator, Page, Playwright, expect, sync_playwright
 
 from tests.integration.conftest import artifacts_dir
 
@@ -41,6 +43,17 @@ def launch_browser(playwright: Playwright, executable: str = CHROMIUM) -> Browse
     """Headless Debian Chromium (never a downloaded browser)."""
     assert Path(executable).exists(), f"{executable} missing: apt-get install -y chromium"
     return playwright.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS)
+
+
+@contextlib.contextmanager
+def running_browser() -> Iterator[Browser]:
+    """Playwright plus :func:`launch_browser`, closed on exit (for module-scoped fixtures)."""
+    with sync_playwright() as playwright:
+        browser = launch_browser(playwright)
+        try:
+            yield browser
+        finally:
+            browser.close()
 
 
 def open_chat(browser: Browser, url: str, headers: dict[str, str] | None = None, timeout: float = 30.0) -> Page:

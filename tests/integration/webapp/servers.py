@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.conftest import REPO_ROOT
 from tests.integration.conftest import artifacts_dir, free_port
+from tests.support.processes import stop_process
 
 APP = REPO_ROOT / "webapp" / "app.py"
 
@@ -66,8 +67,4 @@ def streamlit_app(env: dict[str, str], app: Path = APP, log_name: str = "streaml
             wait_healthy(url, proc)
             yield url
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            stop_process(proc)

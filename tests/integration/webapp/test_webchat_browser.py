@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, expect, sync_playwright
+from playwright.sync_api import Browser, expect
 
 from tests.conftest import DATA_DIR
 from tests.integration.webapp.browser import (
@@ -16,8 +16,8 @@ from tests.integration.webapp.browser import (
     answer_text,
     ask,
     assistant_messages,
-    launch_browser,
     open_chat,
+    running_browser,
     screenshot,
     send,
     sources,
@@ -57,10 +57,8 @@ def chat_url(fake_api: FakeRagApi, tmp_path_factory: pytest.TempPathFactory) -> 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    with sync_playwright() as p:
-        b = launch_browser(p)
+    with running_browser() as b:
         yield b
-        b.close()
 
 
 @pytest.fixture(autouse=True)

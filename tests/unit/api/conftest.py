@@ -12,7 +12,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 
 from api.main import create_app
 from rag.history import InMemoryHistoryStore
-from tests.unit.api.fakes import fake_embeddings, make_settings, publish_index
+from tests.unit.api.fakes import fake_embeddings, make_settings, publish_index, started_clients
 
 
 @pytest.fixture
@@ -30,21 +30,18 @@ def history() -> InMemoryHistoryStore:
 @pytest.fixture
 def make_client(index_dir: Path, history: InMemoryHistoryStore) -> Iterator[Callable[..., TestClient]]:
     """``make_client(chat_model=..., **settings_overrides)`` → a started TestClient (lifespan ran)."""
-    clients: list[TestClient] = []
+    with started_clients() as start:
 
-    def factory(chat_model: BaseChatModel | None = None, *, history_store: Any = None, **overrides: Any) -> TestClient:
-        settings = make_settings(overrides.pop("index_root", index_dir), **overrides)
-        app = create_app(
-            settings=settings,
-            embeddings=fake_embeddings(),
-            chat_model=chat_model,
-            history=history_store if history_store is not None else history,
-        )
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        def factory(
+            chat_model: BaseChatModel | None = None, *, history_store: Any = None, **overrides: Any
+        ) -> TestClient:
+            settings = make_settings(overrides.pop("index_root", index_dir), **overrides)
+            app = create_app(
+                settings=settings,
+                embeddings=fake_embeddings(),
+                chat_model=chat_model,
+                history=history_store if history_store is not None else history,
+            )
+            return start(app)
 
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield factory

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
@@ -150,3 +153,11 @@ def parse_sse(text: str) -> list[tuple[str, dict[str, Any]]]:
         if name:
             events.append((name, json.loads("\n".join(data))))
     return events
+
+
+@contextlib.contextmanager
+def started_clients() -> Iterator[Callable[[FastAPI], TestClient]]:
+    """``start(app)`` → a TestClient whose lifespan ran (server errors answered, not raised); every
+    client started this way is shut down on exit."""
+    with contextlib.ExitStack() as stack:
+        yield lambda app: stack.enter_context(TestClient(app, raise_server_exceptions=False))

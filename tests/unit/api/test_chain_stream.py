@@ -138,7 +138,7 @@ def test_closing_the_stream_stops_the_chain_at_its_next_token():
 
 
 def test_a_client_that_leaves_during_the_condense_call_causes_no_retrieval():
-    from langchain_core.language_models.chat_models import BaseChatModel
+    from langchain_core.language_models.chat_models import BaseChatModel, generate_from_stream
     from langchain_core.messages import AIMessageChunk
     from langchain_core.outputs import ChatGenerationChunk
 
@@ -150,8 +150,8 @@ def test_a_client_that_leaves_during_the_condense_call_causes_no_retrieval():
         def _llm_type(self) -> str:
             return "gated"
 
-        def _generate(self, *args, **kwargs):  # pragma: no cover - streaming only
-            raise NotImplementedError
+        def _generate(self, messages, stop=None, run_manager=None, **kwargs):
+            return generate_from_stream(self._stream(messages, stop, run_manager, **kwargs))
 
         def _stream(self, messages, stop=None, run_manager=None, **kwargs):
             yield ChatGenerationChunk(message=AIMessageChunk(content="standalone?"))

@@ -14,7 +14,7 @@ from rag.feedback import InMemoryFeedbackStore
 from rag.history import InMemoryHistoryStore
 from rag.quota import InMemoryCounterStore
 from rag.usage import InMemoryUsageStore
-from tests.unit.api.fakes import fake_embeddings, make_settings, publish_index
+from tests.unit.api.fakes import fake_embeddings, make_settings, publish_index, started_clients
 
 
 class Stores:
@@ -37,27 +37,22 @@ def ops_client(tmp_path: Path, stores: Stores) -> Iterator[Callable[..., TestCli
     """``ops_client(chat_model=None, clock=None, **settings)`` → a started TestClient sharing ``stores``."""
     root = tmp_path / "index"
     publish_index(root)
-    clients: list[TestClient] = []
+    with started_clients() as start:
 
-    def factory(chat_model: Any = None, *, clock: Any = None, **overrides: Any) -> TestClient:
-        app = create_app(
-            settings=make_settings(root, **overrides),
-            embeddings=fake_embeddings(),
-            chat_model=chat_model,
-            history=stores.history,
-            usage=stores.usage,
-            feedback=stores.feedback,
-            quota_counters=stores.counters,
-            clock=clock,
-        )
-        client = TestClient(app, raise_server_exceptions=False)
-        client.__enter__()
-        clients.append(client)
-        return client
+        def factory(chat_model: Any = None, *, clock: Any = None, **overrides: Any) -> TestClient:
+            app = create_app(
+                settings=make_settings(root, **overrides),
+                embeddings=fake_embeddings(),
+                chat_model=chat_model,
+                history=stores.history,
+                usage=stores.usage,
+                feedback=stores.feedback,
+                quota_counters=stores.counters,
+                clock=clock,
+            )
+            return start(app)
 
-    yield factory
-    for client in clients:
-        client.__exit__(None, None, None)
+        yield factory
 
 
 def metric_value(client: TestClient, name: str, **labels: str) -> float:
