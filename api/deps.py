@@ -13,12 +13,12 @@ from langchain_classic.chains import ConversationalRetrievalChain
 
 from api.errors import ApiError
 from api.state import IndexHolder, RagState
-from rag.feedback import FeedbackStore
-from rag.history import HistoryStore
-from rag.quota import QuotaService
 from rag.settings import Settings
+from rag.stores.feedback import FeedbackStore
+from rag.stores.history import HistoryStore
+from rag.stores.quota import QuotaService
+from rag.stores.usage import UsageStore
 from rag.tenant import InvalidSessionIdError, InvalidTenantIdError, SessionId, parse_session_id, validate_tenant_id
-from rag.usage import UsageStore
 
 
 def get_rag_state(request: Request) -> RagState:

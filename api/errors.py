@@ -24,8 +24,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from rag.chain import IndexNotReadyError
-from rag.history import HistoryUnavailableError
+from rag.answer.chain import IndexNotReadyError
+from rag.stores.history import HistoryUnavailableError
 
 logger = logging.getLogger("api.errors")
 

@@ -20,17 +20,17 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 
 from api.state import IndexHolder, RagState
-from rag.chain import LiveRetriever, build_chain
-from rag.feedback import FeedbackStore, InMemoryFeedbackStore, make_feedback_store
-from rag.history import HistoryStore, InMemoryHistoryStore, make_history_store
-from rag.index_store import open_store
-from rag.llm import make_chat_model, model_id_of
+from rag.answer.chain import LiveRetriever, build_chain
+from rag.answer.models import make_chat_model, model_id_of
+from rag.answer.retrieval import make_retriever
+from rag.answer.tracing import setup_tracing
+from rag.index.store import open_store
 from rag.logs import set_log_context
-from rag.quota import CounterStore, InMemoryCounterStore, QuotaLimits, QuotaService, make_quota_store
-from rag.retrieval import make_retriever
 from rag.settings import Settings, SettingsError, get_settings
-from rag.tracing import setup_tracing
-from rag.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_store
+from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore, make_feedback_store
+from rag.stores.history import HistoryStore, InMemoryHistoryStore, make_history_store
+from rag.stores.quota import CounterStore, InMemoryCounterStore, QuotaLimits, QuotaService, make_quota_store
+from rag.stores.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_store
 
 logger = logging.getLogger("api")
 #: Upper bound of the API's max_matching_docs.
@@ -89,7 +89,7 @@ async def build_state(parts: Components) -> RagState:
     """
     settings = parts.settings or get_settings()
     from rag.aws import make_client
-    from rag.embeddings import make_embeddings
+    from rag.index.embeddings import make_embeddings
 
     bedrock = parts.bedrock_client
     if bedrock is None and _needs_bedrock(settings, parts):

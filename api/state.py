@@ -1,6 +1,6 @@
 """What the lifespan builds once per worker: the index holder (with hot reload) and the chain.
 
-:class:`IndexHolder` keeps the tenant's current :class:`rag.retrieval.TenantIndex`. The first load
+:class:`IndexHolder` keeps the tenant's current :class:`rag.answer.retrieval.TenantIndex`. The first load
 happens during start-up; when it fails (S3 unreachable, nothing published yet) the app still
 starts, ``/readyz`` says 503, and a background task retries until it succeeds. After that the task
 polls ``LATEST`` every ``INDEX_POLL_SECONDS`` and swaps a new version in; loading runs in a worker
@@ -21,13 +21,13 @@ from typing import Any
 from langchain_classic.chains import ConversationalRetrievalChain
 
 from api import metrics
-from rag.feedback import FeedbackStore, InMemoryFeedbackStore
-from rag.history import HistoryStore
-from rag.index_store import BlobStore, load_index_version, read_latest_version_id
-from rag.quota import InMemoryCounterStore, QuotaLimits, QuotaService
-from rag.retrieval import TenantIndex
+from rag.answer.retrieval import TenantIndex
+from rag.index.store import BlobStore, load_index_version, read_latest_version_id
 from rag.settings import Settings
-from rag.usage import DEFAULT_PRICES, InMemoryUsageStore, PriceTable, UsageStore
+from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore
+from rag.stores.history import HistoryStore
+from rag.stores.quota import InMemoryCounterStore, QuotaLimits, QuotaService
+from rag.stores.usage import DEFAULT_PRICES, InMemoryUsageStore, PriceTable, UsageStore
 
 logger = logging.getLogger("api.index")
 
@@ -63,7 +63,7 @@ class IndexHolder:
             that run many apps in one process need not).
         ef_search: HNSW candidate list per query for HNSW indexes (``HNSW_EF_SEARCH``).
         on_loaded: called with each newly loaded index before the heap is frozen (e.g.
-            :meth:`rag.chain.LiveRetriever.prime`, which also drops its reference to the old index).
+            :meth:`rag.answer.chain.LiveRetriever.prime`, which also drops its reference to the old index).
     """
 
     def __init__(

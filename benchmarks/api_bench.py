@@ -47,8 +47,8 @@ from langchain_core.documents import Document
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from rag.index_store import SourceRecord, load_index_version, open_store, write_index_version  # noqa: E402
-from rag.retrieval import TenantIndex  # noqa: E402
+from rag.answer.retrieval import TenantIndex  # noqa: E402
+from rag.index.store import SourceRecord, load_index_version, open_store, write_index_version  # noqa: E402
 
 #: HNSW_EF_SEARCH used by the API (its default).
 EF_SEARCH = 128

@@ -33,10 +33,10 @@ from botocore.response import StreamingBody  # noqa: E402
 from ingest.embedder import embed_in_batches  # noqa: E402
 from ingest.pipeline import run_ingestion  # noqa: E402
 from ingest.sources import LocalSource  # noqa: E402
-from rag.embeddings import make_embeddings  # noqa: E402
+from rag.answer.retrieval import TenantIndex, TenantRetriever  # noqa: E402
 from rag.eval import evaluate, load_questions  # noqa: E402
-from rag.index_store import LocalBlobStore, load_index_version  # noqa: E402
-from rag.retrieval import TenantIndex, TenantRetriever  # noqa: E402
+from rag.index.embeddings import make_embeddings  # noqa: E402
+from rag.index.store import LocalBlobStore, load_index_version  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 
 CORPORA = {"tenanta": "Amazon_SageMaker_FAQs.csv", "tenantb": "Amazon_EMR_FAQs.csv"}

@@ -19,7 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.pipeline import NothingIngestedError, run_ingestion
 from ingest.sources import open_source
-from rag.index_store import open_store
+from rag.index.store import open_store
 from rag.settings import SettingsError, load_settings
 from rag.tenant import InvalidTenantIdError, validate_tenant_id
 
@@ -67,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
 
     from rag.aws import make_client
-    from rag.embeddings import make_embeddings
+    from rag.index.embeddings import make_embeddings
 
     try:
         needs_s3 = source_uri.startswith("s3://") or index_uri.startswith("s3://")

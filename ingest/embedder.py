@@ -61,7 +61,7 @@ def embed_in_batches(
 
     Args:
         embeddings: any LangChain ``Embeddings`` (returns unit vectors when it is a
-            :class:`rag.embeddings.NormalizedEmbeddings`).
+            :class:`rag.index.embeddings.NormalizedEmbeddings`).
         texts: the chunk texts.
         batch_size: texts per task.
         concurrency: worker threads (Bedrock: 4-16; the local model gains nothing above 1).

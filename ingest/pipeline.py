@@ -23,7 +23,7 @@ from tqdm import tqdm
 from ingest.embedder import embed_in_batches
 from ingest.loaders import LoaderError, is_supported, load_file
 from ingest.sources import LocalSource, S3Source, SourceFile
-from rag.index_store import (
+from rag.index.store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     BlobStore,
@@ -157,7 +157,7 @@ def run_ingestion(
     Args:
         tenant: tenant id (validated before anything is read).
         source: where the documents are (:func:`ingest.sources.open_source`).
-        store: the index root (:func:`rag.index_store.open_store`).
+        store: the index root (:func:`rag.index.store.open_store`).
         embeddings: the embedding model; ``embedding_model`` is its id, recorded in the manifest.
         embedding_model: e.g. ``amazon.titan-embed-text-v2:0``.
         chunk_size: characters per chunk (a CSV row shorter than this stays one chunk).
@@ -169,8 +169,8 @@ def run_ingestion(
             published one is always kept).
         progress: show a tqdm progress bar on stderr.
         index_type: ``"flat"`` (exact), ``"hnsw"`` (approximate, for large tenants) or ``"auto"``
-            (HNSW from :data:`rag.index_store.HNSW_AUTO_MIN_CHUNKS` chunks on); see
-            :func:`rag.index_store.build_faiss_index`.
+            (HNSW from :data:`rag.index.store.HNSW_AUTO_MIN_CHUNKS` chunks on); see
+            :func:`rag.index.store.build_faiss_index`.
         hnsw_m: HNSW graph degree.
         hnsw_ef_construction: HNSW build-time candidate list.
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rag.index_store import parse_s3_uri
+from rag.index.store import parse_s3_uri
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from rag.retrieval import TenantIndex, TenantRetriever
+from rag.answer.retrieval import TenantIndex, TenantRetriever
 
 CUTOFFS = (1, 4, 10)
 
@@ -112,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from rag.aws import make_client
-    from rag.embeddings import make_embeddings
-    from rag.index_store import IndexError_, load_index_version, open_store
+    from rag.index.embeddings import make_embeddings
+    from rag.index.store import IndexError_, load_index_version, open_store
     from rag.settings import SettingsError, load_settings
     from rag.tenant import InvalidTenantIdError
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 import streamlit as st
 
 from rag.logs import configure_logging, set_log_context
-from webapp import api_client, identity, sessions, ui
+from rag.stores import sessions
+from webapp import api_client, identity, ui
 from webapp.config import ConfigError, web_settings
 
 st.set_page_config(page_title="Assistant", page_icon=":material/forum:")

@@ -25,11 +25,11 @@ import streamlit as st
 
 from rag.logs import request_id_var
 from rag.settings import Settings
+from rag.stores.sessions import SessionManager, SessionStore, store_from_settings
 from webapp.api_client import ApiError, RagApiClient
 from webapp.chat import AnswerStream, history_to_messages, message_dict
 from webapp.config import ConfigError
 from webapp.identity import Denial, Identity, IdentityError
-from webapp.sessions import SessionManager, SessionStore, store_from_settings
 
 log = logging.getLogger(__name__)
 

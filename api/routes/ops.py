@@ -20,9 +20,9 @@ from api import metrics
 from api.deps import FeedbackStoreDep, HistoryDep, ModelIdDep, TenantDep, UsageStoreDep, check_session
 from api.errors import ApiError, classify_exception
 from api.schemas import ErrorBody, FeedbackRequest, FeedbackResponse
-from rag.feedback import FeedbackRecord, to_jsonl
-from rag.history import utc_now_iso
-from rag.usage import summarize
+from rag.stores.feedback import FeedbackRecord, to_jsonl
+from rag.stores.history import utc_now_iso
+from rag.stores.usage import summarize
 
 T = TypeVar("T")
 logger = logging.getLogger("api.ops")

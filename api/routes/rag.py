@@ -36,15 +36,22 @@ from api.deps import RagStateDep, TenantDep, check_session
 from api.errors import ApiError, classify_exception
 from api.schemas import ErrorBody, RagRequest, RagResponse, RetrievedDoc, Source, Usage
 from api.state import RagState
-from rag.chain import FinalEvent, IndexNotReadyError, RequestStats, astream_chain, history_messages, request_scope
-from rag.chain import Usage as ChainUsage
-from rag.history import Turn, utc_now_iso
-from rag.llm import GenerationParams
+from rag.answer.chain import (
+    FinalEvent,
+    IndexNotReadyError,
+    RequestStats,
+    astream_chain,
+    history_messages,
+    request_scope,
+)
+from rag.answer.chain import Usage as ChainUsage
+from rag.answer.models import GenerationParams
+from rag.answer.tracing import span
 from rag.logs import request_id_var
-from rag.quota import QuotaExceededError
+from rag.stores.history import Turn, utc_now_iso
+from rag.stores.quota import QuotaExceededError
+from rag.stores.usage import UsageRecord
 from rag.tenant import SessionId
-from rag.tracing import span
-from rag.usage import UsageRecord
 
 logger = logging.getLogger("api.rag")
 router = APIRouter(prefix="/api/v1/llm", tags=["rag"])

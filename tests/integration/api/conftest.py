@@ -14,7 +14,7 @@ import pytest
 import uvicorn
 from langchain_core.documents import Document
 
-from rag.index_store import SourceRecord, write_index_version
+from rag.index.store import SourceRecord, write_index_version
 from tests.integration.conftest import free_port
 from tests.support.fake_bedrock import FakeBedrock, FakeBedrockConfig, hashing_embedding
 

@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from prometheus_client import REGISTRY
 
 from api.main import create_app
-from rag.index_store import open_store
+from rag.index.store import open_store
 from rag.settings import load_settings
 from tests.integration.api.conftest import CLAUDE, SESSION, publish_titan_index, wait_until
 from tests.integration.conftest import FAKE_CREDS, create_table, free_port

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.index_store import open_store
+from rag.index.store import open_store
 from tests.conftest import REPO_ROOT
 from tests.integration.api.conftest import SESSION, publish_titan_index, wait_until
 from tests.integration.conftest import free_port

@@ -1,4 +1,4 @@
-"""rag.history.DynamoDBHistoryStore against DynamoDB Local (the real AWS jar)."""
+"""rag.stores.history.DynamoDBHistoryStore against DynamoDB Local (the real AWS jar)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import uuid
 import boto3
 import pytest
 
-from rag.history import DynamoDBHistoryStore, Turn
+from rag.stores.history import DynamoDBHistoryStore, Turn
 from tests.integration.conftest import FAKE_CREDS, create_table
 
 pytestmark = pytest.mark.integration

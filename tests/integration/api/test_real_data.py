@@ -20,7 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from rag.llm import EXTRACTIVE_LABEL
+from rag.answer.models import EXTRACTIVE_LABEL
 from rag.settings import load_settings
 from tests.conftest import REPO_ROOT
 from tests.unit.api.fakes import parse_sse

@@ -12,7 +12,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 
 from ingest.embedder import embed_in_batches
-from rag.embeddings import make_embeddings
+from rag.index.embeddings import make_embeddings
 from rag.settings import load_settings
 
 MODEL = "amazon.titan-embed-text-v2:0"

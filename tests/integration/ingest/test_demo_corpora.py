@@ -9,9 +9,9 @@ import pytest
 
 from ingest.pipeline import run_ingestion
 from ingest.sources import LocalSource
+from rag.answer.retrieval import TenantIndex, TenantRetriever
 from rag.eval import evaluate, load_questions
-from rag.index_store import LocalBlobStore, load_index_version
-from rag.retrieval import TenantIndex, TenantRetriever
+from rag.index.store import LocalBlobStore, load_index_version
 from rag.settings import LOCAL_EMBEDDING_MODEL_ID
 
 CORPORA = {"tenanta": ("Amazon_SageMaker_FAQs.csv", 154), "tenantb": ("Amazon_EMR_FAQs.csv", 261)}
@@ -25,7 +25,7 @@ def local_model():
     import os
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from rag.embeddings import make_embeddings
+    from rag.index.embeddings import make_embeddings
     from rag.settings import Settings
 
     return make_embeddings(Settings(tenant_id="tenanta", embeddings_provider="local"))

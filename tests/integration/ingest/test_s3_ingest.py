@@ -11,8 +11,8 @@ from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from ingest.pipeline import run_ingestion
 from ingest.sources import S3Source
-from rag.embeddings import NormalizedEmbeddings
-from rag.index_store import LATEST, S3BlobStore, list_versions, load_index_version, read_latest_version_id
+from rag.index.embeddings import NormalizedEmbeddings
+from rag.index.store import LATEST, S3BlobStore, list_versions, load_index_version, read_latest_version_id
 from tests.conftest import REPO_ROOT
 
 BUCKET = "tenanta-data"

@@ -9,8 +9,8 @@ import httpx
 import pytest
 
 from api.main import create_app
-from rag.quota import DynamoDBCounterStore, QuotaExceededError, QuotaLimits, QuotaService, make_quota_store
 from rag.settings import load_settings
+from rag.stores.quota import DynamoDBCounterStore, QuotaExceededError, QuotaLimits, QuotaService, make_quota_store
 from tests.integration.api.conftest import ThreadedServer
 from tests.unit.api.fakes import SESSION, ScriptedChatModel, fake_embeddings, make_settings, publish_index
 

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import httpx
 
 from api.main import create_app
-from rag.feedback import DynamoDBFeedbackStore, FeedbackRecord
-from rag.usage import DynamoDBUsageStore, UsageRecord, iso_utc
+from rag.stores.feedback import DynamoDBFeedbackStore, FeedbackRecord
+from rag.stores.usage import DynamoDBUsageStore, UsageRecord, iso_utc
 from tests.integration.api.conftest import ThreadedServer
 from tests.unit.api.fakes import SESSION, ScriptedChatModel, fake_embeddings, make_settings, publish_index
 

@@ -25,8 +25,9 @@ from moto.server import ThreadedMotoServer
 from prometheus_client import REGISTRY
 
 from api.main import create_app
+from rag.answer.models import make_chat_model
 from rag.aws import make_client, make_resource
-from rag.index_store import (
+from rag.index.store import (
     DOCSTORE_FILE,
     INDEX_FILE,
     LATEST,
@@ -35,7 +36,6 @@ from rag.index_store import (
     read_latest_version_id,
     write_index_version,
 )
-from rag.llm import make_chat_model
 from rag.settings import load_settings
 from tests.integration.api.conftest import CLAUDE, TITAN_V2, publish_titan_index, wait_until
 from tests.integration.conftest import FAKE_CREDS, create_table, free_port

@@ -18,7 +18,7 @@ import uuid
 import httpx
 import pytest
 
-from rag.index_store import open_store
+from rag.index.store import open_store
 from tests.integration.api.conftest import publish_titan_index, wait_until
 from tests.integration.reliability.conftest import free_port, gunicorn_env, kill_gunicorn, start_gunicorn
 from tests.unit.api.fakes import parse_sse

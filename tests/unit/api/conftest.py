@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 from langchain_core.language_models.chat_models import BaseChatModel
 
 from api.main import create_app
-from rag.history import InMemoryHistoryStore
+from rag.stores.history import InMemoryHistoryStore
 from tests.unit.api.fakes import fake_embeddings, make_settings, publish_index, started_clients
 
 

@@ -18,8 +18,8 @@ from langchain_core.messages import AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGenerationChunk, ChatResult
 from pydantic import ConfigDict, Field
 
-from rag.embeddings import NormalizedEmbeddings
-from rag.index_store import open_store, write_index_version
+from rag.index.embeddings import NormalizedEmbeddings
+from rag.index.store import open_store, write_index_version
 from rag.settings import Settings, load_settings
 
 TENANT = "tenanta"

@@ -1,4 +1,4 @@
-"""rag.chain.astream_chain: the chain runs in one worker thread and its tokens reach the loop.
+"""rag.answer.chain.astream_chain: the chain runs in one worker thread and its tokens reach the loop.
 
 Tokens spaced in time arrive as separate events; tokens that pile up while the loop is busy arrive
 together (never lost, never reordered); closing the stream stops the chain at its next callback.
@@ -17,7 +17,7 @@ from langchain_core.documents import Document
 from langchain_core.messages import HumanMessage
 from langchain_core.retrievers import BaseRetriever
 
-from rag.chain import (
+from rag.answer.chain import (
     ANSWER_TAG,
     ChainCancelledError,
     FinalEvent,

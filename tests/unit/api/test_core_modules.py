@@ -1,4 +1,4 @@
-"""rag.llm, rag.chain and rag.history as the API uses them (they live in tests/unit/api because the
+"""rag.answer.models, rag.answer.chain and rag.stores.history as the API uses them (they live in tests/unit/api because the
 API owns these modules; move to tests/unit/rag/ when that folder's owner agrees)."""
 
 from __future__ import annotations
@@ -12,9 +12,8 @@ from botocore.stub import ANY, Stubber
 from langchain_aws import ChatBedrockConverse
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from rag.chain import build_chain
-from rag.history import DynamoDBHistoryStore, HistoryUnavailableError, SQLiteHistoryStore, Turn, make_history_store
-from rag.llm import (
+from rag.answer.chain import build_chain
+from rag.answer.models import (
     EXTRACTIVE_LABEL,
     ExtractiveChatModel,
     GenerationParams,
@@ -23,6 +22,13 @@ from rag.llm import (
     make_chat_model,
 )
 from rag.settings import load_settings
+from rag.stores.history import (
+    DynamoDBHistoryStore,
+    HistoryUnavailableError,
+    SQLiteHistoryStore,
+    Turn,
+    make_history_store,
+)
 
 MODEL_ID = "anthropic.claude-3-haiku-20240307-v1:0"
 
@@ -114,14 +120,14 @@ def test_extractive_answer_cites_best_sentences_and_estimates_tokens():
 
 
 def test_extractive_condense_keeps_the_previous_subject():
-    from rag.chain import CONDENSE_PROMPT
+    from rag.answer.chain import CONDENSE_PROMPT
 
     text = CONDENSE_PROMPT.format(chat_history="Human: Does EMR support Presto?\nAssistant: yes", question="price?")
     assert ExtractiveChatModel().invoke(text).content == "Does EMR support Presto? price?"
 
 
 def test_condense_prompt_really_contains_chat_history():
-    from rag.chain import CONDENSE_PROMPT
+    from rag.answer.chain import CONDENSE_PROMPT
 
     assert set(CONDENSE_PROMPT.input_variables) == {"chat_history", "question"}
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, EventStreamError, ReadTimeoutError
 
-from rag.history import HistoryUnavailableError, InMemoryHistoryStore
+from rag.stores.history import HistoryUnavailableError, InMemoryHistoryStore
 from tests.unit.api.fakes import OTHER_TENANT_SESSION, SESSION, ScriptedChatModel, parse_sse, rag_body
 
 

@@ -10,7 +10,7 @@ import numpy as np
 from langchain_core.documents import Document
 
 from api.state import IndexHolder
-from rag.index_store import LocalBlobStore, write_index_version
+from rag.index.store import LocalBlobStore, write_index_version
 
 
 def _publish(store: LocalBlobStore, n: int) -> None:
@@ -38,7 +38,7 @@ def test_freeze_after_load_and_the_replaced_index_is_freed(tmp_path):
 def test_the_live_retriever_lets_the_old_index_go_before_the_freeze(tmp_path):
     from langchain_core.embeddings import DeterministicFakeEmbedding
 
-    from rag.chain import LiveRetriever
+    from rag.answer.chain import LiveRetriever
 
     store = LocalBlobStore(tmp_path)
     holder = IndexHolder(store, tenant="tenanta", embedding_model="fake", prebuild_bm25=False, freeze_heap=True)

@@ -7,7 +7,7 @@ import json
 import pytest
 from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
 
-from rag.llm import EXTRACTIVE_LABEL
+from rag.answer.models import EXTRACTIVE_LABEL
 from tests.unit.api.fakes import SESSION, ScriptedChatModel, parse_sse, rag_body
 
 

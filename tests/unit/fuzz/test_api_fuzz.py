@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 from schemathesis.generation import GenerationMode
 
 from api.main import create_app
-from rag.history import InMemoryHistoryStore
+from rag.stores.history import InMemoryHistoryStore
 from tests.unit.api.fakes import OTHER_TENANT_SESSION, SESSION, fake_embeddings, make_settings, publish_index
 
 _TMP = Path(tempfile.mkdtemp(prefix="api-fuzz-"))

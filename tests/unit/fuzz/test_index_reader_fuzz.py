@@ -17,7 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from langchain_core.documents import Document
 
-from rag.index_store import (
+from rag.index.store import (
     DOCSTORE_FILE,
     INDEX_FILE,
     LATEST,

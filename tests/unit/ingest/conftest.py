@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from rag.embeddings import NormalizedEmbeddings
+from rag.index.embeddings import NormalizedEmbeddings
 
 FAKE_MODEL = "fake-model"
 FAKE_DIM = 32

@@ -7,20 +7,20 @@ from pathlib import Path
 import pytest
 
 import ingest.__main__ as cli
-from rag.index_store import LocalBlobStore, load_index_version, read_latest_version_id
+from rag.index.store import LocalBlobStore, load_index_version, read_latest_version_id
 from tests.unit.ingest.conftest import CountingEmbeddings, write_tree
 
 
 @pytest.fixture
 def fake_factory(monkeypatch: pytest.MonkeyPatch) -> list[CountingEmbeddings]:
-    """Replace the embeddings factory the CLI imports (rag.embeddings.make_embeddings) with a fake."""
+    """Replace the embeddings factory the CLI imports (rag.index.embeddings.make_embeddings) with a fake."""
     made: list[CountingEmbeddings] = []
 
     def factory(settings, **_):
         made.append(CountingEmbeddings())
         return made[-1]
 
-    monkeypatch.setattr("rag.embeddings.make_embeddings", factory)
+    monkeypatch.setattr("rag.index.embeddings.make_embeddings", factory)
     return made
 
 

@@ -9,7 +9,7 @@ import pytest
 
 from ingest.pipeline import NothingIngestedError, run_ingestion
 from ingest.sources import LocalSource, open_source
-from rag.index_store import LATEST, LocalBlobStore, list_versions, load_index_version, read_latest_version_id
+from rag.index.store import LATEST, LocalBlobStore, list_versions, load_index_version, read_latest_version_id
 from tests.unit.ingest.conftest import FAKE_MODEL, CountingEmbeddings, write_tree
 
 FAQ = "What is A?,A is a thing.\nHow do I use B?,Call b().\nWhat about C?,C is fine.\n"
@@ -184,13 +184,13 @@ def test_old_versions_pruned(tmp_path: Path, docs_dir: Path, monkeypatch: pytest
     import itertools
     from datetime import UTC, datetime, timedelta
 
-    import rag.index_store
+    import rag.index.store
 
     clock = itertools.count()
-    real = rag.index_store.new_version_id
+    real = rag.index.store.new_version_id
     start = datetime(2026, 1, 1, tzinfo=UTC)
     # one version per simulated minute (ids made within one second do not sort: see test_index_store)
-    monkeypatch.setattr(rag.index_store, "new_version_id", lambda: real(start + timedelta(minutes=next(clock))))
+    monkeypatch.setattr(rag.index.store, "new_version_id", lambda: real(start + timedelta(minutes=next(clock))))
     store = LocalBlobStore(tmp_path / "index")
     versions = []
     for i in range(4):

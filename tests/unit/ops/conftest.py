@@ -10,10 +10,10 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
-from rag.feedback import InMemoryFeedbackStore
-from rag.history import InMemoryHistoryStore
-from rag.quota import InMemoryCounterStore
-from rag.usage import InMemoryUsageStore
+from rag.stores.feedback import InMemoryFeedbackStore
+from rag.stores.history import InMemoryHistoryStore
+from rag.stores.quota import InMemoryCounterStore
+from rag.stores.usage import InMemoryUsageStore
 from tests.unit.api.fakes import fake_embeddings, make_settings, publish_index, started_clients
 
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 
-from rag.feedback import FeedbackRecord, SQLiteFeedbackStore
-from rag.feedback_export import main as export_main
+from rag.stores.feedback import FeedbackRecord, SQLiteFeedbackStore
+from rag.stores.feedback_export import main as export_main
 from tests.unit.api.fakes import OTHER_TENANT_SESSION, SESSION, ScriptedChatModel, parse_sse, rag_body
 from tests.unit.ops.conftest import metric_value
 

@@ -14,8 +14,9 @@ from langchain_core.tracers.context import collect_runs
 from prometheus_client.parser import text_string_to_metric_families
 
 from api.routes import rag as rag_routes
-from rag import logs, tracing
-from rag.chain import astream_chain
+from rag import logs
+from rag.answer import tracing
+from rag.answer.chain import astream_chain
 from rag.settings import load_settings
 from tests.conftest import REPO_ROOT
 from tests.support.logcapture import capture_json_logs

@@ -7,7 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from rag.quota import (
+from rag.stores.quota import (
     InMemoryCounterStore,
     QuotaExceededError,
     QuotaLimits,

@@ -13,7 +13,7 @@ from langchain_core.messages import AIMessageChunk
 from langchain_core.outputs import ChatGenerationChunk
 
 from rag.settings import SettingsError, load_settings
-from rag.usage import DEFAULT_PRICES, PriceTable, SQLiteUsageStore, UsageRecord, summarize
+from rag.stores.usage import DEFAULT_PRICES, PriceTable, SQLiteUsageStore, UsageRecord, summarize
 from tests.unit.api.fakes import SESSION, ScriptedChatModel, rag_body
 
 HAIKU = "anthropic.claude-3-haiku-20240307-v1:0"

@@ -7,8 +7,8 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from rag.embeddings import NormalizedEmbeddings
-from rag.index_store import LocalBlobStore, SourceRecord, write_index_version
+from rag.index.embeddings import NormalizedEmbeddings
+from rag.index.store import LocalBlobStore, SourceRecord, write_index_version
 
 FAKE_MODEL = "fake-model"
 FAKE_DIM = 32
@@ -61,7 +61,7 @@ def local_embeddings():
     import os
 
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from rag.embeddings import make_embeddings
+    from rag.index.embeddings import make_embeddings
     from rag.settings import Settings
 
     return make_embeddings(Settings(tenant_id="tenanta", embeddings_provider="local"))

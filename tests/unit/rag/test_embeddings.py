@@ -1,4 +1,4 @@
-"""Embeddings factory and normalisation (rag.embeddings)."""
+"""Embeddings factory and normalisation (rag.index.embeddings)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding, Embeddings
 
-from rag.embeddings import KNOWN_DIMENSIONS, NormalizedEmbeddings, l2_normalize, make_embeddings
+from rag.index.embeddings import KNOWN_DIMENSIONS, NormalizedEmbeddings, l2_normalize, make_embeddings
 from rag.settings import LOCAL_EMBEDDING_MODEL_ID, load_settings
 
 

@@ -8,6 +8,7 @@ import pytest
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 
+from rag.answer.retrieval import TenantIndex, TenantRetriever
 from rag.eval import (
     Question,
     evaluate,
@@ -16,8 +17,7 @@ from rag.eval import (
     load_questions,
     main,
 )
-from rag.index_store import LocalBlobStore, load_index_version, write_index_version
-from rag.retrieval import TenantIndex, TenantRetriever
+from rag.index.store import LocalBlobStore, load_index_version, write_index_version
 
 
 def test_first_relevant_rank() -> None:

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from rag.index_store import (
+from rag.answer.retrieval import TenantIndex
+from rag.index.store import (
     HNSW_AUTO_MIN_CHUNKS,
     INDEX_FILE,
     MANIFEST_FILE,
@@ -21,7 +22,6 @@ from rag.index_store import (
     resolve_index_type,
     write_index_version,
 )
-from rag.retrieval import TenantIndex
 
 DIM = 64
 _KEEP_ALIVE: list[faiss.Index] = []

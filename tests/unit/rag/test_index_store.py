@@ -1,4 +1,4 @@
-"""The index format (rag.index_store): round trip, integrity checks, no pickle."""
+"""The index format (rag.index.store): round trip, integrity checks, no pickle."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from langchain_core.documents import Document
 
-from rag.index_store import (
+from rag.answer.retrieval import TenantIndex, TenantRetriever
+from rag.index.store import (
     DOCSTORE_FILE,
     INDEX_FILE,
     LATEST,
@@ -29,7 +30,6 @@ from rag.index_store import (
     read_latest_version_id,
     write_index_version,
 )
-from rag.retrieval import TenantIndex, TenantRetriever
 from tests.unit.rag.conftest import FAKE_DIM, FAKE_MODEL, make_docs
 
 

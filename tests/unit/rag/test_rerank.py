@@ -8,9 +8,9 @@ from botocore.stub import ANY, Stubber
 from langchain_core.documents import Document
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
-from rag.embeddings import NormalizedEmbeddings
-from rag.index_store import LocalBlobStore, load_index_version, write_index_version
-from rag.retrieval import TenantIndex, make_retriever
+from rag.answer.retrieval import TenantIndex, make_retriever
+from rag.index.embeddings import NormalizedEmbeddings
+from rag.index.store import LocalBlobStore, load_index_version, write_index_version
 from rag.settings import load_settings
 
 RERANK_ARN = "arn:aws:bedrock:us-west-2::foundation-model/amazon.rerank-v1:0"

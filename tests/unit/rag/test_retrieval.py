@@ -1,4 +1,4 @@
-"""Retrieval (rag.retrieval): RRF math, dense vs hybrid on a tiny corpus, score metadata."""
+"""Retrieval (rag.answer.retrieval): RRF math, dense vs hybrid on a tiny corpus, score metadata."""
 
 from __future__ import annotations
 
@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from langchain_core.embeddings import Embeddings
 
-from rag.index_store import LocalBlobStore, load_index_version, write_index_version
-from rag.retrieval import RRF_C, TenantIndex, TenantRetriever, bm25_tokens, reciprocal_rank_fusion
+from rag.answer.retrieval import RRF_C, TenantIndex, TenantRetriever, bm25_tokens, reciprocal_rank_fusion
+from rag.index.store import LocalBlobStore, load_index_version, write_index_version
 from tests.unit.rag.conftest import FAKE_MODEL, make_docs
 
 

@@ -9,9 +9,9 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
+from rag.stores import sessions
 from rag.tenant import parse_session_id
 from tests.unit.webapp.conftest import EMAIL, TENANT, FakeRagApi, bearer
-from webapp import sessions
 from webapp.api_client import ApiError, ChatMessage, Source
 
 

@@ -7,8 +7,7 @@ import pytest
 from moto import mock_aws
 
 from rag.settings import load_settings
-from rag.tenant import parse_session_id
-from webapp.sessions import (
+from rag.stores.sessions import (
     HASH_KEY,
     DynamoSessionStore,
     SessionManager,
@@ -16,6 +15,7 @@ from webapp.sessions import (
     SqliteSessionStore,
     store_from_settings,
 )
+from rag.tenant import parse_session_id
 
 TENANT, EMAIL = "tenanta", "alice@example.com"
 KEY = f"{TENANT}:{EMAIL}"

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import SharedConnections
+from rag.stores.sqlite import SharedConnections
 
 #: Turns kept per session (oldest dropped first).
 MAX_TURNS = 50

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import SharedConnections
+from rag.stores.sqlite import SharedConnections
 
 #: Counters outlive their window by this much (seconds) before TTL removes them.
 TTL_GRACE_SECONDS = 3600

@@ -37,7 +37,7 @@ from rag.text import content_words
 
 EXTRACTIVE_MODEL_ID = "extractive"
 EXTRACTIVE_LABEL = "Extractive answer (no generative model configured):"
-#: Markers the prompts in :mod:`rag.chain` use; the extractive model parses them.
+#: Markers the prompts in :mod:`rag.answer.chain` use; the extractive model parses them.
 CONDENSE_MARKER = "Standalone question:"
 QUESTION_MARKER = "Question:"
 _DOC_RE = re.compile(r'<doc n="(?P<n>\d+)"[^>]*>\n?(?P<text>.*?)\n?</doc>', re.DOTALL)
@@ -203,7 +203,7 @@ def _split_sentences(text: str) -> list[str]:
 class ExtractiveChatModel(BaseChatModel):
     """An answerer without a generative model: it quotes the best passages of the context.
 
-    It understands the two prompts of :mod:`rag.chain`:
+    It understands the two prompts of :mod:`rag.answer.chain`:
 
     * the answer prompt (documents in ``<doc n="1" ...>...</doc>`` blocks, then ``Question:``):
       it picks the sentences that share the most content words with the question from the top

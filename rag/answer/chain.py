@@ -37,10 +37,10 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
-from rag.llm import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
-from rag.llm import generation_scope as _generation_scope
-from rag.retrieval import TenantIndex, TenantRetriever
-from rag.tracing import end_span, span, start_span
+from rag.answer.models import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
+from rag.answer.models import generation_scope as _generation_scope
+from rag.answer.retrieval import TenantIndex, TenantRetriever
+from rag.answer.tracing import end_span, span, start_span
 
 _logger = logging.getLogger("rag.chain")
 
@@ -135,7 +135,7 @@ class LiveRetriever(BaseRetriever):
     :func:`request_scope` (default ``default_k``).
 
     One base retriever is built per index version with ``retriever_factory`` (e.g.
-    :func:`rag.retrieval.make_retriever`, which adds the optional reranker) and copied with the
+    :func:`rag.answer.retrieval.make_retriever`, which adds the optional reranker) and copied with the
     request's ``k``. The search itself (query embedding, FAISS, BM25) is synchronous: it runs in
     the chain's worker thread (:func:`astream_chain`), never on the event loop.
 
@@ -475,7 +475,7 @@ async def astream_chain(
     a callback handler (the answer model is tagged :data:`ANSWER_TAG`) and reach the loop through
     :class:`_TokenRelay`: the first token at once, then at most one :class:`TokenEvent` per
     ``flush_seconds`` (seconds; tokens in between are joined). Token usage comes from the models'
-    ``usage_metadata``; models that report none get an estimate (:func:`rag.llm.estimate_tokens`).
+    ``usage_metadata``; models that report none get an estimate (:func:`rag.answer.models.estimate_tokens`).
 
     Closing the generator (client disconnect) stops the chain at its next callback: no further
     retrieval or model call starts and the model stream is closed at its next token.

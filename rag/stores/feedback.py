@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import SharedConnections
-from rag.usage import iso_utc
+from rag.stores.sqlite import SharedConnections
+from rag.stores.usage import iso_utc
 
 MAX_COMMENT_CHARS = 2000
 Rating = Literal["up", "down"]

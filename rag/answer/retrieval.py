@@ -20,7 +20,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from rag.index_store import IndexVersion
+from rag.index.store import IndexVersion
 from rag.settings import Settings
 from rag.text import content_words
 
@@ -37,7 +37,7 @@ class TenantIndex:
     """A loaded index version plus what searching it needs, built once per version (in lifespan).
 
     Attributes:
-        version: the loaded :class:`rag.index_store.IndexVersion`.
+        version: the loaded :class:`rag.index.store.IndexVersion`.
         ef_search: HNSW candidate list per query (``HNSW_EF_SEARCH``; raised to ``k`` when smaller;
             ignored by flat indexes).
         bm25: a BM25 model over the same chunks (``bm25s``: a precomputed sparse term-document

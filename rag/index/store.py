@@ -502,7 +502,7 @@ def write_index_version(
     Raises:
         ValueError: shapes or ids inconsistent, or an invalid tenant id.
     """
-    from rag.embeddings import l2_normalize
+    from rag.index.embeddings import l2_normalize
 
     validate_tenant_id(tenant)
     matrix = l2_normalize(vectors) if len(vectors) else np.zeros((0, vectors.shape[1]), dtype=np.float32)

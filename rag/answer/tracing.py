@@ -16,7 +16,7 @@ from typing import Any
 
 from rag.settings import Settings
 
-logger = logging.getLogger("rag.tracing")
+logger = logging.getLogger("rag.answer.tracing")
 TRACER_NAME = "tenant-rag"
 
 try:  # the API package comes with langchain; the SDK is the optional extra

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.sqlite import SharedConnections
+from rag.stores.sqlite import SharedConnections
 
 #: List prices in USD per 1000 tokens (Bedrock on-demand, us-east-1, as published in 2025). Estimates:
 #: override or extend with PRICE_TABLE_JSON. Keys are model ids; inference profiles

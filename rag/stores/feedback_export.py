@@ -1,4 +1,4 @@
-"""Export a tenant's feedback as JSONL: ``python -m rag.feedback_export [--from D] [--to D] [--out FILE]``.
+"""Export a tenant's feedback as JSONL: ``python -m rag.stores.feedback_export [--from D] [--to D] [--out FILE]``.
 
 Reads ``TENANT_ID`` and ``FEEDBACK_URL`` / ``FEEDBACK_TABLE`` (+ ``AWS_DEFAULT_REGION``) like the
 API. Dates are ISO dates or datetimes (UTC when no offset); default: the last 30 days. One JSON
@@ -11,8 +11,8 @@ import argparse
 import sys
 from datetime import UTC, datetime, timedelta
 
-from rag.feedback import make_feedback_store, to_jsonl
 from rag.settings import SettingsError, load_settings
+from rag.stores.feedback import make_feedback_store, to_jsonl
 
 
 def parse_moment(value: str) -> datetime:
@@ -23,7 +23,7 @@ def parse_moment(value: str) -> datetime:
 
 def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
-    parser = argparse.ArgumentParser(prog="python -m rag.feedback_export", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m rag.stores.feedback_export", description=__doc__.splitlines()[0])
     parser.add_argument("--tenant", help="default: TENANT_ID")
     parser.add_argument("--from", dest="start", help="ISO date/datetime (default: 30 days ago)")
     parser.add_argument("--to", dest="end", help="ISO date/datetime, exclusive (default: now)")
