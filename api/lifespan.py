@@ -19,11 +19,13 @@ from fastapi import FastAPI
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 
+from api.services.answer import AnswerService
 from api.state import IndexHolder, RagState
 from rag.answer.chain import LiveRetriever, build_chain
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
+from rag.contract import MAX_MATCHING_DOCS
 from rag.index.store import open_store
 from rag.logs import set_log_context
 from rag.settings import Settings, SettingsError, get_settings
@@ -33,8 +35,6 @@ from rag.stores.quota import CounterStore, InMemoryCounterStore, QuotaLimits, Qu
 from rag.stores.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_store
 
 logger = logging.getLogger("api")
-#: Upper bound of the API's max_matching_docs.
-MAX_MATCHING_DOCS = 20
 #: Threads per worker for answers (one per answer in flight; more answers wait for a thread).
 MODEL_THREADS = 128
 
@@ -177,6 +177,7 @@ def make_lifespan(parts: Components) -> Any:
         state.chain_executor = executor
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
+        app.state.answers = AnswerService(state)
         poller = asyncio.create_task(state.index.run(state.settings.index_poll_seconds), name="index-poller")
         logger.info(
             "ragapi started: tenant=%s index=%s model=%s ready=%s",

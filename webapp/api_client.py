@@ -25,6 +25,7 @@ from urllib.parse import quote
 import httpx
 from httpx_sse import EventSource
 
+from rag.contract import DEFAULT_MAX_MATCHING_DOCS, REQUEST_ID_HEADER
 from rag.settings import Settings
 
 STREAM_PATH = "/api/v1/llm/rag/stream"
@@ -35,7 +36,6 @@ FEEDBACK_PATH = "/api/v1/feedback"
 CONNECT_TIMEOUT_SECONDS = 5.0
 #: Timeout for the small JSON calls (history, delete, readiness), in seconds.
 SHORT_TIMEOUT_SECONDS = 10.0
-DEFAULT_MAX_MATCHING_DOCS = 3
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +299,7 @@ class RagApiClient:
                 ends without ``done``.
         """
         body = {"q": question, "user_session_id": session_id, "max_matching_docs": max_matching_docs}
-        headers = {"X-Request-ID": request_id or uuid.uuid4().hex, "Accept": "text/event-stream"}
+        headers = {REQUEST_ID_HEADER: request_id or uuid.uuid4().hex, "Accept": "text/event-stream"}
         done = False
         try:
             with (
@@ -368,7 +368,7 @@ class RagApiClient:
             ApiError: the API refused the feedback, failed or is unreachable.
         """
         body = {"session_id": session_id, "answer_id": answer_id, "rating": rating, "comment": comment[:2000]}
-        headers = {"X-Request-ID": request_id or uuid.uuid4().hex}
+        headers = {REQUEST_ID_HEADER: request_id or uuid.uuid4().hex}
         resp = self._short_request("POST", FEEDBACK_PATH, json=body, headers=headers)
         if resp.status_code >= 400:
             raise _error_from_response(resp)

@@ -10,14 +10,11 @@
 * ``module.path:factory`` — ``factory(settings)`` returns any LangChain ``BaseChatModel``.
 
 Per-request generation parameters (the API's ``temperature``, ``maxTokenCount``, ``topP``,
-``topK``, ``stopSequences``) travel in a context variable (:func:`generation_scope`) and are applied
-by :class:`GenerationParamsModel`, so one chain object serves every request.
+``topK``, ``stopSequences``) are call arguments of the shared model (:func:`generation_kwargs_for`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import importlib
 import math
 import re
@@ -30,7 +27,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
+from pydantic import Field
 
 from rag.settings import Settings
 from rag.text import content_words
@@ -61,23 +58,10 @@ class GenerationParams:
     top_k: int | None = None
     stop: list[str] = field(default_factory=list)
 
-
-_GENERATION: contextvars.ContextVar[GenerationParams | None] = contextvars.ContextVar("rag_generation", default=None)
-
-
-@contextlib.contextmanager
-def generation_scope(params: GenerationParams) -> Iterator[None]:
-    """Make ``params`` apply to every :class:`GenerationParamsModel` call in this context."""
-    token = _GENERATION.set(params)
-    try:
-        yield
-    finally:
-        _GENERATION.reset(token)
-
-
-def current_generation() -> GenerationParams | None:
-    """The parameters set by the enclosing :func:`generation_scope`, if any."""
-    return _GENERATION.get()
+    def bounded(self, max_tokens: int) -> GenerationParams:
+        """The same parameters with at most ``max_tokens`` output tokens."""
+        limit = max_tokens if self.max_tokens is None else min(self.max_tokens, max_tokens)
+        return GenerationParams(self.temperature, limit, self.top_p, self.top_k, list(self.stop))
 
 
 def estimate_tokens(text: str) -> int:
@@ -100,91 +84,46 @@ def _bedrock_kwargs(params: GenerationParams) -> dict[str, Any]:
     return kwargs
 
 
-class GenerationParamsModel(BaseChatModel):
-    """Wraps a chat model and applies the per-request :class:`GenerationParams`.
+_PARAM_NAMES = ("temperature", "max_tokens", "top_p", "top_k")
 
-    For :class:`~langchain_aws.ChatBedrockConverse` the parameters become call arguments
-    (``inferenceConfig`` plus ``additionalModelRequestFields.top_k``); for any other model they
-    update the fields the model has (``temperature``, ``max_tokens``, ``top_p``, ``top_k``) on a
-    shallow per-call copy. Stop sequences are passed as ``stop``. Callback events (tokens, usage)
-    are emitted once, under this wrapper's ``name`` (``"condense"`` or ``"answer"``).
+
+def _is_bedrock_converse(model: BaseChatModel) -> bool:
+    try:
+        from langchain_aws import ChatBedrockConverse
+    except ImportError:  # pragma: no cover - langchain-aws is part of the ragapi extra
+        return False
+    return isinstance(model, ChatBedrockConverse)
+
+
+def generation_kwargs_for(model: BaseChatModel) -> Callable[[GenerationParams], dict[str, Any]]:
+    """How :class:`GenerationParams` become call arguments of ``model`` (decided once, when the chain is built).
+
+    LangChain chat models take per-call parameters as keyword arguments of ``invoke``/``stream``
+    (they reach ``_generate``/``_stream``; the same mechanism as ``model.bind(...)``), so one shared
+    model object serves every request without copies:
+
+    * :class:`~langchain_aws.ChatBedrockConverse`: ``temperature``, ``max_tokens``, ``top_p`` become
+      Converse's ``inferenceConfig``; ``top_k`` goes into ``additional_model_request_fields``
+      (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html);
+    * any other model: those of ``temperature``, ``max_tokens``, ``top_p``, ``top_k`` that the model
+      declares as fields (a model that has no ``top_k`` never receives one).
+
+    Stop sequences are the separate ``stop`` argument.
 
     Args:
-        inner: the wrapped model (shared: it is never mutated).
-        streaming: always call the model's streaming API (tokens reach callbacks as they arrive).
+        model: the chat model the parameters are for.
+
+    Returns:
+        ``params -> kwargs`` (only parameters that are set).
     """
+    if _is_bedrock_converse(model):
+        return _bedrock_kwargs
+    names = tuple(name for name in _PARAM_NAMES if name in type(model).model_fields)
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    def kwargs(params: GenerationParams) -> dict[str, Any]:
+        return {name: value for name in names if (value := getattr(params, name)) is not None}
 
-    inner: BaseChatModel
-    streaming: bool = False
-
-    @property
-    def _llm_type(self) -> str:
-        return f"params:{self.inner._llm_type}"
-
-    def _prepare(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[BaseChatModel, list[str] | None]:
-        params = current_generation()
-        if params is None:
-            return self.inner, stop
-        stop = [*(stop or []), *params.stop] or None
-        if type(self.inner).__name__ == "ChatBedrockConverse":
-            kwargs.update(_bedrock_kwargs(params))
-            return self.inner, stop
-        fields = type(self.inner).model_fields
-        update = {
-            name: value
-            for name, value in (
-                ("temperature", params.temperature),
-                ("max_tokens", params.max_tokens),
-                ("top_p", params.top_p),
-                ("top_k", params.top_k),
-            )
-            if value is not None and name in fields
-        }
-        return (self.inner.model_copy(update=update) if update else self.inner), stop
-
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        model, stop = self._prepare(stop, kwargs)
-        return model._generate(messages, stop=stop, **kwargs)
-
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        model, stop = self._prepare(stop, kwargs)
-        return await model._agenerate(messages, stop=stop, **kwargs)
-
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        model, stop = self._prepare(stop, kwargs)
-        yield from model._stream(messages, stop=stop, **kwargs)
-
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        model, stop = self._prepare(stop, kwargs)
-        # BaseChatModel's default _astream runs the sync _stream in a thread (boto3 never blocks the loop).
-        async for chunk in model._astream(messages, stop=stop, **kwargs):
-            yield chunk
+    return kwargs
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,7 +150,8 @@ class ExtractiveChatModel(BaseChatModel):
     * the condense prompt (ends with :data:`CONDENSE_MARKER`): it cannot rewrite, so it returns the
       previous user question followed by the follow-up (query expansion for retrieval).
 
-    Token usage is estimated (:func:`estimate_tokens`). ``max_tokens`` caps the answer in words.
+    Token usage is estimated (:func:`estimate_tokens`). ``max_tokens`` (the field, or the call
+    argument of the same name, which wins) caps the answer in words.
 
     Attributes:
         max_passages: how many documents to quote from (best first).
@@ -228,12 +168,13 @@ class ExtractiveChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "extractive"
 
-    def _answer(self, messages: list[BaseMessage], stop: list[str] | None) -> str:
+    def _answer(self, messages: list[BaseMessage], stop: list[str] | None, max_tokens: int | None = None) -> str:
         prompt = "\n".join(str(m.content) for m in messages)
         text = self._condense(prompt) if prompt.rstrip().endswith(CONDENSE_MARKER) else self._extract(prompt)
-        if self.max_tokens:
+        limit = max_tokens or self.max_tokens
+        if limit:
             words = text.split(" ")
-            text = " ".join(words[: self.max_tokens])
+            text = " ".join(words[:limit])
         for sequence in stop or []:
             if sequence and sequence in text:
                 text = text[: text.index(sequence)]
@@ -278,7 +219,7 @@ class ExtractiveChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = self._answer(messages, stop)
+        text = self._answer(messages, stop, kwargs.get("max_tokens"))
         message = AIMessage(content=text, usage_metadata=self._usage(messages, text))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -289,7 +230,7 @@ class ExtractiveChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text = self._answer(messages, stop)
+        text = self._answer(messages, stop, kwargs.get("max_tokens"))
         for piece in re.findall(r"\S+\s*|\s+", text):
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, text)))
