@@ -56,6 +56,23 @@ class Settings(BaseSettings):
         description="streamed answers: the first token is sent at once, later tokens at most this often (seconds)",
     )
 
+    # --- answer path: cost per answer and load shedding (answer service) ----------------------
+    condense_model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Bedrock model for rewriting follow-ups (e.g. a faster one); default: TEXT2TEXT_MODEL_ID",
+    )
+    condense_max_tokens: int = Field(
+        default=96, ge=8, le=1024, description="output tokens of the condense call (a question, not an answer)"
+    )
+    max_inflight_answers: int = Field(
+        default=48,
+        ge=1,
+        le=1024,
+        description="answers one worker runs at once; above it a fast 503 overloaded + Retry-After",
+    )
+
     # --- tenant and storage -------------------------------------------------------------
     tenant_id: TenantId = Field(description="The tenant this pod or job serves.")
     contextual_data_bucket: str | None = Field(

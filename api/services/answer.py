@@ -36,7 +36,7 @@ from langchain_core.documents import Document
 
 from api import metrics
 from api.deps import check_session
-from api.errors import ApiError, classify_exception
+from api.errors import RETRY_AFTER_OVERLOADED, ApiError, classify_exception
 from api.state import RagState
 from rag.answer.chain import ChainCancelledError, ChainResult, IndexNotReadyError, TokenRelay
 from rag.answer.models import GenerationParams
@@ -123,6 +123,13 @@ class AnswerService:
 
     def __init__(self, state: RagState) -> None:
         self.state = state
+        self.limit = state.settings.max_inflight_answers
+        #: Answers admitted and not finished yet (their threads still run); only touched on the loop.
+        self.in_flight = 0
+
+    def _release(self, _: object = None) -> None:
+        self.in_flight -= 1
+        metrics.INFLIGHT.dec()
 
     async def start(self, body: RagRequest, tenant: str, *, route: str, started: float) -> AnswerTurn:
         """Check and prepare a turn; the answer starts right after (in the chain's thread).
@@ -138,13 +145,25 @@ class AnswerService:
 
         Raises:
             ApiError: 422/403 for a malformed or foreign session id, 503 ``index_not_ready``,
-                429 ``quota_exceeded``, 503 ``history_unavailable``.
+                503 ``overloaded`` when ``MAX_INFLIGHT_ANSWERS`` answers already run in this worker
+                (load shedding: a fast refusal instead of every stream slowing down), 429
+                ``quota_exceeded``, 503 ``history_unavailable``.
         """
         session = check_session(body.user_session_id, tenant)
         if self.state.index.get() is None:
             raise classify_exception(IndexNotReadyError("index not loaded"))
+        if self.in_flight >= self.limit:
+            metrics.SHED.inc()
+            raise ApiError(503, "overloaded", "The assistant is busy; try again in a moment.", RETRY_AFTER_OVERLOADED)
+        self.in_flight += 1
+        metrics.INFLIGHT.inc()
         turn = AnswerTurn(self.state, body, session, route=route, started=started)
-        await turn.begin()
+        try:
+            await turn.begin(on_finished=self._release)
+        except BaseException:
+            if not turn.started_thread:
+                self._release()
+            raise
         return turn
 
 
@@ -172,11 +191,15 @@ class AnswerTurn:
         self._first_token_seen = False
         self._relay: TokenRelay | None = None
         self._future: asyncio.Future[None] | None = None
+        self.started_thread = False
 
     # --- on the loop -------------------------------------------------------------------------
 
-    async def begin(self) -> None:
+    async def begin(self, on_finished: Callable[[object], None] | None = None) -> None:
         """Start the turn's thread and wait until its checks passed (quota, history load).
+
+        Args:
+            on_finished: called on the loop when the turn's thread has ended (whatever the outcome).
 
         Raises:
             ApiError: a check failed (nothing was answered or stored).
@@ -185,7 +208,10 @@ class AnswerTurn:
         self._relay = relay = TokenRelay(loop, self.state.settings.stream_flush_seconds)
         context = contextvars.copy_context()  # the request id of the logs
         self._future = loop.run_in_executor(self.state.chain_executor, context.run, self._run)
+        self.started_thread = True
         self._future.add_done_callback(lambda _: relay.close())
+        if on_finished is not None:
+            self._future.add_done_callback(on_finished)
         try:
             first = await relay.queue.get()
         except BaseException:

@@ -49,6 +49,7 @@ from rag.answer.models import (
     GenerationParams,
     estimate_tokens,
     generation_kwargs_for,
+    text_stream_for,
 )
 from rag.answer.retrieval import TenantIndex, TenantRetriever
 from rag.answer.tracing import span
@@ -98,6 +99,69 @@ NoAnswer = Callable[[str, list[Document]], str | None]
 def condense_when_history(question: str, history: Sequence[HistoryTurn]) -> bool:
     """The default :data:`NeedsCondense`: every question with history is condensed (the legacy chain's rule)."""
     return bool(history)
+
+
+#: Words that point back into the conversation ("how much is *it*", "and *those*?").
+_REFERRING_WORDS = frozenset(
+    [
+        "it",
+        "its",
+        "it's",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "this",
+        "that",
+        "these",
+        "those",
+        "there",
+        "he",
+        "she",
+        "him",
+        "her",
+        "his",
+        "hers",
+        "one",
+        "ones",
+        "same",
+        "such",
+        "former",
+        "latter",
+        "above",
+        "previous",
+        "earlier",
+        "also",
+        "too",
+        "else",
+        "other",
+        "another",
+    ]
+)
+_FOLLOW_UP_START = ("and ", "but ", "so ", "or ", "what about", "how about", "then ")
+#: Fewer words than this: too short to stand alone ("pricing?", "in Europe?").
+_MIN_STANDALONE_WORDS = 4
+
+
+def refers_back(question: str, history: Sequence[HistoryTurn]) -> bool:
+    """PLACEHOLDER :data:`NeedsCondense` until ``rag.answer.followup`` (grounded answers) lands: condense only
+    a question with history that refers back to it — a referring word (``it``, ``that``, ``those``, …), a
+    follow-up opening (``and …``, ``what about …``) or fewer than 4 words; any other question stands alone
+    and is retrieved with its own words, without the condense call.
+
+    Args:
+        question: the user's question.
+        history: past turns, oldest first.
+    """
+    if not history:
+        return False
+    text = question.strip().lower()
+    words = [w.strip("?!.,;:'\"()") for w in text.split()]
+    return (
+        len(words) < _MIN_STANDALONE_WORDS
+        or text.startswith(_FOLLOW_UP_START)
+        or any(w in _REFERRING_WORDS for w in words)
+    )
 
 
 @dataclass
@@ -302,6 +366,7 @@ class AnswerChain:
         self.no_answer = no_answer
         self.condense_max_tokens = condense_max_tokens
         self._answer_kwargs = generation_kwargs_for(llm)
+        self._text_stream = text_stream_for(llm)
         self._condense_kwargs = generation_kwargs_for(self.condense_llm)
 
     def run(
@@ -422,30 +487,28 @@ class AnswerChain:
     ) -> str:
         messages = ANSWER_PROMPT.format_messages(context=format_documents(docs), question=question)
         pieces: list[str] = []
-        reported: tuple[int, int] | None = None
         with span("llm.answer", request_id=config_metadata(config).get("request_id")) as current:
-            stream = self.llm.stream(
+            stream = self._text_stream(
+                self.llm,
                 messages,
                 {**config, "run_name": ANSWER_RUN_NAME, "tags": [ANSWER_TAG]},
-                stop=generation.stop or None,
-                **self._answer_kwargs(generation),
+                generation.stop or None,
+                self._answer_kwargs(generation),
             )
             try:
-                for chunk in stream:
+                for text in stream:
                     check()
-                    text = chunk.text
-                    if text:
-                        pieces.append(text)
-                        if on_token is not None:
-                            on_token(text)
-                    if chunk.usage_metadata:
-                        got = _usage_of(chunk.usage_metadata)
-                        if got is not None:
-                            reported = got if reported is None else (reported[0] + got[0], reported[1] + got[1])
+                    pieces.append(text)
+                    if on_token is not None:
+                        on_token(text)
             finally:
                 stream.close()
             answer = "".join(pieces)
-            _add(usage, reported or (estimate_tokens("x" * _prompt_chars(messages)), estimate_tokens(answer)), current)
+            _add(
+                usage,
+                stream.usage or (estimate_tokens("x" * _prompt_chars(messages)), estimate_tokens(answer)),
+                current,
+            )
         return answer
 
 

@@ -26,7 +26,8 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import RunnableConfig
 from pydantic import Field
 
 from rag.settings import Settings
@@ -124,6 +125,167 @@ def generation_kwargs_for(model: BaseChatModel) -> Callable[[GenerationParams], 
         return {name: value for name in names if (value := getattr(params, name)) is not None}
 
     return kwargs
+
+
+class TextStream:
+    """A model's streamed answer as plain text pieces, with the usage the model reported at the end.
+
+    Iterate it for the pieces; afterwards :attr:`usage` is ``(input_tokens, output_tokens)`` or None
+    when the model reported none. :meth:`close` ends the model's stream early (client disconnect).
+    """
+
+    usage: tuple[int, int] | None = None
+
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Stop reading the model's stream."""
+
+
+class LangChainTextStream(TextStream):
+    """Any LangChain chat model through ``model.stream`` (one chunk object and callback per token).
+
+    Args:
+        model: the chat model.
+        messages: the prompt.
+        config: the LangChain run config (callbacks, tags, run name).
+        stop: stop sequences, or None.
+        kwargs: generation parameters (:func:`generation_kwargs_for`).
+    """
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        messages: list[BaseMessage],
+        config: RunnableConfig,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self._chunks = model.stream(messages, config, stop=stop, **kwargs)
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            if chunk.usage_metadata:
+                got = (
+                    int(chunk.usage_metadata.get("input_tokens", 0)),
+                    int(chunk.usage_metadata.get("output_tokens", 0)),
+                )
+                self.usage = got if self.usage is None else (self.usage[0] + got[0], self.usage[1] + got[1])
+            text = chunk.text
+            if text:
+                yield text
+
+    def close(self) -> None:
+        """Close the model's generator (and with it, e.g., the HTTP stream)."""
+        self._chunks.close()
+
+
+class ConverseTextStream(TextStream):
+    """Bedrock ConverseStream read directly: text deltas as ``str``, no LangChain chunk per token.
+
+    The request is the one :class:`~langchain_aws.ChatBedrockConverse` itself sends (its own message
+    conversion and ``_converse_params``, so model defaults, guardrails and additional fields apply
+    the same way); the response's ``contentBlockDelta`` texts are relayed as they come and the
+    ``metadata`` event's usage is kept. LangChain sees one chat-model run (start and end, with the
+    complete message and usage), not one callback per token: ``langchain_aws`` creates a message
+    chunk, a generation chunk and a callback for every delta, about a quarter of a worker's CPU per
+    streamed answer in ``benchmarks/api_bench.py``'s profile. Events and errors:
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html.
+
+    Args:
+        model: an unmodified ``ChatBedrockConverse`` (see :func:`direct_stream_supported`).
+        messages: the prompt.
+        config: the LangChain run config (callbacks, tags, metadata, run name).
+        stop: stop sequences, or None.
+        kwargs: generation parameters (:func:`generation_kwargs_for`).
+
+    Raises:
+        botocore.exceptions.ClientError: Bedrock refused the call or failed mid-stream.
+        ConnectionError: the stream ended without ``messageStop``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        messages: list[BaseMessage],
+        config: RunnableConfig,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        from langchain_aws.chat_models.bedrock_converse import _messages_to_bedrock, _snake_to_camel_keys
+        from langchain_core.callbacks import CallbackManager
+
+        manager = CallbackManager.configure(
+            config.get("callbacks"), inheritable_tags=config.get("tags"), inheritable_metadata=config.get("metadata")
+        )
+        self._run = manager.on_chat_model_start(
+            None, [messages], invocation_params={"stop": stop, **kwargs}, name=config.get("run_name"), batch_size=1
+        )[0]
+        try:
+            bedrock_messages, system = _messages_to_bedrock(
+                messages, model.system, model_id=model._get_base_model(), provider=model.provider
+            )
+            extra = dict(kwargs)
+            additional = extra.pop("additional_model_request_fields", None)
+            params = model._converse_params(
+                stop=stop, additionalModelRequestFields=additional, **_snake_to_camel_keys(extra)
+            )
+            self._stream = model.client.converse_stream(messages=bedrock_messages, system=system, **params)["stream"]
+        except BaseException as exc:
+            self._run.on_llm_error(exc)
+            raise
+        self._pieces: list[str] = []
+
+    def __iter__(self) -> Iterator[str]:
+        stopped = False
+        try:
+            for event in self._stream:
+                delta = event.get("contentBlockDelta")
+                if delta is not None:
+                    text = delta["delta"].get("text")
+                    if text:
+                        self._pieces.append(text)
+                        yield text
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage") or {}
+                    self.usage = (int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0)))
+                elif "messageStop" in event:
+                    stopped = True
+            if not stopped:
+                raise ConnectionError("Incomplete Bedrock response stream: missing messageStop event.")
+        except BaseException as exc:
+            self._run.on_llm_error(exc)
+            raise
+        text = "".join(self._pieces)
+        meta = None
+        if self.usage is not None:
+            meta = UsageMetadata(input_tokens=self.usage[0], output_tokens=self.usage[1], total_tokens=sum(self.usage))
+        self._run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=AIMessage(text, usage_metadata=meta))]]))
+
+    def close(self) -> None:
+        """Close the HTTP stream (the model stops being read)."""
+        self._stream.close()
+
+
+def direct_stream_supported(model: BaseChatModel) -> bool:
+    """True for a plain :class:`~langchain_aws.ChatBedrockConverse` (not a subclass that overrides
+    ``_stream``; no ``raw_blocks`` or ``guard_last_turn_only``): its answers can be read with
+    :class:`ConverseTextStream`."""
+    if not _is_bedrock_converse(model):
+        return False
+    from langchain_aws import ChatBedrockConverse
+
+    return (
+        type(model)._stream is ChatBedrockConverse._stream
+        and getattr(model, "raw_blocks", None) is None
+        and not getattr(model, "guard_last_turn_only", False)
+    )
+
+
+def text_stream_for(model: BaseChatModel) -> type[TextStream]:
+    """The :class:`TextStream` class to read ``model``'s answers with (decided once, when the chain is built)."""
+    return ConverseTextStream if direct_stream_supported(model) else LangChainTextStream
 
 
 # --------------------------------------------------------------------------------------------
@@ -257,12 +419,13 @@ def model_id_of(settings: Settings) -> str:
     return settings.llm_provider
 
 
-def make_chat_model(settings: Settings, *, bedrock_client: Any = None) -> BaseChatModel:
+def make_chat_model(settings: Settings, *, bedrock_client: Any = None, model_id: str | None = None) -> BaseChatModel:
     """Build the chat model ``LLM_PROVIDER`` names.
 
     Args:
         settings: ``LLM_PROVIDER``, ``TEXT2TEXT_MODEL_ID``, region and timeouts.
         bedrock_client: a ``bedrock-runtime`` client (tests); from :func:`rag.aws.make_client` if None.
+        model_id: another Bedrock model id than ``TEXT2TEXT_MODEL_ID`` (e.g. ``CONDENSE_MODEL_ID``).
 
     Returns:
         A LangChain chat model that supports streaming.
@@ -281,7 +444,7 @@ def make_chat_model(settings: Settings, *, bedrock_client: Any = None) -> BaseCh
         client = bedrock_client or make_client(settings.bedrock_service, settings)
         return ChatBedrockConverse(
             client=client,
-            model=settings.text2text_model_id,
+            model=model_id or settings.text2text_model_id,
             region_name=settings.aws_default_region,
             temperature=0.1,
             max_tokens=512,
