@@ -1,7 +1,7 @@
 """gunicorn settings for the RAG API: ``gunicorn -c api/gunicorn.conf.py api.main:app``.
 
 https://docs.gunicorn.org/en/stable/settings.html. Environment overrides: ``RAGAPI_PORT``
-(default 8000), ``WEB_CONCURRENCY`` (workers, default 2), ``GUNICORN_TIMEOUT`` (seconds),
+(default 8000), ``WEB_CONCURRENCY`` (workers, default 1), ``GUNICORN_TIMEOUT`` (seconds),
 ``PROMETHEUS_MULTIPROC_DIR`` (multiprocess metrics).
 
 The API is reachable only from inside the pod: it binds 127.0.0.1 and the kubelet probes it with
@@ -16,7 +16,11 @@ from rag.settings import Settings
 
 _port = int(os.environ.get("RAGAPI_PORT", "8000"))
 bind = [f"127.0.0.1:{_port}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# One worker per pod (more pods via the HPA): benchmarks/api_bench.py measured the pod's PSS at 10k chunks
+# 221 MiB with one worker against 407 MiB with two (each worker holds its own index), and one worker
+# has no keep-alive imbalance (two split 64 connections 30/48: connections stay on the worker that
+# accepted them, so one worker's GIL queues the burst). See docs/api.md "Workers and memory".
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_class = "uvicorn.workers.UvicornWorker"
 # A worker that does not heartbeat for this long is killed and replaced (seconds). Long enough for
 # the first index load (which runs in a thread, so the heartbeat continues) and slow model streams.

@@ -287,6 +287,7 @@ class Sample:
     ttft: float
     total: float
     error: str | None  # None: the answer ended with `done`
+    retry_after: float = 0.0  # seconds the API asked the client to wait (503 + Retry-After)
 
 
 def _question(kind: str) -> str:
@@ -301,11 +302,13 @@ async def api_stream(client: httpx.AsyncClient, base: str, kind: str, session: s
     started = time.perf_counter()
     ttft = None
     error: str | None = "no done event"
+    retry_after = 0.0
     try:
         async with client.stream("POST", f"{base}/api/v1/llm/rag/stream", json=body) as response:
             if response.status_code != 200:
                 data = json.loads(await response.aread() or b"{}")
                 error = f"HTTP {response.status_code} {data.get('error', '')}".strip()
+                retry_after = float(response.headers.get("retry-after") or 0)
             else:
                 event = None
                 async for line in response.aiter_lines():
@@ -320,7 +323,7 @@ async def api_stream(client: httpx.AsyncClient, base: str, kind: str, session: s
     except httpx.HTTPError as exc:
         error = f"client {type(exc).__name__}"
     total = time.perf_counter() - started
-    return Sample(kind, ttft if ttft is not None else total, total, error)
+    return Sample(kind, ttft if ttft is not None else total, total, error, retry_after)
 
 
 async def model_stream(client: httpx.AsyncClient, endpoint: str) -> Sample:
@@ -354,10 +357,14 @@ async def run_api_level(base: str, concurrency: int, seconds: float, on_tick: An
             follow = KINDS[1 + n % 2]
             while time.perf_counter() < deadline:
                 session = f"tenanta:bench@example.com:{uuid.uuid4()}"
-                samples.append(await api_stream(client, base, "first", session))
-                if time.perf_counter() < deadline:
-                    samples.append(await api_stream(client, base, follow, session))
-                follow = KINDS[1] if follow == KINDS[2] else KINDS[2]
+                first = await api_stream(client, base, "first", session)
+                samples.append(first)
+                if first.error is None and time.perf_counter() < deadline:
+                    samples.append(second := await api_stream(client, base, follow, session))
+                    first = second
+                    follow = KINDS[1] if follow == KINDS[2] else KINDS[2]
+                if first.retry_after:  # shed: wait as Retry-After asks
+                    await asyncio.sleep(first.retry_after)
 
         async def ticker() -> None:
             while time.perf_counter() < deadline:
@@ -396,7 +403,7 @@ def py_spy_top(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
         return None
     return subprocess.Popen(
         [str(exe), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100", "--format", "raw",
-         "--output", str(out), "--nonblocking", "--threads"],
+         "--output", str(out)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
 
@@ -467,18 +474,18 @@ def run_config(args: argparse.Namespace, label: str, app_dir: Path, workers: int
                 for i, worker in enumerate(procs[1:]):
                     connections[i] = max(connections[i], _connections(worker, port))
 
-            spy = None
-            if args.profile and c == args.profile_concurrency:
-                spy = py_spy_top(procs[1].pid, int(args.seconds) - 2, work / f"profile-{label}.txt")
             before = sum(_cpu(p) for p in procs)
             started = time.perf_counter()
             samples = asyncio.run(run_api_level(base, c, args.seconds, tick))
             elapsed = time.perf_counter() - started
             cpu = sum(_cpu(p) for p in procs) - before
             answers = sum(s.error is None for s in samples)
-            if spy is not None:
-                spy.wait(timeout=60)
-                profile = top_frames(work / f"profile-{label}.txt")
+            if args.profile and c == args.profile_concurrency:  # an extra run: py-spy costs the worker CPU
+                out = work / f"profile-{label.replace(' ', '-')}.txt"
+                spy = py_spy_top(procs[1].pid, int(args.seconds) - 2, out)
+                asyncio.run(run_api_level(base, c, args.seconds))
+                if spy is not None and spy.wait(timeout=60) == 0:
+                    profile = top_frames(out)
             levels.append(Level(c, samples, model, elapsed, cpu * 1000 / max(1, answers), connections, pss_load))
         return Config(label, workers, levels, pss_idle, profile)
     finally:
@@ -500,6 +507,8 @@ def main() -> None:
     parser.add_argument("--compare", type=Path, default=None,
                         help="another checkout of the project (e.g. `git worktree add /tmp/before main`): served "
                              "first, as the 'before' of the same run")  # fmt: skip
+    parser.add_argument("--compare-workers", type=int, nargs="+", default=None,
+                        help="gunicorn workers of the --compare tree (default: --workers)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy one worker at --profile-concurrency")
     parser.add_argument("--profile-concurrency", type=int, default=64)
     parser.add_argument("--index-report", action="store_true",
@@ -514,7 +523,7 @@ def main() -> None:
         build_index(index, args.chunks, "flat")
         trees = ([("before", args.compare)] if args.compare else []) + [("after" if args.compare else "this", REPO)]
         for label, tree in trees:
-            for workers in args.workers:
+            for workers in (args.compare_workers or args.workers) if label == "before" else args.workers:
                 configs.append(run_config(args, f"{label} w{workers}", tree, workers, index, work, fake_endpoint))
     finally:
         fake.terminate()

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
         description="Bedrock model for rewriting follow-ups (e.g. a faster one); default: TEXT2TEXT_MODEL_ID",
     )
     condense_max_tokens: int = Field(
-        default=96, ge=8, le=1024, description="output tokens of the condense call (a question, not an answer)"
+        default=48, ge=8, le=1024, description="output tokens of the condense call (a question, not an answer)"
     )
     max_inflight_answers: int = Field(
         default=48,

@@ -168,7 +168,7 @@ def test_condense_model_id_builds_a_second_bedrock_model(make_client):
     )
     chain = client.app.state.rag.chain
     assert isinstance(chain.condense_llm, ChatBedrockConverse) and chain.condense_llm.model_id == "fast.model-v1:0"
-    assert chain.llm is not chain.condense_llm and chain.condense_max_tokens == 96  # CONDENSE_MAX_TOKENS default
+    assert chain.llm is not chain.condense_llm and chain.condense_max_tokens == 48  # CONDENSE_MAX_TOKENS default
 
 
 # --- the direct ConverseStream reader -----------------------------------------------------------
