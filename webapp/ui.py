@@ -74,19 +74,25 @@ def stop_with_denial(error: IdentityError) -> NoReturn:
 
 
 @st.cache_resource(show_spinner=False)
-def _dynamodb_client(region: str | None, _settings: Settings) -> Any:
-    """One boto3 DynamoDB client per region and process (holds no tenant or user state)."""
-    from rag.aws import make_client
+def _dynamodb_resource(region: str | None, _settings: Settings) -> Any:
+    """One boto3 DynamoDB resource per region and process (holds no tenant or user state)."""
+    from rag.aws import make_resource
 
-    return make_client("dynamodb", _settings)
+    return make_resource("dynamodb", _settings)
+
+
+@st.cache_resource(show_spinner=False)
+def _sqlite_store(url: str, ttl_seconds: int, _settings: Settings) -> SessionStore:
+    """One SQLite sessions store per file and process (one shared WAL connection; no user state)."""
+    return store_from_settings(_settings)
 
 
 def session_store(settings: Settings) -> SessionStore:
-    """The sessions store for ``settings`` (the DynamoDB client is shared, the SQLite file reopened)."""
-    client = None
-    if not settings.sessions_url and settings.sessions_table:
-        client = _dynamodb_client(settings.aws_default_region, settings)
-    return store_from_settings(settings, dynamodb_client=client)
+    """The sessions store for ``settings`` (the DynamoDB resource and the SQLite connection are shared)."""
+    if settings.sessions_url:
+        return _sqlite_store(str(settings.sessions_url), settings.history_ttl_seconds, settings)
+    resource = _dynamodb_resource(settings.aws_default_region, settings) if settings.sessions_table else None
+    return store_from_settings(settings, dynamodb_resource=resource)
 
 
 # --- header ----------------------------------------------------------------------------
@@ -272,7 +278,9 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
     """
     state = st.session_state
     try:
-        sid = str(manager.session_for_message(identity.tenant, identity.email))
+        sid = str(
+            manager.session_for_message(identity.tenant, identity.email, state.get("session_id"), question=question)
+        )
     except Exception:
         log.exception("sessions store failed on send")
         state.failed = {"question": question, "message": STORE_DOWN}

@@ -15,7 +15,7 @@ from rag.stores.quota import (
     SQLiteCounterStore,
 )
 from tests.unit.api.fakes import SESSION, ScriptedChatModel, parse_sse, rag_body
-from tests.unit.ops.conftest import metric_value
+from tests.unit.rag.stores.conftest import metric_value
 
 #: 2030-01-01T12:00:15Z: 45 s left in the minute (in the future, so no counter is cleaned up early).
 NOW = 1_893_499_215.0

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 from rag.stores.feedback import FeedbackRecord, SQLiteFeedbackStore
 from rag.stores.feedback_export import main as export_main
 from tests.unit.api.fakes import OTHER_TENANT_SESSION, SESSION, ScriptedChatModel, parse_sse, rag_body
-from tests.unit.ops.conftest import metric_value
+from tests.unit.rag.stores.conftest import metric_value
 
 
 def test_answer_id_in_response_done_event_and_history(ops_client) -> None:
