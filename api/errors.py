@@ -7,7 +7,7 @@
 | session of another tenant | 403 | ``forbidden`` |
 | Bedrock throttled, unavailable, unreachable | 503 + ``Retry-After`` | ``model_throttled``, ``model_unavailable`` |
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
-| a store fails (DynamoDB / SQLite): history, sessions, usage, quota, feedback | 503 + ``Retry-After`` | the store's code: ``history_unavailable``, ``usage_unavailable``, ``feedback_unavailable``, ... |
+| a store fails (DynamoDB / SQLite) | 503 + ``Retry-After`` | the store's code, e.g. ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
