@@ -74,25 +74,23 @@ def stop_with_denial(error: IdentityError) -> NoReturn:
 
 
 @st.cache_resource(show_spinner=False)
-def _dynamodb_resource(region: str | None, _settings: Settings) -> Any:
-    """One boto3 DynamoDB resource per region and process (holds no tenant or user state)."""
-    from rag.aws import make_resource
-
-    return make_resource("dynamodb", _settings)
-
-
-@st.cache_resource(show_spinner=False)
-def _sqlite_store(url: str, ttl_seconds: int, _settings: Settings) -> SessionStore:
-    """One SQLite sessions store per file and process (one shared WAL connection; no user state)."""
+def _shared_session_store(
+    url: str | None, table: str | None, region: str | None, ttl_seconds: int, _settings: Settings
+) -> SessionStore:
+    """One sessions store per configuration and process: its DynamoDB resource or SQLite connection is
+    shared by every browser session (the store holds no tenant or user state; every call names the user)."""
     return store_from_settings(_settings)
 
 
 def session_store(settings: Settings) -> SessionStore:
-    """The sessions store for ``settings`` (the DynamoDB resource and the SQLite connection are shared)."""
-    if settings.sessions_url:
-        return _sqlite_store(str(settings.sessions_url), settings.history_ttl_seconds, settings)
-    resource = _dynamodb_resource(settings.aws_default_region, settings) if settings.sessions_table else None
-    return store_from_settings(settings, dynamodb_resource=resource)
+    """The sessions store for ``settings`` (shared by all browser sessions of this process)."""
+    return _shared_session_store(
+        settings.sessions_url,
+        settings.sessions_table,
+        settings.aws_default_region,
+        settings.history_ttl_seconds,
+        settings,
+    )
 
 
 # --- header ----------------------------------------------------------------------------
