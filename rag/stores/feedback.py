@@ -222,22 +222,17 @@ class DynamoDBFeedbackStore:
             FeedbackUnavailableError: DynamoDB failed, or keys stayed unprocessed for
                 :data:`BATCH_GET_ROUNDS` rounds (throttling).
         """
-        from boto3.dynamodb.types import TypeDeserializer
-
-        deserializer = TypeDeserializer()
+        # the resource's client takes and returns plain Python values (boto3 serialises them)
         client, name = self.table.meta.client, self.table.name
         unique = list(dict.fromkeys(feedback_ids))
         found: dict[str, FeedbackRecord] = {}
         with dynamodb_errors(FeedbackUnavailableError, "feedback"):
             for start in range(0, len(unique), BATCH_GET_KEYS):
-                keys = [
-                    {"TenantId": {"S": tenant}, "FeedbackId": {"S": k}} for k in unique[start : start + BATCH_GET_KEYS]
-                ]
+                keys = [{"TenantId": tenant, "FeedbackId": k} for k in unique[start : start + BATCH_GET_KEYS]]
                 request: dict[str, Any] = {name: {"Keys": keys, "ConsistentRead": True}}
                 for _ in range(BATCH_GET_ROUNDS):
                     page = client.batch_get_item(RequestItems=request)
-                    for raw in page.get("Responses", {}).get(name, []):
-                        item = {k: deserializer.deserialize(v) for k, v in raw.items()}
+                    for item in page.get("Responses", {}).get(name, []):
                         found[str(item["FeedbackId"])] = _from_item(tenant, item)
                     request = page.get("UnprocessedKeys") or {}
                     if not request:

@@ -83,6 +83,26 @@ DEFAULT_PAGE = 50
 MAX_PAGE = 100
 #: Longest user id accepted (Cognito's ``sub`` is a 36-character UUID).
 MAX_USER_CHARS = 256
+#: The table's ``CreateTable`` key schema, attributes and index (what ``onboard-tenant.sh`` creates;
+#: tests create theirs from this). https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/LSI.html
+TABLE_DEFINITION: dict[str, Any] = {
+    "KeySchema": [{"AttributeName": HASH_KEY, "KeyType": "HASH"}, {"AttributeName": RANGE_KEY, "KeyType": "RANGE"}],
+    "AttributeDefinitions": [
+        {"AttributeName": HASH_KEY, "AttributeType": "S"},
+        {"AttributeName": RANGE_KEY, "AttributeType": "S"},
+        {"AttributeName": "last_activity", "AttributeType": "N"},
+    ],
+    "LocalSecondaryIndexes": [
+        {
+            "IndexName": ACTIVITY_INDEX,
+            "KeySchema": [
+                {"AttributeName": HASH_KEY, "KeyType": "HASH"},
+                {"AttributeName": "last_activity", "KeyType": "RANGE"},
+            ],
+            "Projection": {"ProjectionType": "ALL"},
+        }
+    ],
+}
 _CONDITION_FAILED = frozenset({"ConditionalCheckFailedException"})
 _SPACES = re.compile(r"\s+")
 

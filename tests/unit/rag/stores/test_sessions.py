@@ -12,11 +12,11 @@ from moto import mock_aws
 from rag.settings import load_settings
 from rag.stores.base import StoreUnavailableError
 from rag.stores.sessions import (
-    ACTIVITY_INDEX,
     HASH_KEY,
     MAX_PAGE,
     MAX_TITLE_CHARS,
     RANGE_KEY,
+    TABLE_DEFINITION,
     Conversation,
     ConversationNotFoundError,
     DynamoSessionStore,
@@ -44,26 +44,7 @@ class Clock:
 
 def sessions_table(client, name: str = "tenanta-sessions") -> None:
     """The table as deploy-scripts/onboard-tenant.sh creates it."""
-    client.create_table(
-        TableName=name,
-        KeySchema=[{"AttributeName": HASH_KEY, "KeyType": "HASH"}, {"AttributeName": RANGE_KEY, "KeyType": "RANGE"}],
-        AttributeDefinitions=[
-            {"AttributeName": HASH_KEY, "AttributeType": "S"},
-            {"AttributeName": RANGE_KEY, "AttributeType": "S"},
-            {"AttributeName": "last_activity", "AttributeType": "N"},
-        ],
-        LocalSecondaryIndexes=[
-            {
-                "IndexName": ACTIVITY_INDEX,
-                "KeySchema": [
-                    {"AttributeName": HASH_KEY, "KeyType": "HASH"},
-                    {"AttributeName": "last_activity", "KeyType": "RANGE"},
-                ],
-                "Projection": {"ProjectionType": "ALL"},
-            }
-        ],
-        BillingMode="PAY_PER_REQUEST",
-    )
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **TABLE_DEFINITION)
 
 
 @pytest.fixture
