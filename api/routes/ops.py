@@ -17,7 +17,7 @@ from fastapi.responses import StreamingResponse
 from api import metrics
 from api.deps import FeedbackStoreDep, HistoryDep, ModelIdDep, TenantDep, UsageStoreDep, check_session
 from api.errors import ApiError
-from api.schemas import ErrorBody, FeedbackRequest, FeedbackResponse
+from rag.contract import ErrorBody, FeedbackRequest, FeedbackResponse
 from rag.stores.feedback import FeedbackRecord, feedback_key, to_jsonl
 from rag.stores.history import utc_now_iso
 from rag.stores.usage import summarize

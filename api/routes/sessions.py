@@ -13,7 +13,7 @@ from fastapi import APIRouter, Response
 from fastapi.concurrency import run_in_threadpool
 
 from api.deps import FeedbackStoreDep, HistoryDep, OwnSessionDep, TenantDep
-from api.schemas import ErrorBody, HistoryMessage, HistoryResponse, Source
+from rag.contract import ErrorBody, HistoryMessage, HistoryResponse, Source
 from rag.stores.base import StoreUnavailableError
 from rag.stores.feedback import FeedbackRecord, FeedbackStore, feedback_key
 
