@@ -364,6 +364,7 @@ def test_hung_dynamodb_is_a_quick_503(fake_bedrock, aws_env, tmp_path, sagemaker
             response = http.post("/api/v1/llm/rag", json=ASK)
             elapsed = time.monotonic() - started
         _assert_503(response, "history_unavailable", "2")
+        print(f"hung DynamoDB: 503 after {elapsed:.2f} s (budget {budget:.2f} s, {attempts} attempts)")
         # bounded by the configured AWS_DATA_* timeouts and attempts (+1 s for the request's own work),
         # and it really waited for each attempt's read timeout (not failed for another reason)
         assert attempts * settings.aws_data_read_timeout_seconds <= elapsed <= budget + 1.0, (elapsed, budget)
