@@ -133,9 +133,9 @@ class SharedConnections:
         self._statement_lock = threading.Lock()
         self._conn: sqlite3.Connection | None = None
         self._local = threading.local()
-        self._retrying = Retrying(
+        self._retrying = Retrying(  # the attempts after a first one that was busy (see execute)
             retry=retry_if_exception(is_busy),
-            stop=stop_after_attempt(BUSY_ATTEMPTS) | stop_after_delay(BUSY_TIMEOUT_MS / 1000),
+            stop=stop_after_attempt(max(1, BUSY_ATTEMPTS - 1)) | stop_after_delay(BUSY_TIMEOUT_MS / 1000),
             wait=wait_random_exponential(multiplier=0.01, max=BUSY_MAX_BACKOFF_SECONDS),
             before_sleep=before_sleep_log(logger, logging.INFO),
             reraise=True,
@@ -194,6 +194,12 @@ class SharedConnections:
                 fails, including "database is locked" after :data:`BUSY_ATTEMPTS` attempts.
         """
         try:
+            try:
+                return self._run(sql, params)  # the usual case, without the retry machinery's cost
+            except sqlite3.OperationalError as exc:
+                if not is_busy(exc):
+                    raise
+                logger.info("%s (SQLite %s) busy, retrying: %s", self.label, self.path, exc)
             return self._retrying(self._run, sql, params)
         except (sqlite3.Error, OSError) as exc:
             raise self.error(f"{self.label} (SQLite {self.path}) failed: {exc}") from exc
