@@ -95,6 +95,8 @@ def main() -> None:
                 done.set()
                 sampler.join()
                 rows.append((n, opened, peak[0], elapsed))
+                print(f"sessions={n}: idle {idle:.0f} MiB, open {opened:.0f} MiB, peak {peak[0]:.0f} MiB, "
+                      f"answered in {elapsed:.1f} s", flush=True)  # fmt: skip
                 for page in pages:
                     page.close()
     finally:

@@ -206,7 +206,10 @@ class AnswerTurn:
         """
         loop = asyncio.get_running_loop()
         self._relay = relay = TokenRelay(loop, self.state.settings.stream_flush_seconds)
-        context = contextvars.copy_context()  # the request id of the logs
+        # Context variables that must reach the thread: the logs' request id (rag.logs.request_id_var, set by
+        # the middleware) and LangChain's own tracing context (e.g. collect_runs); nothing per request of
+        # the answer travels this way (k, generation parameters, sinks are arguments of AnswerChain.run).
+        context = contextvars.copy_context()
         self._future = loop.run_in_executor(self.state.chain_executor, context.run, self._run)
         self.started_thread = True
         self._future.add_done_callback(lambda _: relay.close())
