@@ -1,29 +1,41 @@
-"""Chat session ids per user, renewed after a period of inactivity.
+"""A user's conversations (chat sessions): many per user, newest first, renamable, deletable.
 
-One row per user (``<tenant>:<email>``) holds the current session id and when it was last used
-(epoch seconds). The row lives in the tenant's DynamoDB table (``SESSIONS_TABLE``, HASH key
-``TenantId``) or, for the local demo and tests, in SQLite (``SESSIONS_URL=sqlite:///path``).
+Each conversation is one row keyed by the user (``<tenant>:<user>``, :attr:`webapp.identity.Identity.user_key`)
+and the conversation id (the session id ``<tenant>:<email>:<uuid>`` the API's history is stored under).
+A row holds the title (the first question, renamable), when it was created and when it was last used
+(epoch seconds). Rows live in the tenant's DynamoDB table (``SESSIONS_TABLE``: HASH key ``TenantId`` =
+the user key, RANGE key ``ConversationId``) or, for the local demo and tests, in SQLite
+(``SESSIONS_URL=sqlite:///path``).
 
-Idleness is checked when a message is *sent* (:meth:`SessionManager.session_for_message`), not
-only when the page loads: a tab left open past ``SESSION_IDLE_SECONDS`` starts a new session
-with its next message (the reference deployment kept sending the stale id).
+Only the user's own rows can be read: every call takes the user key, and a conversation id
+is only ever looked up under it, so another user's id is "not found", never opened.
+
+Idleness is checked when a message is *sent* (:meth:`SessionManager.conversation_for_message`): the
+first message after ``SESSION_IDLE_SECONDS`` of inactivity starts a new conversation; the old one
+stays in the list.
 """
 
 from __future__ import annotations
 
-import sqlite3
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.tenant import SessionId, parse_session_id
+from rag.stores.sqlite import connect
+from rag.tenant import InvalidSessionIdError, InvalidTenantIdError, SessionId, parse_session_id
 
-#: The DynamoDB table's partition key (as the onboarding script creates it).
+#: The DynamoDB table's partition key: the user key ``<tenant>:<user>``.
 HASH_KEY = "TenantId"
+#: The DynamoDB table's sort key: the conversation (session) id.
+RANGE_KEY = "ConversationId"
+#: Longest conversation title kept (characters); longer first questions are cut with an ellipsis.
+MAX_TITLE_CHARS = 80
+#: Most conversations listed in the sidebar (newest first).
+MAX_LISTED = 100
 
 
 def now() -> float:
@@ -31,72 +43,112 @@ def now() -> float:
     return time.time()
 
 
+def title_from(question: str) -> str:
+    """A conversation title from its first question: one line, at most :data:`MAX_TITLE_CHARS`."""
+    text = " ".join(question.split())
+    if len(text) <= MAX_TITLE_CHARS:
+        return text or "New chat"
+    return text[: MAX_TITLE_CHARS - 1].rstrip() + "…"
+
+
 @dataclass(frozen=True, slots=True)
-class SessionRecord:
-    """A user's current session.
+class Conversation:
+    """One conversation of a user.
 
     Attributes:
-        session_id: ``<tenant>:<email>:<uuid>``.
-        last_active: when the session was last used, epoch seconds.
+        conversation_id: the session id ``<tenant>:<email>:<uuid>`` (the API's history key).
+        title: the first question, or the name the user gave it.
+        created_at: when it was started, epoch seconds.
+        last_active: when a message was last sent in it, epoch seconds.
     """
 
-    session_id: str
+    conversation_id: str
+    title: str
+    created_at: float
     last_active: float
 
 
 class SessionStore(Protocol):
-    """Where the per-user session rows live."""
+    """Where a user's conversation rows live (every method is scoped to one user key)."""
 
-    def get(self, user_key: str) -> SessionRecord | None:
-        """The user's row, or None."""
+    def list(self, user_key: str, limit: int = MAX_LISTED) -> list[Conversation]:
+        """The user's conversations, most recently active first."""
 
-    def put(self, user_key: str, record: SessionRecord) -> None:
-        """Create or replace the user's row."""
+    def get(self, user_key: str, conversation_id: str) -> Conversation | None:
+        """The user's conversation, or None (also for another user's id)."""
+
+    def put(self, user_key: str, conversation: Conversation) -> None:
+        """Create or replace the user's conversation row."""
+
+    def delete(self, user_key: str, conversation_id: str) -> None:
+        """Remove the row (idempotent)."""
 
 
 class SqliteSessionStore:
-    """Session rows in a SQLite file (local demo, tests).
+    """Conversation rows in a SQLite file (local demo, tests), opened with :func:`rag.stores.sqlite.connect`.
 
     Args:
         path: the database file; created with its parent directory when missing.
     """
 
+    SCHEMA = (
+        "CREATE TABLE IF NOT EXISTS conversations ("
+        " user_key TEXT NOT NULL, conversation_id TEXT NOT NULL, title TEXT NOT NULL,"
+        " created_at REAL NOT NULL, last_active REAL NOT NULL, PRIMARY KEY (user_key, conversation_id));"
+        "CREATE INDEX IF NOT EXISTS conversations_recent ON conversations (user_key, last_active);"
+    )
+
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        with self._connect() as conn:
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS sessions ("
-                " user_key TEXT PRIMARY KEY, session_id TEXT NOT NULL, last_active REAL NOT NULL)"
-            )
+        self._conn = connect(self.path, self.SCHEMA)
 
-    def _connect(self) -> sqlite3.Connection:
-        return sqlite3.connect(self.path, timeout=5.0)
+    def list(self, user_key: str, limit: int = MAX_LISTED) -> list[Conversation]:
+        """The user's conversations, most recently active first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT conversation_id, title, created_at, last_active FROM conversations"
+                " WHERE user_key = ? ORDER BY last_active DESC LIMIT ?",
+                (user_key, limit),
+            ).fetchall()
+        return [Conversation(r[0], r[1], float(r[2]), float(r[3])) for r in rows]
 
-    def get(self, user_key: str) -> SessionRecord | None:
-        """The user's row, or None."""
-        with self._lock, self._connect() as conn:
-            row = conn.execute(
-                "SELECT session_id, last_active FROM sessions WHERE user_key = ?", (user_key,)
+    def get(self, user_key: str, conversation_id: str) -> Conversation | None:
+        """The user's conversation, or None."""
+        with self._lock:
+            row = self._conn.execute(
+                "SELECT conversation_id, title, created_at, last_active FROM conversations"
+                " WHERE user_key = ? AND conversation_id = ?",
+                (user_key, conversation_id),
             ).fetchone()
-        return SessionRecord(session_id=row[0], last_active=float(row[1])) if row else None
+        return Conversation(row[0], row[1], float(row[2]), float(row[3])) if row else None
 
-    def put(self, user_key: str, record: SessionRecord) -> None:
-        """Create or replace the user's row."""
-        with self._lock, self._connect() as conn:
-            conn.execute(
-                "INSERT INTO sessions (user_key, session_id, last_active) VALUES (?, ?, ?)"
-                " ON CONFLICT(user_key) DO UPDATE SET session_id = excluded.session_id,"
-                " last_active = excluded.last_active",
-                (user_key, record.session_id, record.last_active),
+    def put(self, user_key: str, conversation: Conversation) -> None:
+        """Create or replace the user's conversation row."""
+        with self._lock:
+            self._conn.execute(
+                "INSERT INTO conversations (user_key, conversation_id, title, created_at, last_active)"
+                " VALUES (?, ?, ?, ?, ?) ON CONFLICT(user_key, conversation_id) DO UPDATE SET"
+                " title = excluded.title, last_active = excluded.last_active",
+                (user_key, conversation.conversation_id, conversation.title, conversation.created_at,
+                 conversation.last_active),
+            )  # fmt: skip
+
+    def delete(self, user_key: str, conversation_id: str) -> None:
+        """Remove the row (idempotent)."""
+        with self._lock:
+            self._conn.execute(
+                "DELETE FROM conversations WHERE user_key = ? AND conversation_id = ?", (user_key, conversation_id)
             )
 
 
 class DynamoSessionStore:
-    """Session rows in the tenant's DynamoDB table.
+    """Conversation rows in the tenant's DynamoDB table.
 
-    Item shape: ``{"TenantId": "<tenant>:<email>", "session_id": "...", "last_active": <epoch s>}``.
+    Item shape: ``{"TenantId": "<tenant>:<user>", "ConversationId": "<session id>", "title": "...",
+    "created_at": <epoch s>, "last_active": <epoch s>}``. Listing is a ``Query`` on the partition
+    (https://docs.aws.amazon.com/amazondynamodb/latest/APIReference/API_Query.html), sorted here by
+    ``last_active`` (a user has at most a few hundred rows).
 
     Args:
         client: a boto3 DynamoDB client (from :func:`rag.aws.make_client`).
@@ -107,33 +159,76 @@ class DynamoSessionStore:
         self.client = client
         self.table = table
 
-    def get(self, user_key: str) -> SessionRecord | None:
-        """The user's row, or None (strongly consistent read)."""
-        item = self.client.get_item(TableName=self.table, Key={HASH_KEY: {"S": user_key}}, ConsistentRead=True).get(
-            "Item"
+    @staticmethod
+    def _from_item(item: dict[str, Any]) -> Conversation:
+        return Conversation(
+            conversation_id=item[RANGE_KEY]["S"],
+            title=item.get("title", {}).get("S", "New chat"),
+            created_at=float(item.get("created_at", {}).get("N", "0")),
+            last_active=float(item.get("last_active", {}).get("N", "0")),
         )
-        if not item or "session_id" not in item:
-            return None
-        return SessionRecord(session_id=item["session_id"]["S"], last_active=float(item["last_active"]["N"]))
 
-    def put(self, user_key: str, record: SessionRecord) -> None:
-        """Create or replace the user's row."""
+    def list(self, user_key: str, limit: int = MAX_LISTED) -> list[Conversation]:
+        """The user's conversations, most recently active first."""
+        items: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {
+            "TableName": self.table,
+            "KeyConditionExpression": "#k = :k",
+            "ExpressionAttributeNames": {"#k": HASH_KEY},
+            "ExpressionAttributeValues": {":k": {"S": user_key}},
+            "ConsistentRead": True,
+        }
+        while True:
+            page = self.client.query(**kwargs)
+            items.extend(page.get("Items", []))
+            if "LastEvaluatedKey" not in page:
+                break
+            kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+        rows = [self._from_item(i) for i in items if RANGE_KEY in i]
+        return sorted(rows, key=lambda c: c.last_active, reverse=True)[:limit]
+
+    def get(self, user_key: str, conversation_id: str) -> Conversation | None:
+        """The user's conversation, or None (strongly consistent read)."""
+        item = self.client.get_item(
+            TableName=self.table,
+            Key={HASH_KEY: {"S": user_key}, RANGE_KEY: {"S": conversation_id}},
+            ConsistentRead=True,
+        ).get("Item")
+        return self._from_item(item) if item else None
+
+    def put(self, user_key: str, conversation: Conversation) -> None:
+        """Create or replace the user's conversation row."""
         self.client.put_item(
             TableName=self.table,
             Item={
                 HASH_KEY: {"S": user_key},
-                "session_id": {"S": record.session_id},
-                "last_active": {"N": str(int(record.last_active))},
+                RANGE_KEY: {"S": conversation.conversation_id},
+                "title": {"S": conversation.title},
+                "created_at": {"N": repr(float(conversation.created_at))},
+                "last_active": {"N": repr(float(conversation.last_active))},
             },
         )
 
+    def delete(self, user_key: str, conversation_id: str) -> None:
+        """Remove the row (idempotent)."""
+        self.client.delete_item(
+            TableName=self.table, Key={HASH_KEY: {"S": user_key}, RANGE_KEY: {"S": conversation_id}}
+        )
+
+
+class ConversationNotFoundError(LookupError):
+    """The conversation id is not one of the user's conversations (another user's, deleted, or malformed)."""
+
 
 class SessionManager:
-    """Hands out the session id to use for a user, renewing it after ``idle_seconds``.
+    """The user's conversations: which one a message goes to, resuming, renaming, deleting.
+
+    A new conversation is a *draft* until its first message: :meth:`new_draft` hands out an id
+    without storing anything, so "New chat" and page loads do not fill the list with empty rows.
 
     Args:
         store: where the rows live.
-        idle_seconds: inactivity after which the next message starts a new session, in seconds.
+        idle_seconds: inactivity after which the next message starts a new conversation, in seconds.
         clock: returns epoch seconds (default :func:`now`).
     """
 
@@ -142,50 +237,115 @@ class SessionManager:
         self.idle_seconds = idle_seconds
         self.clock = clock or now
 
-    def _valid(self, record: SessionRecord | None, tenant: str, email: str) -> SessionId | None:
-        if record is None:
-            return None
-        try:
-            sid = parse_session_id(record.session_id)
-        except ValueError:
-            return None
-        return sid if (sid.tenant, sid.email) == (tenant, email) else None
+    @staticmethod
+    def new_draft(tenant: str, email: str) -> SessionId:
+        """A fresh conversation id for the user (stored only once a message is sent)."""
+        return SessionId.new(tenant, email)
 
-    def is_idle(self, record: SessionRecord, at: float | None = None) -> bool:
-        """True when ``record`` was last used more than ``idle_seconds`` before ``at`` (default now)."""
-        return (self.clock() if at is None else at) - record.last_active > self.idle_seconds
+    def list(self, user_key: str) -> list[Conversation]:
+        """The user's conversations, most recently active first."""
+        return self.store.list(user_key)
 
-    def current(self, tenant: str, email: str) -> SessionId:
-        """The session to show on page load: the stored one unless idle, else a new one.
+    def owned(self, user_key: str, conversation_id: str) -> Conversation:
+        """The user's stored conversation ``conversation_id``.
 
-        Does not mark the session as used (loading a page is not chat activity), except that a
-        new session is stored straight away so that other tabs agree on it.
+        Raises:
+            ConversationNotFoundError: malformed id, another tenant's or user's, or deleted.
         """
-        record = self.store.get(f"{tenant}:{email}")
-        sid = self._valid(record, tenant, email)
-        if sid is not None and record is not None and not self.is_idle(record):
-            return sid
-        return self.renew(tenant, email)
+        try:
+            parsed = parse_session_id(conversation_id)
+        except (InvalidSessionIdError, InvalidTenantIdError):
+            raise ConversationNotFoundError("malformed conversation id") from None
+        if not user_key.startswith(f"{parsed.tenant}:"):
+            raise ConversationNotFoundError("another tenant's conversation")
+        found = self.store.get(user_key, str(parsed))
+        if found is None:
+            raise ConversationNotFoundError("not one of the user's conversations")
+        return found
 
-    def session_for_message(self, tenant: str, email: str) -> SessionId:
-        """The session a message being sent now belongs to; marks it used.
+    def latest(self, user_key: str) -> Conversation | None:
+        """The conversation to show on page load: the most recent one, unless it is idle."""
+        rows = self.store.list(user_key, limit=1)
+        if rows and not self.is_idle(rows[0]):
+            return rows[0]
+        return None
 
-        Renews the id when the stored one is idle (or missing), so the first message after an
-        idle period starts a new conversation.
+    def is_idle(self, conversation: Conversation, at: float | None = None, *, opened_at: float = 0.0) -> bool:
+        """True when neither a message nor an explicit open happened in the last ``idle_seconds``.
+
+        Args:
+            conversation: the row.
+            at: the time to judge at (default now), epoch seconds.
+            opened_at: when the user last opened (resumed) it on this page, epoch seconds; resuming
+                an old conversation on purpose makes it current again.
+        """
+        last = max(conversation.last_active, opened_at)
+        return (self.clock() if at is None else at) - last > self.idle_seconds
+
+    def conversation_for_message(
+        self, user_key: str, conversation_id: str, question: str, *, draft: bool, opened_at: float = 0.0
+    ) -> Conversation:
+        """The conversation a message being sent now belongs to; stores it as used.
+
+        A draft (an id from :meth:`new_draft` of this page) becomes a row titled from ``question``;
+        an idle conversation is left as it is and a new one is started (its id differs from
+        ``conversation_id``).
+
+        Args:
+            user_key: the verified user's key.
+            conversation_id: the conversation shown on the page.
+            question: the message being sent (titles a new row).
+            draft: True when the page created ``conversation_id`` itself with :meth:`new_draft`; an
+                id that is neither a draft nor one of the user's rows is refused, so an id taken
+                from elsewhere (the URL, another user) never gets the user's messages.
+            opened_at: see :meth:`is_idle`.
+
+        Raises:
+            ConversationNotFoundError: ``conversation_id`` is malformed, another tenant's, or not a
+                draft and not one of the user's conversations.
         """
         at = self.clock()
-        record = self.store.get(f"{tenant}:{email}")
-        sid = self._valid(record, tenant, email)
-        if sid is None or record is None or self.is_idle(record, at):
-            sid = SessionId.new(tenant, email)
-        self.store.put(sid.user_key, SessionRecord(session_id=str(sid), last_active=at))
-        return sid
+        try:
+            parsed = parse_session_id(conversation_id)
+        except (InvalidSessionIdError, InvalidTenantIdError):
+            raise ConversationNotFoundError("malformed conversation id") from None
+        if not user_key.startswith(f"{parsed.tenant}:"):
+            raise ConversationNotFoundError("another tenant's conversation")
+        existing = self.store.get(user_key, str(parsed))
+        if existing is None and not draft:
+            raise ConversationNotFoundError("not one of the user's conversations")
+        if existing is not None and self.is_idle(existing, at, opened_at=opened_at):
+            parsed, existing = self.new_draft(parsed.tenant, parsed.email), None
+        if existing is None:
+            row = Conversation(str(parsed), title_from(question), created_at=at, last_active=at)
+        else:
+            row = replace(existing, last_active=at)
+        self.store.put(user_key, row)
+        return row
 
-    def renew(self, tenant: str, email: str) -> SessionId:
-        """Start a new session now ("New chat", or after an idle period)."""
-        sid = SessionId.new(tenant, email)
-        self.store.put(sid.user_key, SessionRecord(session_id=str(sid), last_active=self.clock()))
-        return sid
+    def rename(self, user_key: str, conversation_id: str, title: str) -> Conversation:
+        """Give the conversation a new title (trimmed to one line, at most :data:`MAX_TITLE_CHARS`).
+
+        Raises:
+            ConversationNotFoundError: not one of the user's conversations.
+            ValueError: the title is blank.
+        """
+        row = self.owned(user_key, conversation_id)
+        clean = " ".join(title.split())[:MAX_TITLE_CHARS]
+        if not clean:
+            raise ValueError("the title must not be blank")
+        renamed = replace(row, title=clean)
+        self.store.put(user_key, renamed)
+        return renamed
+
+    def delete(self, user_key: str, conversation_id: str) -> None:
+        """Remove the user's conversation row (the caller deletes its history in the API).
+
+        Raises:
+            ConversationNotFoundError: not one of the user's conversations.
+        """
+        row = self.owned(user_key, conversation_id)
+        self.store.delete(user_key, row.conversation_id)
 
 
 def store_from_settings(settings: Settings, dynamodb_client: Any = None) -> SessionStore:

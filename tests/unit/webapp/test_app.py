@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from rag.stores import sessions
 from rag.tenant import parse_session_id
 from tests.unit.webapp.conftest import EMAIL, TENANT, FakeRagApi, bearer
-from webapp.api_client import ApiError, ChatMessage, Source
+from webapp.api_client import ApiError, HistoryMessage, Source
 
 
 def texts(at) -> str:
