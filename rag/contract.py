@@ -157,6 +157,9 @@ class HistoryMessage(BaseModel):
     sources: list[Source] | None = None
     created_at: str
     answer_id: str | None = None
+    rating: Literal["up", "down"] | None = Field(
+        default=None, description="The user's current rating of this answer (assistant messages), when rated."
+    )
 
 
 class HistoryResponse(BaseModel):

@@ -106,5 +106,8 @@ def history_to_messages(history: list[HistoryMessage]) -> list[dict[str, Any]]:
     messages = []
     for m in history:
         grounded = m.role == "user" or bool(m.sources)
-        messages.append(message_dict(m.role, m.content, m.sources, answer_id=m.answer_id, grounded=grounded))
+        message = message_dict(m.role, m.content, m.sources, answer_id=m.answer_id, grounded=grounded)
+        if m.rating:
+            message["rating"] = m.rating
+        messages.append(message)
     return messages

@@ -363,7 +363,7 @@ def render_answer(
 ) -> None:
     """An assistant message: safe Markdown with ``[n]`` links, the source cards, the actions."""
     sources = list(message.get("sources") or [])
-    answer_key = str(message.get("answer_id") or f"m{index}")
+    answer_key = f"m{index}-{message.get('answer_id') or 'local'}"  # unique per page: widget keys, anchors
     grounded = bool(message.get("grounded", True))
     anchors = {n: anchor_id(answer_key, n) for n in range(1, len(sources) + 1)} if grounded else {}
     st.markdown(safe_answer_markdown(str(message["content"]), anchors, settings.webchat_image_hosts))
@@ -454,7 +454,7 @@ def send(
         had_messages = bool(state.messages)
         state.messages, state.history_error = [], None
         if had_messages:
-            state.notice = IDLE_NOTICE
+            state.after_answer_notice = IDLE_NOTICE  # shown with the answer (this run is replaced by a rerun)
             state.pending = question
             st.rerun()
         regenerate = False
@@ -519,4 +519,5 @@ def _stream_answer(answer: AnswerStream, question: str, client: RagApiClient, se
     state.streaming = None
     state.messages.extend([message_dict("user", question), message])
     state.failed = None
+    state.notice = state.pop("after_answer_notice", None)
     st.rerun()

@@ -48,7 +48,7 @@ from rag.answer.models import GenerationParams
 from rag.answer.tracing import span
 from rag.contract import SNIPPET_CHARS, ErrorBody, RagRequest, RagResponse, RetrievedDoc, Source, Usage
 from rag.logs import request_id_var
-from rag.stores.history import Turn, utc_now_iso
+from rag.stores.history import Turn, replace_last_turn, utc_now_iso
 from rag.stores.quota import QuotaExceededError
 from rag.stores.usage import UsageRecord
 from rag.tenant import SessionId
@@ -62,6 +62,7 @@ HISTORY_TURNS = 10
 SSE_PING_SECONDS = 15
 _ERRORS = {
     403: {"model": ErrorBody},
+    409: {"model": ErrorBody},
     413: {"model": ErrorBody},
     422: {"model": ErrorBody},
     429: {"model": ErrorBody},
@@ -125,6 +126,10 @@ async def _prepare(state: RagState, body: RagRequest, tenant: str) -> tuple[Sess
             turns = await run_in_threadpool(state.history.load, body.user_session_id, limit=HISTORY_TURNS)
     except Exception as exc:
         raise classify_exception(exc) from None
+    if body.regenerate:  # answer the last question again, without its old answer in the context
+        if not turns or turns[-1].question != body.q:
+            raise ApiError(409, "nothing_to_regenerate", "q is not the session's last question; nothing to regenerate.")
+        turns = turns[:-1]
     return session, [(t.question, t.answer) for t in turns]
 
 
@@ -186,9 +191,13 @@ async def _save_turn(
         answer_id=answer_id,
         model_id=state.model_id,
     )
+    sid, store = body.user_session_id, state.history
     try:
         with span("history.append"):
-            await run_in_threadpool(state.history.append, body.user_session_id, turn)
+            if body.regenerate:  # the new answer replaces the last turn: the history keeps one turn, not two
+                await run_in_threadpool(replace_last_turn, store, sid, turn)
+            else:
+                await run_in_threadpool(store.append, sid, turn)
     except Exception as exc:
         raise classify_exception(exc) from None
 

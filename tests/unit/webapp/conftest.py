@@ -15,9 +15,9 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from streamlit.testing.v1 import AppTest
 
+from rag.contract import DocumentLinkResponse, Usage
 from tests.conftest import REPO_ROOT
 from webapp import api_client, identity
-from rag.contract import DocumentLinkResponse, Usage
 from webapp.api_client import ApiError, DoneEvent, HistoryMessage, Source, SourcesEvent, TokenEvent
 
 APP_PATH = str(REPO_ROOT / "webapp" / "app.py")
@@ -109,7 +109,7 @@ class FakeRagApi:
     error: ApiError | None = None
     history_error: ApiError | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
-    answer_id: str = "ans-1"
+    answer_id: str | None = None  # None: "ans-<n>" for the n-th call (the API's ids are unique)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     feedback_error: ApiError | None = None
     links: list[str] = field(default_factory=list)
@@ -126,7 +126,11 @@ class FakeRagApi:
         yield SourcesEvent(sources=list(self.sources))
         usage = Usage(input_tokens=3, output_tokens=5, total_tokens=8)
         yield DoneEvent(
-            session_id=session_id, answer=self.answer + " ", usage=usage, model_id="fake", answer_id=self.answer_id
+            session_id=session_id,
+            answer=self.answer + " ",
+            usage=usage,
+            model_id="fake",
+            answer_id=self.answer_id if self.answer_id is not None else f"ans-{len(self.calls)}",
         )
 
     def document_link(self, source: str) -> DocumentLinkResponse:
