@@ -78,14 +78,18 @@ def safe_answer_markdown(
     allowed = tuple(allowed_image_hosts)
     out = neutralise_bidi(text).replace("<", "&lt;")
 
+    kept: list[str] = []
+
     def image(m: re.Match[str]) -> str:
         if allowed and _image_allowed(m.group("url"), allowed):
-            return m.group(0)
+            kept.append(m.group(0))
+            return f"\x00{len(kept) - 1}\x00"
         alt = m.group("alt").strip() or "image"
-        return f"\\[{alt}: {m.group('url')}\\]".replace("](", "]\\(")
+        return f"\\[{alt}: {m.group('url')}\\]"
 
-    out = _IMAGE_RE.sub(image, out)
+    out = _IMAGE_RE.sub(image, out.replace("\x00", ""))
     out = out.replace("![", "!\\[")  # reference-style or malformed images: never rendered
+    out = re.sub("\x00(\\d+)\x00", lambda m: kept[int(m.group(1))], out)
 
     def link(m: re.Match[str]) -> str:
         url = m.group("url")
