@@ -38,7 +38,7 @@ def two_conversations(app, set_headers, issuer, fake_api: FakeRagApi, monkeypatc
 
 
 def test_sidebar_lists_conversations_newest_first_with_last_activity(app, set_headers, issuer, fake_api, monkeypatch):
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    at, _first, _second, _clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
     assert not at.exception
     assert [b.label for b in open_buttons(at)] == ["How is EMR priced?", "What is SageMaker?"]
     assert open_buttons(at)[0].disabled  # the open one
@@ -47,7 +47,7 @@ def test_sidebar_lists_conversations_newest_first_with_last_activity(app, set_he
 
 
 def test_resume_shows_its_turns_and_follow_ups_use_its_history(app, set_headers, issuer, fake_api, monkeypatch):
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    at, first, _second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
     clock["now"] += 3600  # long idle: resuming on purpose still continues this conversation
     at.button(key=f"open_{first}").click().run()
     assert not at.exception
@@ -57,11 +57,11 @@ def test_resume_shows_its_turns_and_follow_ups_use_its_history(app, set_headers,
     assert "A managed ML service." in texts(at.chat_message[1])
     at.chat_input[0].set_value("Which package makes that possible?").run()
     assert fake_api.calls[-1]["session_id"] == first  # the follow-up goes to the resumed conversation
-    assert [b.label for b in open_buttons(at)][0] == "What is SageMaker?"  # and it is the newest again
+    assert next(b.label for b in open_buttons(at)) == "What is SageMaker?"  # and it is the newest again
 
 
 def test_rename(app, set_headers, issuer, fake_api, monkeypatch):
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    at, first, _second, _clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
     at.text_input(key=f"rename_{first}").input("SageMaker basics")
     at.button(key=f"do_rename_{first}").click().run()
     assert not at.exception
@@ -70,7 +70,7 @@ def test_rename(app, set_headers, issuer, fake_api, monkeypatch):
 
 
 def test_delete_asks_first_then_removes_the_row_and_the_api_history(app, set_headers, issuer, fake_api, monkeypatch):
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    at, first, _second, _clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
     at.button(key=f"ask_delete_{first}").click().run()
     assert fake_api.deleted == []  # nothing deleted before the confirmation
     assert any("for good" in w.value for w in at.sidebar.warning)
@@ -86,7 +86,7 @@ def test_delete_asks_first_then_removes_the_row_and_the_api_history(app, set_hea
 
 
 def test_deleting_the_open_conversation_opens_a_new_chat(app, set_headers, issuer, fake_api, monkeypatch):
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    at, first, second, _clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
     at.button(key=f"ask_delete_{second}").click().run()
     at.button(key=f"do_delete_{second}").click().run()
     assert at.session_state["conversation_id"] not in (first, second)
@@ -97,7 +97,7 @@ def test_deleting_the_open_conversation_opens_a_new_chat(app, set_headers, issue
 def test_failed_api_delete_keeps_the_conversation(app, set_headers, issuer, fake_api, monkeypatch):
     from webapp.api_client import ApiError
 
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    at, first, _second, _clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
 
     def broken(session_id: str) -> None:
         raise ApiError("The assistant is not available right now. Try again in a moment.", status=503)
@@ -136,7 +136,7 @@ def test_a_conversation_id_from_the_url_that_is_not_the_users_is_refused(
 
 
 def test_the_url_reopens_the_users_own_conversation_after_a_reload(app, set_headers, issuer, fake_api, monkeypatch):
-    at, first, second, clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
+    _at, first, _second, _clock = two_conversations(app, set_headers, issuer, fake_api, monkeypatch)
     reloaded = AppTest.from_file(APP_PATH, default_timeout=30)
     reloaded.query_params[conversations.URL_PARAM] = first.rsplit(":", 1)[-1]
     reloaded.run()
