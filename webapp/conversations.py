@@ -9,9 +9,8 @@ The open conversation is also in the URL (``?c=<uuid>``, never the e-mail), so a
 shared link reopens it, but only for its owner: an id that is not one of the verified user's
 conversations is refused with a notice and a new chat is opened instead.
 
-State (``st.session_state``): ``conversation_id``, ``draft`` (True until the first message is
-stored), ``opened_at`` (when the user resumed it, epoch seconds), ``confirm_delete`` (the id
-awaiting confirmation).
+State (``st.session_state``): ``conversation_id`` (the open conversation's session id; a fresh
+one is stored only with its first message), ``confirm_delete`` (the id awaiting confirmation).
 """
 
 from __future__ import annotations
@@ -22,7 +21,7 @@ from datetime import UTC, datetime
 
 import streamlit as st
 
-from rag.stores.sessions import Conversation, ConversationNotFoundError, SessionManager
+from rag.stores.sessions import MAX_TITLE_CHARS, Conversation, ConversationNotFoundError, SessionManager
 from webapp.api_client import ApiError, RagApiClient
 from webapp.chat import history_to_messages
 from webapp.identity import Identity
@@ -55,8 +54,13 @@ def last_activity(at: float, now: float | None = None) -> str:
 
 
 def session_uuid(conversation_id: str) -> str:
-    """The uuid part of ``<tenant>:<user>:<uuid>`` (what the URL shows)."""
+    """The uuid part of ``<tenant>:<user>:<uuid>`` (what the URL and the widget keys show)."""
     return conversation_id.rsplit(":", 1)[-1]
+
+
+def user_id(identity: Identity) -> str:
+    """The user part of the user's conversation ids and of their store key (one place to change)."""
+    return identity.email
 
 
 def load_history(client: RagApiClient) -> None:
@@ -72,11 +76,9 @@ def load_history(client: RagApiClient) -> None:
 
 
 def start_draft(identity: Identity, manager: SessionManager) -> None:
-    """Open a new, not yet stored conversation (the page is cleared)."""
+    """Open a new conversation: a fresh id, stored with its first message (the page is cleared)."""
     state = st.session_state
-    state.conversation_id = str(manager.new_draft(identity.tenant, identity.email))
-    state.draft = True
-    state.opened_at = 0.0
+    state.conversation_id = str(manager.renew(identity.tenant, user_id(identity)))
     state.messages = []
     state.failed = None
     state.history_error = None
@@ -84,48 +86,55 @@ def start_draft(identity: Identity, manager: SessionManager) -> None:
     st.query_params.pop(URL_PARAM, None)
 
 
-def open_conversation(row: Conversation, manager: SessionManager, client: RagApiClient) -> None:
+def open_conversation(row: Conversation, client: RagApiClient) -> None:
     """Show ``row`` (already checked to be the user's): load its turns, put its uuid in the URL."""
     state = st.session_state
-    state.conversation_id = row.conversation_id
-    state.draft = False
-    state.opened_at = manager.clock()
+    state.conversation_id = row.session_id
     state.failed = None
     state.confirm_delete = None
-    st.query_params[URL_PARAM] = session_uuid(row.conversation_id)
+    st.query_params[URL_PARAM] = row.conversation_id
     load_history(client)
+
+
+def _refuse(identity: Identity, manager: SessionManager) -> None:
+    log.warning("refused to open a conversation that is not the user's")
+    start_draft(identity, manager)
+    st.session_state.notice = NOT_YOURS
 
 
 def resume(identity: Identity, manager: SessionManager, client: RagApiClient, wanted_uuid: str) -> bool:
     """Open the user's conversation whose uuid is ``wanted_uuid``; False (and a new chat) when it is not theirs."""
-    rows = manager.list(identity.user_key)
-    row = next((r for r in rows if session_uuid(r.conversation_id) == wanted_uuid), None)
-    if row is not None:
-        try:
-            row = manager.owned(identity.user_key, row.conversation_id)  # re-checked against the store
-        except ConversationNotFoundError:
-            row = None
+    rows = manager.conversations(identity.tenant, user_id(identity))
+    row = next((r for r in rows if r.conversation_id == wanted_uuid), None)
     if row is None:
-        log.warning("refused to open a conversation that is not the user's")
-        start_draft(identity, manager)
-        st.session_state.notice = NOT_YOURS
+        _refuse(identity, manager)
         return False
-    open_conversation(row, manager, client)
+    try:
+        row = manager.open(identity.tenant, user_id(identity), row.session_id)  # ownership checked again
+    except ConversationNotFoundError:
+        _refuse(identity, manager)
+        return False
+    open_conversation(row, client)
     return True
 
 
 def choose_on_load(identity: Identity, manager: SessionManager, client: RagApiClient) -> None:
-    """Pick the conversation for a new page session: the URL's (if the user's), else the latest active one."""
+    """Pick the conversation for a new page session: the URL's (if the user's), else the latest active one.
+
+    A page load is not activity: the latest conversation is shown without marking it used.
+    """
     wanted = st.query_params.get(URL_PARAM)
     if wanted:
         resume(identity, manager, client, str(wanted))
         return
-    latest = manager.latest(identity.user_key)
-    if latest is None:
-        start_draft(identity, manager)
+    user = user_id(identity)
+    current = str(manager.current(identity.tenant, user))
+    latest = manager.conversations(identity.tenant, user, limit=1)
+    if latest and latest[0].session_id == current:
+        open_conversation(latest[0], client)
     else:
-        open_conversation(latest, manager, client)
-        st.session_state.opened_at = 0.0  # opened automatically: the idle rule still applies
+        start_draft(identity, manager)
+        st.session_state.conversation_id = current
 
 
 def follow_url(identity: Identity, manager: SessionManager, client: RagApiClient) -> None:
@@ -139,29 +148,28 @@ def follow_url(identity: Identity, manager: SessionManager, client: RagApiClient
 # --- widget callbacks ----------------------------------------------------------------------
 
 
-def _on_open(identity: Identity, manager: SessionManager, client: RagApiClient, conversation_id: str) -> None:
+def _on_open(identity: Identity, manager: SessionManager, client: RagApiClient, session_id: str) -> None:
     try:
-        row = manager.owned(identity.user_key, conversation_id)
+        row = manager.open(identity.tenant, user_id(identity), session_id)
     except ConversationNotFoundError:
-        start_draft(identity, manager)
-        st.session_state.notice = NOT_YOURS
+        _refuse(identity, manager)
         return
     except Exception:
         log.exception("sessions store failed on open")
         st.session_state.notice = STORE_DOWN
         return
-    open_conversation(row, manager, client)
+    open_conversation(row, client)
 
 
 def _on_new(identity: Identity, manager: SessionManager) -> None:
     start_draft(identity, manager)
 
 
-def _on_rename(identity: Identity, manager: SessionManager, conversation_id: str) -> None:
+def _on_rename(identity: Identity, manager: SessionManager, session_id: str) -> None:
     state = st.session_state
-    title = str(state.get(f"rename_{conversation_id}") or "")
+    title = str(state.get(f"rename_{session_uuid(session_id)}") or "")
     try:
-        manager.rename(identity.user_key, conversation_id, title)
+        manager.rename(identity.tenant, user_id(identity), session_id, title)
     except ValueError:
         state.notice = "A conversation needs a name: type at least one character."
         return
@@ -175,22 +183,24 @@ def _on_rename(identity: Identity, manager: SessionManager, conversation_id: str
     state.notice = RENAMED
 
 
-def _on_ask_delete(conversation_id: str) -> None:
-    st.session_state.confirm_delete = conversation_id
+def _on_ask_delete(session_id: str) -> None:
+    st.session_state.confirm_delete = session_id
 
 
 def _on_cancel_delete() -> None:
     st.session_state.confirm_delete = None
 
 
-def _on_delete(identity: Identity, manager: SessionManager, client: RagApiClient, conversation_id: str) -> None:
-    """Delete the API's history first, then the row: a failure leaves the conversation listed, not half gone."""
+def _on_delete(identity: Identity, manager: SessionManager, client: RagApiClient, session_id: str) -> None:
+    """Delete the API's history first, then the record: a failure leaves the conversation listed, not half gone."""
     state = st.session_state
     state.confirm_delete = None
+    user = user_id(identity)
     try:
-        manager.owned(identity.user_key, conversation_id)
-        client.delete_history(conversation_id)
-        manager.delete(identity.user_key, conversation_id)
+        if session_id not in {r.session_id for r in manager.conversations(identity.tenant, user)}:
+            raise ConversationNotFoundError("not listed for this user")
+        client.delete_history(session_id)
+        manager.delete(identity.tenant, user, session_id)
     except ConversationNotFoundError:
         state.notice = NOT_YOURS
         return
@@ -202,7 +212,7 @@ def _on_delete(identity: Identity, manager: SessionManager, client: RagApiClient
         log.exception("sessions store failed on delete")
         state.notice = DELETE_FAILED
         return
-    if state.get("conversation_id") == conversation_id:
+    if state.get("conversation_id") == session_id:
         start_draft(identity, manager)
     state.notice = DELETED
 
@@ -219,7 +229,7 @@ def render_sidebar(identity: Identity, manager: SessionManager, client: RagApiCl
             type="primary", width="stretch",
         )  # fmt: skip
         try:
-            rows = manager.list(identity.user_key)
+            rows = manager.conversations(identity.tenant, user_id(identity))
         except Exception:
             log.exception("sessions store failed on list")
             st.warning(STORE_DOWN)
@@ -230,33 +240,33 @@ def render_sidebar(identity: Identity, manager: SessionManager, client: RagApiCl
         st.caption("Your conversations")
         now = manager.clock()
         for row in rows:
-            cid = row.conversation_id
+            cid, uid = row.session_id, row.conversation_id  # widget keys use the uuid only
             current = cid == state.get("conversation_id")
-            title = neutralise_bidi(row.title)
-            with st.container(key=f"conv_{session_uuid(cid)}"):
+            title = neutralise_bidi(row.display_title)
+            with st.container(key=f"conv_{uid}"):
                 left, right = st.columns([6, 1], vertical_alignment="center", gap="small")
                 with left:
                     st.button(
-                        title, key=f"open_{cid}", on_click=_on_open, args=(identity, manager, client, cid),
+                        title, key=f"open_{uid}", on_click=_on_open, args=(identity, manager, client, cid),
                         type="secondary" if not current else "tertiary", width="stretch",
-                        help=f"Last activity: {last_activity(row.last_active, now)}", disabled=current,
+                        help=f"Last activity: {last_activity(row.last_activity, now)}", disabled=current,
                     )  # fmt: skip
-                    st.caption(("Open now · " if current else "") + last_activity(row.last_active, now))
+                    st.caption(("Open now · " if current else "") + last_activity(row.last_activity, now))
                 with right, st.popover("", icon=":material/more_vert:", help="Rename or delete"):
-                    st.text_input("Name", value=row.title, key=f"rename_{cid}", max_chars=80)
+                    st.text_input("Name", value=row.title, key=f"rename_{uid}", max_chars=MAX_TITLE_CHARS)
                     st.button(
-                        "Rename", key=f"do_rename_{cid}", on_click=_on_rename, args=(identity, manager, cid),
+                        "Rename", key=f"do_rename_{uid}", on_click=_on_rename, args=(identity, manager, cid),
                         icon=":material/edit:",
                     )  # fmt: skip
                     if state.get("confirm_delete") == cid:
                         st.warning("Delete this conversation and its messages for good?")
                         st.button(
-                            "Yes, delete", key=f"do_delete_{cid}", on_click=_on_delete,
+                            "Yes, delete", key=f"do_delete_{uid}", on_click=_on_delete,
                             args=(identity, manager, client, cid), type="primary", icon=":material/delete:",
                         )  # fmt: skip
-                        st.button("Cancel", key=f"cancel_delete_{cid}", on_click=_on_cancel_delete)
+                        st.button("Cancel", key=f"cancel_delete_{uid}", on_click=_on_cancel_delete)
                     else:
                         st.button(
-                            "Delete", key=f"ask_delete_{cid}", on_click=_on_ask_delete, args=(cid,),
+                            "Delete", key=f"ask_delete_{uid}", on_click=_on_ask_delete, args=(cid,),
                             icon=":material/delete:",
                         )  # fmt: skip

@@ -6,7 +6,7 @@ safe text is :mod:`webapp.render`. All per-user state lives in ``st.session_stat
 
 - ``messages``: ``[{"role", "content", "sources", "grounded", "answer_id"?, "rating"?}]`` replayed
   before ``st.chat_input``;
-- ``conversation_id`` / ``draft`` / ``opened_at``: the open conversation (see :mod:`webapp.conversations`);
+- ``conversation_id``: the open conversation's session id (see :mod:`webapp.conversations`);
 - ``user_key``: whose state this is (a different user resets it);
 - ``failed``: the last question that could not be answered, the sentence shown, and whether Retry can help;
 - ``pending`` / ``pending_regenerate``: a question to send on this run (example question, Retry, Regenerate);
@@ -34,7 +34,7 @@ import streamlit as st
 from rag.contract import DOCUMENT_LINK_SECONDS, MAX_FEEDBACK_COMMENT_CHARS, MAX_QUESTION_CHARS
 from rag.logs import request_id_var
 from rag.settings import Settings
-from rag.stores.sessions import ConversationNotFoundError, SessionManager, SessionStore, store_from_settings
+from rag.stores.sessions import SessionManager, SessionStore, store_from_settings
 from webapp import conversations
 from webapp.api_client import ApiError, RagApiClient
 from webapp.chat import AnswerStream, message_dict
@@ -435,21 +435,18 @@ def send(
             state.refill = question
         st.rerun()
     try:
-        row = manager.conversation_for_message(
-            identity.user_key, state.conversation_id, question,
-            draft=bool(state.get("draft")), opened_at=float(state.get("opened_at") or 0.0),
-        )  # fmt: skip
-    except ConversationNotFoundError:
-        conversations.start_draft(identity, manager)
-        state.notice = conversations.NOT_YOURS
-        st.rerun()
+        sid = str(
+            manager.session_for_message(
+                identity.tenant, conversations.user_id(identity), state.conversation_id, question=question
+            )
+        )
     except Exception:
         log.exception("sessions store failed on send")
         state.failed = {"question": question, "message": STORE_DOWN, "retryable": True}
         st.rerun()
-    idle = row.conversation_id != state.conversation_id
-    state.conversation_id, state.draft = row.conversation_id, False
-    st.query_params[conversations.URL_PARAM] = conversations.session_uuid(row.conversation_id)
+    idle = sid != state.conversation_id  # idle (or not the user's): a new conversation, the old one stays listed
+    state.conversation_id = sid
+    st.query_params[conversations.URL_PARAM] = conversations.session_uuid(sid)
     if idle:
         had_messages = bool(state.messages)
         state.messages, state.history_error = [], None
@@ -466,7 +463,7 @@ def send(
     state.streaming = {"question": question, "regenerate": regenerate}
     with st.chat_message("user"):
         st.markdown(plain_markdown(question))
-    answer = AnswerStream(client, question, row.conversation_id, regenerate=regenerate)
+    answer = AnswerStream(client, question, sid, regenerate=regenerate)
     token = request_id_var.set(answer.request_id)  # this turn's log lines carry the API's request id
     try:
         _stream_answer(answer, question, client, settings)

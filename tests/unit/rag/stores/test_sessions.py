@@ -16,8 +16,8 @@ from rag.stores.sessions import (
     DynamoSessionStore,
     SessionManager,
     SqliteSessionStore,
+    clean_title,
     store_from_settings,
-    title_from,
 )
 from rag.tenant import parse_session_id
 
@@ -26,6 +26,7 @@ KEY = f"{TENANT}:{EMAIL}"
 BOB = f"{TENANT}:bob@example.com"
 CID1 = f"{KEY}:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
 CID2 = f"{KEY}:3f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+UUID1, UUID2 = CID1.rsplit(":", 1)[-1], CID2.rsplit(":", 1)[-1]
 
 
 @pytest.fixture
@@ -74,117 +75,126 @@ class Clock:
 
 
 def test_store_lists_newest_first_and_only_the_users_rows(store):
-    assert store.list(KEY) == []
-    store.put(KEY, Conversation(CID1, "first", 1000.0, 1000.0))
-    store.put(KEY, Conversation(CID2, "second", 1500.0, 2000.0))
-    store.put(BOB, Conversation(f"{BOB}:4f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "bob's", 3000.0, 3000.0))
-    assert [c.title for c in store.list(KEY)] == ["second", "first"]
-    store.put(KEY, Conversation(CID1, "first", 1000.0, 2500.0))  # used again: back on top
-    assert [c.conversation_id for c in store.list(KEY)] == [CID1, CID2]
-    assert store.get(KEY, CID2) == Conversation(CID2, "second", 1500.0, 2000.0)
-    assert store.get(BOB, CID2) is None  # another user's key never reaches alice's row
-    store.delete(KEY, CID2)
-    store.delete(KEY, CID2)  # idempotent
-    assert [c.conversation_id for c in store.list(KEY)] == [CID1]
-    assert [c.title for c in store.list(BOB)] == ["bob's"]
+    assert store.recent(KEY) == []
+    assert store.create(KEY, Conversation(CID1, "first", 1000.0, 1000.0))
+    assert not store.create(KEY, Conversation(CID1, "again", 1.0, 1.0))  # exists: unchanged
+    assert store.create(KEY, Conversation(CID2, "second", 1500.0, 2000.0))
+    assert store.create(BOB, Conversation(f"{BOB}:4f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "bob's", 3000.0, 3000.0))
+    assert [c.title for c in store.recent(KEY)] == ["second", "first"]
+    assert store.touch(KEY, UUID1, 2500.0)  # used again: back on top
+    assert [c.session_id for c in store.recent(KEY)] == [CID1, CID2]
+    assert store.get(KEY, UUID2) == Conversation(CID2, "second", 1500.0, 2000.0)
+    assert store.get(BOB, UUID2) is None  # another user's key never reaches alice's row
+    assert store.rename(KEY, UUID2, "renamed") and store.get(KEY, UUID2).title == "renamed"
+    assert not store.rename(BOB, UUID2, "mine")
+    assert store.delete(KEY, UUID2)
+    assert not store.delete(KEY, UUID2)
+    assert [c.session_id for c in store.recent(KEY)] == [CID1]
+    assert [c.title for c in store.recent(BOB)] == ["bob's"]
+    assert not store.touch(KEY, UUID2, 9999.0)
 
 
 def test_dynamodb_item_shape(dynamo_store):
-    dynamo_store.put(KEY, Conversation(CID1, "What is SageMaker?", 1234.5, 1240.25))
+    dynamo_store.create(KEY, Conversation(CID1, "What is SageMaker?", 1234.5, 1240.25))
     item = dynamo_store.client.get_item(
-        TableName="tenanta-sessions", Key={HASH_KEY: {"S": KEY}, RANGE_KEY: {"S": CID1}}
+        TableName="tenanta-sessions", Key={HASH_KEY: {"S": KEY}, RANGE_KEY: {"S": UUID1}}
     )["Item"]
     assert item == {
         HASH_KEY: {"S": KEY},
-        RANGE_KEY: {"S": CID1},
+        RANGE_KEY: {"S": UUID1},
+        "session_id": {"S": CID1},
         "title": {"S": "What is SageMaker?"},
         "created_at": {"N": "1234.5"},
-        "last_active": {"N": "1240.25"},
+        "last_activity": {"N": "1240.25"},
     }
 
 
-def test_title_from_first_question():
-    assert title_from("  What is\n SageMaker?  ") == "What is SageMaker?"
-    long = title_from("word " * 40)
+def test_clean_title():
+    assert clean_title("  What is\n SageMaker?  ") == "What is SageMaker?"
+    long = clean_title("word " * 40)
     assert len(long) == MAX_TITLE_CHARS and long.endswith("…")
-    assert title_from("   ") == "New chat"
+    assert clean_title("   ") == ""
 
 
-def test_draft_is_stored_with_its_first_question_then_touched(store):
+def test_new_id_is_stored_with_its_first_question_then_touched(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    draft = str(manager.new_draft(TENANT, EMAIL))
-    assert store.list(KEY) == []  # a draft is not stored
-    row = manager.conversation_for_message(KEY, draft, "What is SageMaker?", draft=True)
-    assert row == Conversation(draft, "What is SageMaker?", clock.t, clock.t)
+    fresh = str(manager.renew(TENANT, EMAIL))
+    assert manager.conversations(TENANT, EMAIL) == []  # a fresh id is not stored
+    assert str(manager.session_for_message(TENANT, EMAIL, fresh, question="What is SageMaker?")) == fresh
+    assert manager.conversations(TENANT, EMAIL) == [Conversation(fresh, "What is SageMaker?", clock.t, clock.t)]
     clock.t += 100
-    again = manager.conversation_for_message(KEY, draft, "And pricing?", draft=False)
-    assert again == Conversation(draft, "What is SageMaker?", 1_000_000.0, clock.t)  # title kept, activity moved
+    assert str(manager.session_for_message(TENANT, EMAIL, fresh, question="And pricing?")) == fresh
+    (row,) = manager.conversations(TENANT, EMAIL)
+    assert (row.title, row.last_activity) == ("What is SageMaker?", clock.t)  # title kept, activity moved
 
 
 def test_idle_conversation_gets_a_new_one_and_stays_listed(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    first = manager.conversation_for_message(KEY, str(manager.new_draft(TENANT, EMAIL)), "first", draft=True)
+    first = str(manager.session_for_message(TENANT, EMAIL, question="first"))
     clock.t += 599
-    assert manager.conversation_for_message(KEY, first.conversation_id, "q", draft=False).conversation_id == (
-        first.conversation_id
-    )
+    assert str(manager.session_for_message(TENANT, EMAIL, first, question="q")) == first
     clock.t += 601
-    renewed = manager.conversation_for_message(KEY, first.conversation_id, "later", draft=False)
-    assert renewed.conversation_id != first.conversation_id
-    assert renewed.title == "later"
-    assert [c.conversation_id for c in manager.list(KEY)] == [renewed.conversation_id, first.conversation_id]
-    assert parse_session_id(renewed.conversation_id).email == EMAIL
+    renewed = str(manager.session_for_message(TENANT, EMAIL, first, question="later"))
+    assert renewed != first
+    assert [(c.session_id, c.title) for c in manager.conversations(TENANT, EMAIL)] == [
+        (renewed, "later"),
+        (first, "first"),
+    ]
+    assert parse_session_id(renewed).email == EMAIL
 
 
-def test_resumed_old_conversation_is_not_idle(store):
+def test_resumed_old_conversation_continues(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    old = manager.conversation_for_message(KEY, str(manager.new_draft(TENANT, EMAIL)), "old", draft=True)
+    old = str(manager.session_for_message(TENANT, EMAIL, question="old"))
     clock.t += 86_400  # a day later the user opens it from the list on purpose
-    opened_at = clock.t
+    assert manager.open(TENANT, EMAIL, old).session_id == old
     clock.t += 30
-    follow_up = manager.conversation_for_message(KEY, old.conversation_id, "more", draft=False, opened_at=opened_at)
-    assert follow_up.conversation_id == old.conversation_id
+    assert str(manager.session_for_message(TENANT, EMAIL, old, question="more")) == old
 
 
-def test_latest_is_the_newest_unless_idle(store):
+def test_page_load_is_the_latest_unless_idle_and_writes_nothing(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    assert manager.latest(KEY) is None
-    row = manager.conversation_for_message(KEY, str(manager.new_draft(TENANT, EMAIL)), "q", draft=True)
-    assert manager.latest(KEY) == row
-    clock.t += 601
-    assert manager.latest(KEY) is None  # a page load after idle starts a new chat; the row stays listed
-    assert manager.list(KEY) == [row]
+    fresh = manager.current(TENANT, EMAIL)
+    assert manager.conversations(TENANT, EMAIL) == []
+    sid = manager.session_for_message(TENANT, EMAIL, str(fresh), question="q")
+    clock.t += 500
+    assert manager.current(TENANT, EMAIL) == sid
+    assert manager.conversations(TENANT, EMAIL)[0].last_activity == 1_000_000.0  # a page load is no activity
+    clock.t += 200
+    assert manager.current(TENANT, EMAIL) != sid  # idle: a new chat; the old one stays listed
+    assert len(manager.conversations(TENANT, EMAIL)) == 1
 
 
 def test_another_users_or_unknown_id_is_refused(store):
     manager = SessionManager(store, idle_seconds=600, clock=Clock())
-    bob_cid = manager.conversation_for_message(BOB, str(manager.new_draft(TENANT, "bob@example.com")), "b", draft=True)
-    for bad in (bob_cid.conversation_id, "garbage", f"tenantb:{EMAIL}:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"):
+    bob = str(manager.session_for_message(TENANT, "bob@example.com", question="b"))
+    for bad in (bob, "garbage", f"tenantb:{EMAIL}:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"):
+        for call in (manager.open, manager.delete):
+            with pytest.raises(ConversationNotFoundError):
+                call(TENANT, EMAIL, bad)
         with pytest.raises(ConversationNotFoundError):
-            manager.owned(KEY, bad)
-        with pytest.raises(ConversationNotFoundError):  # not a draft of alice's page: never gets her messages
-            manager.conversation_for_message(KEY, bad, "hi", draft=False)
-        with pytest.raises(ConversationNotFoundError):
-            manager.rename(KEY, bad, "mine now")
-        with pytest.raises(ConversationNotFoundError):
-            manager.delete(KEY, bad)
-    assert manager.list(KEY) == []
-    assert [c.title for c in manager.list(BOB)] == ["b"]  # untouched
+            manager.rename(TENANT, EMAIL, bad, "mine now")
+        # sending with someone else's id starts alice's own conversation, never bob's
+        assert str(manager.session_for_message(TENANT, EMAIL, bad, question="hi")) != bad
+    assert all(c.session_id != bob for c in manager.conversations(TENANT, EMAIL))
+    assert [c.title for c in manager.conversations(TENANT, "bob@example.com")] == ["b"]  # untouched
 
 
 def test_rename_and_delete_own_conversation(store):
     manager = SessionManager(store, idle_seconds=600, clock=Clock())
-    row = manager.conversation_for_message(KEY, str(manager.new_draft(TENANT, EMAIL)), "q", draft=True)
-    assert manager.rename(KEY, row.conversation_id, "  Pricing \n notes ").title == "Pricing notes"
-    assert manager.list(KEY)[0].title == "Pricing notes"
+    sid = str(manager.session_for_message(TENANT, EMAIL, question="q"))
+    assert manager.rename(TENANT, EMAIL, sid, "  Pricing \n notes ").title == "Pricing notes"
+    assert manager.conversations(TENANT, EMAIL)[0].title == "Pricing notes"
     with pytest.raises(ValueError, match="blank"):
-        manager.rename(KEY, row.conversation_id, "   ")
-    manager.delete(KEY, row.conversation_id)
-    assert manager.list(KEY) == []
+        manager.rename(TENANT, EMAIL, sid, "   ")
+    manager.delete(TENANT, EMAIL, sid)
+    assert manager.conversations(TENANT, EMAIL) == []
+    with pytest.raises(ConversationNotFoundError):
+        manager.delete(TENANT, EMAIL, sid)
 
 
 def test_store_from_settings_sqlite_and_missing(tmp_path):
