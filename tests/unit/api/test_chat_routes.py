@@ -126,3 +126,20 @@ def test_docs_pages_use_only_local_assets(make_client):
             asset = client.get(url)
             assert asset.status_code == 200 and len(asset.content) > 1000, url
     assert '"validatorUrl": null' in client.get("/docs").text  # no call to validator.swagger.io
+
+
+def test_history_messages_carry_the_latest_rating(make_client):
+    client = make_client(ScriptedChatModel(replies=["One.", "cond", "Two."]))
+    client.post("/api/v1/llm/rag", json=rag_body("What is Amazon EMR?"))
+    client.post("/api/v1/llm/rag", json=rag_body("Does it support Presto?"))
+    first, second = [
+        m for m in client.get(f"/api/v1/sessions/{SESSION}/messages").json()["messages"] if m.get("answer_id")
+    ]
+    assert "rating" not in first and "rating" not in second
+    for rating in ("up", "down"):  # changed: the latest rating is shown
+        sent = client.post(
+            "/api/v1/feedback", json={"session_id": SESSION, "answer_id": first["answer_id"], "rating": rating}
+        )
+        assert sent.status_code == 201, sent.text
+    rated = [m for m in client.get(f"/api/v1/sessions/{SESSION}/messages").json()["messages"] if m.get("answer_id")]
+    assert [m.get("rating") for m in rated] == ["down", None]
