@@ -10,9 +10,11 @@ Screenshots (desktop, 390 px, dark) go to ``test-artifacts/``.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import urllib.request
 from collections.abc import Iterator
+from pathlib import Path
 from urllib.parse import quote, urlsplit
 
 import pytest
@@ -37,6 +39,8 @@ from tests.support.slow_model import SLOW_MARKER
 from webapp import ui
 from webapp.conversations import URL_PARAM
 
+#: The stack ingests and starts in this module's first fixture: minutes on a busy 2-core machine.
+pytestmark = pytest.mark.timeout(900)
 DEV_USER = "demo@example.com"
 Q1 = "Can I use R with SageMaker?"
 Q2 = "What is Amazon SageMaker Studio?"
@@ -44,7 +48,8 @@ Q2 = "What is Amazon SageMaker Studio?"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
-    workdir = tmp_path_factory.mktemp("chat-demo")
+    # CHAT_E2E_WORKDIR reuses a workdir between runs (incremental ingestion: nothing embedded twice)
+    workdir = Path(os.environ.get("CHAT_E2E_WORKDIR") or tmp_path_factory.mktemp("chat-demo"))
     env = {"INDEX_POLL_SECONDS": "0", "LLM_PROVIDER": "tests.support.slow_model:make", "DEV_USER_EMAIL": DEV_USER}
     with DemoStack(workdir=workdir, tenants=("tenanta",), base_port=_free_base_port(), env=env) as running:
         yield running
