@@ -73,9 +73,15 @@ def assistant_messages(page: Page) -> Locator:
 
 
 def answer_text(message: Locator) -> str:
-    """The answer's text: the bubble's first Markdown block (the source cards follow it)."""
-    blocks = message.locator('[data-testid="stChatMessageContent"] [data-testid="stMarkdownContainer"]')
-    return blocks.first.inner_text().strip() if blocks.count() else ""
+    """The answer's text: the bubble's first Markdown block outside buttons (Stop) and cards."""
+    return message.evaluate(
+        """bubble => {
+            const blocks = Array.from(bubble.querySelectorAll(
+                '[data-testid="stChatMessageContent"] [data-testid="stMarkdownContainer"]'))
+                .filter(b => !b.closest('button') && !b.closest('[class*="st-key-card_"]'));
+            return blocks.length ? blocks[0].innerText.trim() : "";
+        }"""
+    )
 
 
 def wait_for_answer(page: Page, count_before: int, timeout: float = 60.0) -> str:
