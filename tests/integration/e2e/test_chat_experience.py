@@ -133,8 +133,9 @@ def test_two_conversations_listed_renamed_resumed_deleted(page: Page, stack: Dem
     screenshot(page, "chat-two-conversations")
 
     # rename the first one
-    row = page.locator('[data-testid="stSidebar"] [class*="st-key-conv_"]').filter(has_text=Q1).first
-    row.locator('[data-testid="stPopover"] button').click()
+    first_uuid = first_url.split(f"{URL_PARAM}=")[-1]
+    row = page.locator(f'[data-testid="stSidebar"] .st-key-conv_{first_uuid}')
+    row.locator('[data-testid="stPopoverButton"]').first.click()
     name_box = page.get_by_label("Name").last
     name_box.fill("R and SageMaker")
     name_box.press("Enter")
@@ -143,7 +144,7 @@ def test_two_conversations_listed_renamed_resumed_deleted(page: Page, stack: Dem
     page.keyboard.press("Escape")
 
     # resume it: its turns come back, and a follow-up uses its history
-    page.locator('[data-testid="stSidebar"]').get_by_role("button", name="R and SageMaker").first.click()
+    row.get_by_role("button", name="R and SageMaker").click()
     expect(page.locator(USER).first).to_contain_text(Q1, timeout=15_000)
     assert api_history(stack, page) == first_history
     follow_up = ask(page, "which package makes that possible?", timeout=120)
@@ -152,8 +153,7 @@ def test_two_conversations_listed_renamed_resumed_deleted(page: Page, stack: Dem
     resumed_url = page.url
 
     # delete it (with confirmation): gone from the list and from the API's history store
-    row = page.locator('[data-testid="stSidebar"] [class*="st-key-conv_"]').filter(has_text="R and SageMaker").first
-    row.locator('[data-testid="stPopover"] button').click()
+    row.locator('[data-testid="stPopoverButton"]').first.click()
     page.get_by_role("button", name="Delete").last.click()
     expect(page.get_by_text("for good?")).to_be_visible()
     page.get_by_role("button", name="Yes, delete").click()
@@ -210,7 +210,7 @@ def test_stop_during_a_slow_stream_saves_nothing(page: Page, stack: DemoStack):
     saved = api_history(stack, page)
     question = f"What is Amazon SageMaker Studio? {SLOW_MARKER}"
     send(page, question)
-    stop = page.locator('[class*="st-key-stop_answer"] button')
+    stop = page.locator('[class*="st-key-stop_answer"] button').last
     expect(stop).to_be_visible(timeout=60_000)
     bubble = assistant_messages(page).last
     expect(bubble).to_contain_text("Extractive", timeout=60_000)  # streaming has started
@@ -263,7 +263,8 @@ def test_feedback_survives_a_reload_as_one_record(page: Page, stack: DemoStack):
     expect(thumbs).to_have_attribute("aria-checked", "true", timeout=15_000)  # the rating is shown again
     with sqlite3.connect(stack.workdir / "tenanta" / "feedback.sqlite3") as db:
         records = [json.loads(r[0]) for r in db.execute("SELECT record FROM feedback")]
-    mine = [r for r in records if r["question"] == Q2]
+    uuid = page.url.split(f"{URL_PARAM}=")[-1]
+    mine = [r for r in records if r["session_id"] == f"tenanta:{DEV_USER}:{uuid}"]
     assert len(mine) == 1 and mine[0]["rating"] == "up"
 
 
