@@ -107,7 +107,7 @@ def history_to_messages(history: list[HistoryMessage]) -> list[dict[str, Any]]:
     for m in history:
         grounded = m.role == "user" or bool(m.sources)
         message = message_dict(m.role, m.content, m.sources, answer_id=m.answer_id, grounded=grounded)
-        if m.rating:
-            message["rating"] = m.rating
+        if m.feedback:
+            message["rating"] = m.feedback
         messages.append(message)
     return messages

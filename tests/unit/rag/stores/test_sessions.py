@@ -1,36 +1,59 @@
-"""Conversation stores (SQLite, DynamoDB via moto) and the conversation rules: many per user, only one's own."""
+"""Conversations per user (SQLite, DynamoDB via moto): list, get, create, touch, rename, delete, idle renewal, ownership."""
 
 from __future__ import annotations
+
+import sqlite3
+from decimal import Decimal
 
 import boto3
 import pytest
 from moto import mock_aws
 
 from rag.settings import load_settings
+from rag.stores.base import StoreUnavailableError
 from rag.stores.sessions import (
     HASH_KEY,
+    MAX_PAGE,
     MAX_TITLE_CHARS,
     RANGE_KEY,
+    TABLE_DEFINITION,
     Conversation,
     ConversationNotFoundError,
     DynamoSessionStore,
     SessionManager,
+    SessionsUnavailableError,
     SqliteSessionStore,
     clean_title,
     store_from_settings,
+    user_key,
 )
-from rag.tenant import parse_session_id
+from rag.tenant import SessionId, parse_session_id
 
-TENANT, EMAIL = "tenanta", "alice@example.com"
-KEY = f"{TENANT}:{EMAIL}"
-BOB = f"{TENANT}:bob@example.com"
-CID1 = f"{KEY}:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
-CID2 = f"{KEY}:3f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
-UUID1, UUID2 = CID1.rsplit(":", 1)[-1], CID2.rsplit(":", 1)[-1]
+TENANT, USER, OTHER = "tenanta", "alice@example.com", "bob@example.com"
+KEY = f"{TENANT}:{USER}"
+T0 = 1_000_000.0
+
+
+class Clock:
+    def __init__(self, t: float = T0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+def sessions_table(client, name: str = "tenanta-sessions") -> None:
+    """The table as deploy-scripts/onboard-tenant.sh creates it."""
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **TABLE_DEFINITION)
 
 
 @pytest.fixture
-def dynamo_store(monkeypatch):
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+def dynamo_store(monkeypatch, clock):
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
@@ -41,166 +64,237 @@ def dynamo_store(monkeypatch):
             embeddings_provider="local",
             llm_provider="extractive",
         )
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(
-            TableName="tenanta-sessions",
-            KeySchema=[
-                {"AttributeName": HASH_KEY, "KeyType": "HASH"},
-                {"AttributeName": RANGE_KEY, "KeyType": "RANGE"},
-            ],
-            AttributeDefinitions=[
-                {"AttributeName": HASH_KEY, "AttributeType": "S"},
-                {"AttributeName": RANGE_KEY, "AttributeType": "S"},
-            ],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        store = store_from_settings(settings)  # client from rag.aws.make_client
+        sessions_table(boto3.client("dynamodb", region_name="us-east-1"))
+        store = store_from_settings(settings)  # resource from rag.aws.make_resource
         assert isinstance(store, DynamoSessionStore)
+        assert store.ttl_seconds == settings.history_ttl_seconds  # conversations live as long as their history
+        store.clock, store.ttl_seconds = clock, 86_400
         yield store
 
 
 @pytest.fixture(params=["sqlite", "dynamodb"])
-def store(request, tmp_path):
+def store(request, tmp_path, clock):
     if request.param == "sqlite":
-        return SqliteSessionStore(tmp_path / "nested" / "sessions.db")
+        return SqliteSessionStore(tmp_path / "nested" / "sessions.db", ttl_seconds=86_400, clock=clock)
     return request.getfixturevalue("dynamo_store")
 
 
-class Clock:
-    def __init__(self, t: float = 1_000_000.0) -> None:
-        self.t = t
-
-    def __call__(self) -> float:
-        return self.t
+@pytest.fixture
+def manager(store, clock) -> SessionManager:
+    return SessionManager(store, idle_seconds=600, clock=clock)
 
 
-def test_store_lists_newest_first_and_only_the_users_rows(store):
-    assert store.recent(KEY) == []
-    assert store.create(KEY, Conversation(CID1, "first", 1000.0, 1000.0))
-    assert not store.create(KEY, Conversation(CID1, "again", 1.0, 1.0))  # exists: unchanged
-    assert store.create(KEY, Conversation(CID2, "second", 1500.0, 2000.0))
-    assert store.create(BOB, Conversation(f"{BOB}:4f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", "bob's", 3000.0, 3000.0))
-    assert [c.title for c in store.recent(KEY)] == ["second", "first"]
-    assert store.touch(KEY, UUID1, 2500.0)  # used again: back on top
-    assert [c.session_id for c in store.recent(KEY)] == [CID1, CID2]
-    assert store.get(KEY, UUID2) == Conversation(CID2, "second", 1500.0, 2000.0)
-    assert store.get(BOB, UUID2) is None  # another user's key never reaches alice's row
-    assert store.rename(KEY, UUID2, "renamed") and store.get(KEY, UUID2).title == "renamed"
-    assert not store.rename(BOB, UUID2, "mine")
-    assert store.delete(KEY, UUID2)
-    assert not store.delete(KEY, UUID2)
-    assert [c.session_id for c in store.recent(KEY)] == [CID1]
-    assert [c.title for c in store.recent(BOB)] == ["bob's"]
-    assert not store.touch(KEY, UUID2, 9999.0)
+def conv(n: int, at: float, title: str = "", user: str = USER) -> Conversation:
+    return Conversation(f"{TENANT}:{user}:{n:08x}-5b6d-4e7f-8a9b-0c1d2e3f4a5b", title, at, at)
 
 
-def test_dynamodb_item_shape(dynamo_store):
-    dynamo_store.create(KEY, Conversation(CID1, "What is SageMaker?", 1234.5, 1240.25))
-    item = dynamo_store.client.get_item(
-        TableName="tenanta-sessions", Key={HASH_KEY: {"S": KEY}, RANGE_KEY: {"S": UUID1}}
-    )["Item"]
+# --- the store ---------------------------------------------------------------------------------
+
+
+def test_store_create_get_touch_rename_delete(store) -> None:
+    first = conv(1, T0, "What is SageMaker?")
+    assert store.get(KEY, first.conversation_id) is None
+    assert store.create(KEY, first) is True
+    assert store.create(KEY, conv(1, T0 + 5, "other")) is False  # an existing id is never overwritten
+    assert store.get(KEY, first.conversation_id) == first
+    assert store.touch(KEY, first.conversation_id, T0 + 30) is True
+    assert store.rename(KEY, first.conversation_id, "SageMaker basics") is True
+    got = store.get(KEY, first.conversation_id)
+    assert (got.title, got.created_at, got.last_activity) == ("SageMaker basics", T0, T0 + 30)
+    assert store.delete(KEY, first.conversation_id) is True
+    assert store.get(KEY, first.conversation_id) is None
+    missing = conv(9, T0).conversation_id
+    assert (store.touch(KEY, missing, T0), store.rename(KEY, missing, "x"), store.delete(KEY, missing)) == (
+        False,
+        False,
+        False,
+    )
+    assert store.get(KEY, first.conversation_id) is None  # a touch of a deleted one does not bring it back
+
+
+def test_store_lists_newest_activity_first_in_bounded_pages_and_only_the_users_own(store) -> None:
+    for n in range(7):
+        store.create(KEY, conv(n, T0 + n, f"q{n}"))
+    store.create(f"{TENANT}:{OTHER}", conv(100, T0 + 50, "bob's", user=OTHER))
+    store.touch(KEY, conv(2, 0).conversation_id, T0 + 100)  # activity moves it to the top
+    page = store.recent(KEY, limit=3)
+    assert [c.title for c in page] == ["q2", "q6", "q5"]
+    rest = store.recent(KEY, limit=3, before=page[-1].last_activity)
+    assert [c.title for c in rest] == ["q4", "q3", "q1"]
+    assert [c.title for c in store.recent(KEY, limit=3, before=rest[-1].last_activity)] == ["q0"]
+    assert all(c.session_id.startswith(f"{KEY}:") for c in page + rest)
+    assert [c.title for c in store.recent(f"{TENANT}:{OTHER}")] == ["bob's"]
+    assert store.get(KEY, conv(100, 0).conversation_id) is None  # bob's id under alice's key: nothing
+    assert len(store.recent(KEY, limit=10_000)) == 7  # the page is capped at MAX_PAGE
+    for n in range(7, MAX_PAGE + 5):
+        store.create(KEY, conv(n, T0 + n))
+    assert len(store.recent(KEY, limit=10_000)) == MAX_PAGE
+
+
+def test_store_forgets_conversations_after_the_ttl(store, clock) -> None:
+    store.create(KEY, conv(1, T0, "old"))
+    store.create(KEY, conv(2, T0 + 3600, "newer"))
+    clock.t = T0 + 86_400 + 1  # the first is past its TTL (not yet removed by DynamoDB's TTL)
+    assert [c.title for c in store.recent(KEY)] == ["newer"]
+    assert store.get(KEY, conv(1, 0).conversation_id) is None
+
+
+def test_dynamodb_item_shape(dynamo_store) -> None:
+    dynamo_store.create(KEY, conv(1, 1234.5678, "Title"))
+    item = dynamo_store.table.get_item(Key={HASH_KEY: KEY, RANGE_KEY: conv(1, 0).conversation_id})["Item"]
     assert item == {
-        HASH_KEY: {"S": KEY},
-        RANGE_KEY: {"S": UUID1},
-        "session_id": {"S": CID1},
-        "title": {"S": "What is SageMaker?"},
-        "created_at": {"N": "1234.5"},
-        "last_activity": {"N": "1240.25"},
+        HASH_KEY: KEY,
+        RANGE_KEY: "00000001-5b6d-4e7f-8a9b-0c1d2e3f4a5b",
+        "session_id": f"{KEY}:00000001-5b6d-4e7f-8a9b-0c1d2e3f4a5b",
+        "title": "Title",
+        "created_at": Decimal("1234.568"),
+        "last_activity": Decimal("1234.568"),
+        "expires_at": 1234 + 86_400,
     }
 
 
-def test_clean_title():
-    assert clean_title("  What is\n SageMaker?  ") == "What is SageMaker?"
-    long = clean_title("word " * 40)
-    assert len(long) == MAX_TITLE_CHARS and long.endswith("…")
-    assert clean_title("   ") == ""
+def test_sqlite_store_migrates_the_one_row_per_user_layout(tmp_path, clock) -> None:
+    path = tmp_path / "sessions.db"
+    old = sqlite3.connect(path)
+    old.execute(
+        "CREATE TABLE sessions (user_key TEXT PRIMARY KEY, session_id TEXT NOT NULL, last_active REAL NOT NULL)"
+    )
+    old.execute("INSERT INTO sessions VALUES (?, ?, ?)", (KEY, conv(5, 0).session_id, T0))
+    old.commit()
+    old.close()
+    store = SqliteSessionStore(path, ttl_seconds=86_400, clock=clock)
+    (migrated,) = store.recent(KEY)
+    assert migrated == Conversation(conv(5, 0).session_id, "", T0, T0)
+    assert migrated.display_title == "Untitled conversation"
+    assert SqliteSessionStore(path, ttl_seconds=86_400, clock=clock).recent(KEY) == [migrated]  # idempotent
 
 
-def test_new_id_is_stored_with_its_first_question_then_touched(store):
-    clock = Clock()
-    manager = SessionManager(store, idle_seconds=600, clock=clock)
-    fresh = str(manager.renew(TENANT, EMAIL))
-    assert manager.conversations(TENANT, EMAIL) == []  # a fresh id is not stored
-    assert str(manager.session_for_message(TENANT, EMAIL, fresh, question="What is SageMaker?")) == fresh
-    assert manager.conversations(TENANT, EMAIL) == [Conversation(fresh, "What is SageMaker?", clock.t, clock.t)]
-    clock.t += 100
-    assert str(manager.session_for_message(TENANT, EMAIL, fresh, question="And pricing?")) == fresh
-    (row,) = manager.conversations(TENANT, EMAIL)
-    assert (row.title, row.last_activity) == ("What is SageMaker?", clock.t)  # title kept, activity moved
+def test_backend_failures_are_sessions_unavailable(tmp_path, monkeypatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a directory")
+    with pytest.raises(SessionsUnavailableError) as info:
+        SqliteSessionStore(blocker / "sessions.db")
+    assert isinstance(info.value, StoreUnavailableError) and info.value.code == "sessions_unavailable"
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    with mock_aws():  # a table that does not exist: ResourceNotFoundException
+        table = boto3.resource("dynamodb", region_name="us-east-1").Table("missing")
+        with pytest.raises(SessionsUnavailableError, match="sessions \\(DynamoDB\\) failed"):
+            DynamoSessionStore(table).recent(KEY)
 
 
-def test_idle_conversation_gets_a_new_one_and_stays_listed(store):
-    clock = Clock()
-    manager = SessionManager(store, idle_seconds=600, clock=clock)
-    first = str(manager.session_for_message(TENANT, EMAIL, question="first"))
-    clock.t += 599
-    assert str(manager.session_for_message(TENANT, EMAIL, first, question="q")) == first
-    clock.t += 601
-    renewed = str(manager.session_for_message(TENANT, EMAIL, first, question="later"))
-    assert renewed != first
-    assert [(c.session_id, c.title) for c in manager.conversations(TENANT, EMAIL)] == [
-        (renewed, "later"),
-        (first, "first"),
-    ]
-    assert parse_session_id(renewed).email == EMAIL
-
-
-def test_resumed_old_conversation_continues(store):
-    clock = Clock()
-    manager = SessionManager(store, idle_seconds=600, clock=clock)
-    old = str(manager.session_for_message(TENANT, EMAIL, question="old"))
-    clock.t += 86_400  # a day later the user opens it from the list on purpose
-    assert manager.open(TENANT, EMAIL, old).session_id == old
-    clock.t += 30
-    assert str(manager.session_for_message(TENANT, EMAIL, old, question="more")) == old
-
-
-def test_page_load_is_the_latest_unless_idle_and_writes_nothing(store):
-    clock = Clock()
-    manager = SessionManager(store, idle_seconds=600, clock=clock)
-    fresh = manager.current(TENANT, EMAIL)
-    assert manager.conversations(TENANT, EMAIL) == []
-    sid = manager.session_for_message(TENANT, EMAIL, str(fresh), question="q")
-    clock.t += 500
-    assert manager.current(TENANT, EMAIL) == sid
-    assert manager.conversations(TENANT, EMAIL)[0].last_activity == 1_000_000.0  # a page load is no activity
-    clock.t += 200
-    assert manager.current(TENANT, EMAIL) != sid  # idle: a new chat; the old one stays listed
-    assert len(manager.conversations(TENANT, EMAIL)) == 1
-
-
-def test_another_users_or_unknown_id_is_refused(store):
-    manager = SessionManager(store, idle_seconds=600, clock=Clock())
-    bob = str(manager.session_for_message(TENANT, "bob@example.com", question="b"))
-    for bad in (bob, "garbage", f"tenantb:{EMAIL}:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"):
-        for call in (manager.open, manager.delete):
-            with pytest.raises(ConversationNotFoundError):
-                call(TENANT, EMAIL, bad)
-        with pytest.raises(ConversationNotFoundError):
-            manager.rename(TENANT, EMAIL, bad, "mine now")
-        # sending with someone else's id starts alice's own conversation, never bob's
-        assert str(manager.session_for_message(TENANT, EMAIL, bad, question="hi")) != bad
-    assert all(c.session_id != bob for c in manager.conversations(TENANT, EMAIL))
-    assert [c.title for c in manager.conversations(TENANT, "bob@example.com")] == ["b"]  # untouched
-
-
-def test_rename_and_delete_own_conversation(store):
-    manager = SessionManager(store, idle_seconds=600, clock=Clock())
-    sid = str(manager.session_for_message(TENANT, EMAIL, question="q"))
-    assert manager.rename(TENANT, EMAIL, sid, "  Pricing \n notes ").title == "Pricing notes"
-    assert manager.conversations(TENANT, EMAIL)[0].title == "Pricing notes"
-    with pytest.raises(ValueError, match="blank"):
-        manager.rename(TENANT, EMAIL, sid, "   ")
-    manager.delete(TENANT, EMAIL, sid)
-    assert manager.conversations(TENANT, EMAIL) == []
-    with pytest.raises(ConversationNotFoundError):
-        manager.delete(TENANT, EMAIL, sid)
-
-
-def test_store_from_settings_sqlite_and_missing(tmp_path):
+def test_store_from_settings_sqlite_and_missing(tmp_path) -> None:
     common = {"tenant_id": TENANT, "embeddings_provider": "local", "llm_provider": "extractive"}
     store = store_from_settings(load_settings(sessions_url=f"sqlite:///{tmp_path}/x.db", **common))
     assert isinstance(store, SqliteSessionStore)
     assert store.path == tmp_path / "x.db"
-    with pytest.raises(ValueError, match="SESSIONS_TABLE or SESSIONS_URL"):
+    with pytest.raises(ValueError, match="SESSIONS_TABLE or SESSIONS_URL: one of them is required"):
         store_from_settings(load_settings(**common))
+
+
+# --- titles and user keys ------------------------------------------------------------------------
+
+
+def test_clean_title_strips_controls_and_bidi_and_limits_length() -> None:
+    assert clean_title("  What is\n\tSageMaker\u2028Studio?  ") == "What is SageMaker Studio?"
+    assert clean_title("evil\u202etxt.exe\u200b\x00\x1b[31m") == "eviltxt.exe[31m"
+    assert clean_title("\u202e\n \x07") == ""
+    long = clean_title("word " * 100)
+    assert len(long) <= MAX_TITLE_CHARS and long.endswith("…") and not long.endswith(" …")
+    assert len(clean_title("x" * 500)) == MAX_TITLE_CHARS
+
+
+@pytest.mark.parametrize("user", ["", "a:b", "a b", "a\nb", "x" * 257, "a\u202eb"])
+def test_user_key_refuses_unusable_user_ids(user: str) -> None:
+    with pytest.raises(ValueError, match="invalid user id"):
+        user_key(TENANT, user)
+
+
+def test_user_key_refuses_a_bad_tenant() -> None:
+    with pytest.raises(ValueError, match="invalid tenant id"):
+        user_key("../x", USER)
+
+
+# --- the manager ---------------------------------------------------------------------------------
+
+
+def test_first_message_stores_the_conversation_titled_from_the_question(manager, store, clock) -> None:
+    fresh = manager.current(TENANT, USER)
+    assert store.recent(KEY) == []  # a page load stores nothing: no empty conversations in the list
+    sid = manager.session_for_message(TENANT, USER, str(fresh), question="How do I\nstart a notebook?")
+    assert sid == fresh
+    (stored,) = manager.conversations(TENANT, USER)
+    assert (stored.session_id, stored.title, stored.created_at) == (str(fresh), "How do I start a notebook?", T0)
+    clock.t += 60
+    assert manager.session_for_message(TENANT, USER, str(sid), question="and then?") == sid
+    (again,) = manager.conversations(TENANT, USER)
+    assert (again.title, again.last_activity) == ("How do I start a notebook?", T0 + 60)  # title from the first
+
+
+def test_idle_conversation_stays_listed_and_the_next_message_starts_a_new_one(manager, clock) -> None:
+    first = manager.session_for_message(TENANT, USER, str(manager.current(TENANT, USER)), question="first")
+    clock.t += 599
+    assert manager.session_for_message(TENANT, USER, str(first), question="more") == first  # activity resets
+    clock.t += 599
+    assert manager.current(TENANT, USER) == first
+    clock.t += 2  # idle: checked when the message is sent
+    second = manager.session_for_message(TENANT, USER, str(first), question="after a break")
+    assert second != first
+    assert [c.session_id for c in manager.conversations(TENANT, USER)] == [str(second), str(first)]
+    assert [c.title for c in manager.conversations(TENANT, USER)] == ["after a break", "first"]
+
+
+def test_page_load_does_not_count_as_activity_and_gets_a_fresh_id_after_idle(manager, clock) -> None:
+    first = manager.session_for_message(TENANT, USER, question="hello")
+    clock.t += 500
+    assert manager.current(TENANT, USER) == first
+    clock.t += 200  # 700 s after the message: the page load did not reset the timer
+    fresh = manager.current(TENANT, USER)
+    assert fresh != first
+    assert manager.session_for_message(TENANT, USER, str(fresh), question="new") == fresh
+
+
+def test_new_chat_is_a_fresh_id_and_the_previous_one_can_be_resumed(manager, clock) -> None:
+    first = manager.session_for_message(TENANT, USER, question="one")
+    second = manager.renew(TENANT, USER)
+    assert second != first
+    assert manager.session_for_message(TENANT, USER, str(second), question="two") == second
+    clock.t += 3600  # both idle now
+    resumed = manager.open(TENANT, USER, str(first))
+    assert (resumed.session_id, resumed.title, resumed.last_activity) == (str(first), "one", clock.t)
+    assert manager.session_for_message(TENANT, USER, str(first), question="back") == first  # resumed: not idle
+    assert manager.conversations(TENANT, USER)[0].session_id == str(first)
+
+
+def test_someone_elses_or_a_broken_conversation_id_is_refused(manager) -> None:
+    bobs = manager.session_for_message(TENANT, OTHER, question="bob's secret")
+    other_tenant = f"tenantb:{USER}:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+    for foreign in (str(bobs), other_tenant, "garbage", f"{KEY}:not-a-uuid"):
+        with pytest.raises(ConversationNotFoundError):
+            manager.open(TENANT, USER, foreign)
+        with pytest.raises(ConversationNotFoundError):
+            manager.rename(TENANT, USER, foreign, "mine now")
+        with pytest.raises(ConversationNotFoundError):
+            manager.delete(TENANT, USER, foreign)
+        sid = manager.session_for_message(TENANT, USER, foreign, question="q")  # never continues someone else's
+        assert sid != foreign and parse_session_id(str(sid)).user_key == KEY
+    (bob_conv,) = manager.conversations(TENANT, OTHER)
+    assert (bob_conv.session_id, bob_conv.title) == (str(bobs), "bob's secret")  # untouched
+    assert str(bobs) not in {c.session_id for c in manager.conversations(TENANT, USER)}
+    with pytest.raises(ConversationNotFoundError):  # an id of alice's that was never stored
+        manager.open(TENANT, USER, str(SessionId.new(TENANT, USER)))
+
+
+def test_rename_and_delete(manager) -> None:
+    sid = str(manager.session_for_message(TENANT, USER, question="q"))
+    renamed = manager.rename(TENANT, USER, sid, "  My\u202e chat\n")
+    assert renamed.title == "My chat"
+    with pytest.raises(ValueError, match="must not be blank"):
+        manager.rename(TENANT, USER, sid, " \u200b\n")
+    assert manager.conversations(TENANT, USER)[0].title == "My chat"
+    manager.delete(TENANT, USER, sid)
+    assert manager.conversations(TENANT, USER) == []
+    with pytest.raises(ConversationNotFoundError):
+        manager.delete(TENANT, USER, sid)
+    with pytest.raises(ConversationNotFoundError):
+        manager.open(TENANT, USER, sid)
