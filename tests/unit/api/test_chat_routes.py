@@ -135,11 +135,11 @@ def test_history_messages_carry_the_latest_rating(make_client):
     first, second = [
         m for m in client.get(f"/api/v1/sessions/{SESSION}/messages").json()["messages"] if m.get("answer_id")
     ]
-    assert "rating" not in first and "rating" not in second
+    assert "feedback" not in first and "feedback" not in second
     for rating in ("up", "down"):  # changed: the latest rating is shown
         sent = client.post(
             "/api/v1/feedback", json={"session_id": SESSION, "answer_id": first["answer_id"], "rating": rating}
         )
         assert sent.status_code == 201, sent.text
     rated = [m for m in client.get(f"/api/v1/sessions/{SESSION}/messages").json()["messages"] if m.get("answer_id")]
-    assert [m.get("rating") for m in rated] == ["down", None]
+    assert [m.get("feedback") for m in rated] == ["down", None]

@@ -213,7 +213,7 @@ def test_history_validates_messages_and_encodes_session_id():
                 "messages": [
                     {"role": "user", "content": "Q", "created_at": "2026-01-01T00:00:00Z"},
                     {"role": "assistant", "content": "A", "sources": SOURCES, "created_at": "2026-01-01T00:00:01Z",
-                     "answer_id": "a1", "rating": "up"},
+                     "answer_id": "a1", "feedback": "up"},
                 ],
             },
         )  # fmt: skip
@@ -221,7 +221,7 @@ def test_history_validates_messages_and_encodes_session_id():
     messages = client_for(handler).history(SID)
     assert [(m.role, m.content) for m in messages] == [("user", "Q"), ("assistant", "A")]
     assert messages[1].sources[0].row == 3
-    assert messages[1].rating == "up"
+    assert messages[1].feedback == "up"
     assert seen[0].url.raw_path.decode() == (
         "/api/v1/sessions/tenanta%3Aalice%40example.com%3A2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b/messages"
     )

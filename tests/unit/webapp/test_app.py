@@ -195,7 +195,7 @@ def test_history_is_shown_again_after_reload(app, set_headers, issuer, fake_api:
             sources=[Source(id="d", source="faq.csv", row=3, score=0.5, snippet="s")],
             created_at="2026-01-01T00:00:01Z",
             answer_id="a1",
-            rating="down",
+            feedback="down",
         ),
     ]
     from streamlit.testing.v1 import AppTest
