@@ -6,7 +6,7 @@ tests replace any of them with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
 
@@ -141,3 +141,17 @@ def get_model_id(state: RagStateDep) -> str:
 
 
 ModelIdDep = Annotated[str, Depends(get_model_id)]
+
+
+# --- document links (chat area) ----------------------------------------------------------
+def get_document_s3(request: Request, settings: SettingsDep) -> Any:
+    """The S3 client that signs document links: ``app.state.document_s3`` (tests set it), else one made once."""
+    client = getattr(request.app.state, "document_s3", None)
+    if client is None:
+        from rag.aws import make_client
+
+        client = request.app.state.document_s3 = make_client("s3", settings)
+    return client
+
+
+DocumentS3Dep = Annotated[Any, Depends(get_document_s3)]
