@@ -1,0 +1,1 @@
+"""The work behind the routes (handlers adapt HTTP, services decide)."""
