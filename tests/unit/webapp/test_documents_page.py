@@ -26,7 +26,7 @@ class FakeDocuments:
             DocumentItem(
                 name="bad.csv", size=10, last_modified=NOW, uri="/d/bad.csv", skipped_reason="not valid UTF-8 (byte 3)"
             ),
-        ]  # fmt: skip
+        ]
     )
     last: IngestionStatus | None = field(
         default_factory=lambda: IngestionStatus(
@@ -44,7 +44,7 @@ class FakeDocuments:
                 "reused_chunks": 3,
                 "removed_sources": 0,
             },
-        )  # fmt: skip
+        )
     )
     deleted: list[str] = field(default_factory=list)
     started: int = 0
