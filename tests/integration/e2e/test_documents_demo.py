@@ -28,7 +28,7 @@ from tests.conftest import REPO_ROOT
 from tests.integration.webapp.browser import CHAT_INPUT, ask, running_browser, screenshot, sources
 from tests.support.pdf import make_pdf
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(1500)]  # a loaded 2-core machine: the stack takes minutes
 
 TENANT = "tenanta"
 PDF_NAME = "zorblax-guide.pdf"
