@@ -160,7 +160,7 @@ def check_content(name: str, data: bytes) -> tuple[str, str]:
     if kind == "csv":
         csv.field_size_limit(MAX_CSV_FIELD_CHARS)
         try:
-            for _ in csv.reader(io.StringIO(text, newline="")):
+            for _ in csv.reader(io.StringIO(text, newline=""), strict=True):  # e.g. an unclosed quote
                 pass
         except csv.Error as exc:
             raise DocumentRejected("content_mismatch", f"{name}: not a readable CSV ({exc}).") from None

@@ -134,10 +134,15 @@ def reindex_and_wait(page: Page, stack: DemoStack, token: str) -> dict:
     return status
 
 
-def table_row(page: Page, name: str) -> list[str]:
+#: Columns of the documents table (``webapp.documents_page``), in order.
+COLUMNS = ("Name", "Size", "Last modified", "Chunks in index", "Skipped")
+
+
+def expect_cell(page: Page, name: str, column: str, text: str) -> None:
+    """Wait until the row of ``name`` shows ``text`` in ``column`` (the page re-renders after a run)."""
     row = page.locator('[data-testid="stTable"] tr').filter(has_text=name)
     expect(row).to_have_count(1, timeout=TIMEOUT_MS)
-    return [c.strip() for c in row.locator("td").all_inner_texts()]
+    expect(row.locator("td").nth(COLUMNS.index(column))).to_contain_text(text, timeout=TIMEOUT_MS)
 
 
 def test_admin_uploads_reindexes_asks_deletes(stack: DemoStack, browser: Browser) -> None:
@@ -154,10 +159,10 @@ def test_admin_uploads_reindexes_asks_deletes(stack: DemoStack, browser: Browser
 
     status = reindex_and_wait(page, stack, token)
     assert status["counts"]["embedded_chunks"] >= 3  # the PDF's two pages and the Markdown file
-    pdf_row = table_row(page, PDF_NAME)
-    assert pdf_row[3] == "2", pdf_row  # chunks in the served index: one per page
-    assert "not valid UTF-8" in table_row(page, "legacy.csv")[4]
-    expect(page.get_by_text(f"Index version: {status['version']}")).to_be_visible()
+    expect(page.get_by_text(f"Index version: {status['version']}")).to_be_visible(timeout=TIMEOUT_MS)
+    expect_cell(page, PDF_NAME, "Chunks in index", "2")  # in the served index: one chunk per page
+    expect_cell(page, MD_NAME, "Chunks in index", "1")
+    expect_cell(page, "legacy.csv", "Skipped", "not valid UTF-8 (byte 13)")
     screenshot(page, "documents-page")
 
     open_chat_view(page)
@@ -195,6 +200,7 @@ def test_admin_uploads_reindexes_asks_deletes(stack: DemoStack, browser: Browser
     assert not (docs / PDF_NAME).exists()
     status = reindex_and_wait(page, stack, token)
     assert status["counts"]["removed_sources"] == 1
+    expect(page.get_by_text(f"Index version: {status['version']}")).to_be_visible(timeout=TIMEOUT_MS)
     expect(page.locator('[data-testid="stTable"] tr').filter(has_text=PDF_NAME)).to_have_count(0)
 
     open_chat_view(page)
