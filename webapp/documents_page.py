@@ -19,6 +19,8 @@ from webapp.documents_client import DocumentsApiError, DocumentsClient
 
 #: Seconds between status refreshes while an ingestion is queued or running.
 REFRESH_SECONDS = 2.0
+#: The chunks cell of a file the served index does not hold (an en dash: a "-" would render as a list).
+NOT_INDEXED = "–"
 
 
 def choose_page() -> str:
@@ -83,7 +85,7 @@ def _render_table(listing: DocumentList, client: DocumentsClient) -> None:
             "Name": doc.name,
             "Size": human_size(doc.size),
             "Last modified": doc.last_modified.strftime("%Y-%m-%d %H:%M UTC"),
-            "Chunks in index": "-" if doc.chunks is None else str(doc.chunks),
+            "Chunks in index": NOT_INDEXED if doc.chunks is None else str(doc.chunks),
             "Skipped": doc.skipped_reason or "",
         }
         for doc in listing.documents
@@ -127,7 +129,7 @@ def _render_upload(listing: DocumentList, client: DocumentsClient) -> None:
 def render_documents_page(client: DocumentsClient, tenant_name: str) -> None:
     """The whole page."""
     st.title("Documents")
-    st.caption(f"The files {tenant_name}'s assistant answers from.")
+    st.caption(f"The files the {tenant_name} answers from. Changes reach the answers after a re-index.")
     notice = st.session_state.pop("docs_notice", None)
     if notice:
         _notice(*notice)

@@ -106,8 +106,8 @@ def upload(page: Page, files: list[tuple[str, str, bytes]]) -> None:
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
         [{"name": name, "mimeType": mime, "buffer": data} for name, mime, data in files]
     )
-    for name, _, _ in files:
-        expect(page.locator('[data-testid="stFileUploaderFileName"]').filter(has_text=name)).to_be_visible()
+    for name, _, _ in files:  # each selected file is listed with its own remove button
+        expect(page.get_by_role("button", name=f"Remove {name}", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
     page.get_by_role("button", name="Upload", exact=True).click()
 
 

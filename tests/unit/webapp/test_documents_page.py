@@ -121,7 +121,7 @@ def test_admin_sees_list_status_and_version(app, set_headers, issuer, fake_docs)
     assert "succeeded" in text and "4 chunks (1 newly embedded, 3 reused)" in text
     table = at.table[0].value
     assert list(table["Name"]) == ["guide.pdf", "bad.csv"]
-    assert list(table["Chunks in index"]) == ["4", "-"]
+    assert list(table["Chunks in index"]) == ["4", "–"]
     assert list(table["Skipped"]) == ["", "not valid UTF-8 (byte 3)"]
     assert len(at.chat_input) == 0
 
