@@ -41,6 +41,20 @@ class DocumentNotFoundError(LookupError):
     """No document of that name."""
 
 
+class DocumentStoreUnavailableError(RuntimeError):
+    """S3 (or the disk) failed while listing, writing or deleting documents."""
+
+
+def _store_call(what: str, call: Any, *args: Any) -> Any:
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    try:
+        return call(*args)
+    except (ClientError, BotoCoreError, OSError) as exc:
+        log.warning("document store failed while %s: %s", what, exc)
+        raise DocumentStoreUnavailableError(f"the document store failed while {what} ({type(exc).__name__})") from None
+
+
 class IngestionBusyError(RuntimeError):
     """An ingestion is queued or running; ``run_id`` names it."""
 
@@ -95,7 +109,7 @@ class DocumentServices:
                 skipped_reason=skipped.get(doc.uri),
                 deletable="/" not in doc.name,
             )
-            for doc in self.store.list()
+            for doc in _store_call("listing", self.store.list)
         ]
         return DocumentList(
             documents=items,
@@ -112,7 +126,7 @@ class DocumentServices:
             rag.documents.rules.DocumentRejected: the name, size or content is refused.
         """
         checked = check_document(raw_name, data, max_bytes=self.settings.upload_max_file_bytes)
-        info = self.store.put(checked.name, checked.data, checked.content_type)
+        info = _store_call("writing", self.store.put, checked.name, checked.data, checked.content_type)
         log.info("document %s written (%d bytes, %s)", checked.name, info.size, checked.kind)
         return DocumentItem(name=info.name, size=info.size, last_modified=info.last_modified, uri=info.uri)
 
@@ -124,7 +138,7 @@ class DocumentServices:
             DocumentNotFoundError: there is no such document.
         """
         name = normalise_name(raw_name)
-        if not self.store.delete(name):
+        if not _store_call("deleting", self.store.delete, name):
             raise DocumentNotFoundError(f"{name}: no such document")
         log.info("document %s deleted", name)
 

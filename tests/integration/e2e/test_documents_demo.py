@@ -191,7 +191,7 @@ def test_admin_uploads_reindexes_asks_deletes(stack: DemoStack, browser: Browser
     # delete the PDF (with confirmation), re-index: the same question no longer cites it
     open_documents(page)
     page.locator('[data-testid="stSelectbox"]').click()
-    page.locator('li[role="option"]').filter(has_text=PDF_NAME).click()
+    page.get_by_role("option", name=PDF_NAME).click()
     page.get_by_role("button", name="Delete", exact=True).click()
     expect(page.get_by_text(f"Delete {PDF_NAME}?")).to_be_visible()
     assert (docs / PDF_NAME).exists()  # not before the confirmation

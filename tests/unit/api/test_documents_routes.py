@@ -300,3 +300,19 @@ def test_no_document_store_is_503(env):
     with started_clients() as start:
         response = start(create_app(settings=settings, embeddings=fake_embeddings())).get("/api/v1/documents")
     assert response.status_code == 503 and response.json()["error"] == "documents_not_configured"
+
+
+def test_a_failing_store_is_503_not_a_model_error(env, issuer):
+    from botocore.exceptions import ClientError
+
+    class FailingStore(LocalDocumentStore):
+        def put(self, name, data, content_type):
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "no"}}, "PutObject")
+
+    settings = make_settings(env["index_root"], auth_mode="dev", documents_uri=str(env["docs"]))
+    with started_clients() as start:
+        app = create_app(settings=settings, embeddings=fake_embeddings(), document_store=FailingStore(env["docs"]),
+                         ingestion_runner=RecordingRunner())  # fmt: skip
+        response = start(app).put("/api/v1/documents/x.md", content=b"# x")
+    assert response.status_code == 503 and response.json()["error"] == "documents_unavailable"
+    assert "writing" in response.json()["message"] and response.headers["Retry-After"] == "10"
