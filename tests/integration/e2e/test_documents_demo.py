@@ -108,7 +108,7 @@ def upload(page: Page, files: list[tuple[str, str, bytes]]) -> None:
     )
     for name, _, _ in files:  # each selected file is listed with its own remove button
         expect(page.get_by_role("button", name=f"Remove {name}", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
-    page.get_by_role("button", name="Upload", exact=True).click()
+    page.get_by_role("button", name="Upload selected files", exact=True).click()
 
 
 def latest(stack: DemoStack, token: str) -> dict:
@@ -257,7 +257,7 @@ def test_member_has_no_documents_page_and_every_endpoint_refuses(stack: DemoStac
     assert page.locator('[data-testid="stSidebar"]').get_by_text("View").count() == 0
     screenshot(page, "documents-member-chat")
     carol = stack.issuer.mint_for("carol")
-    forged = {"X-Auth-Request-Groups": "admins", "X-Cognito-Groups": "admins", "cognito:groups": "admins"}
+    forged = {"X-Auth-Request-Groups": "admins", "X-Cognito-Groups": "admins", "X-Amzn-Oidc-Groups": "admins"}
     before = snapshot(documents_dir(stack))
     for method, path in ENDPOINTS:
         for headers, code in (
