@@ -16,8 +16,8 @@
 | upload over ``UPLOAD_MAX_FILE_BYTES`` | 413 | ``file_too_large`` |
 | no such document | 404 | ``document_not_found`` |
 | an ingestion is queued or running | 409 | ``ingestion_running`` |
-| no document store, S3 failed, job cannot start, keys unreachable | 503 | ``documents_not_configured``, |
-| | | ``documents_unavailable``, ``ingestion_unavailable``, ``identity_unavailable`` |
+| no document store, job cannot start, keys unreachable | 503 | ``documents_not_configured``, |
+| | | ``ingestion_unavailable``, ``identity_unavailable`` (S3 failing: the store's ``documents_unavailable``) |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -127,7 +127,7 @@ def classify_exception(exc: BaseException) -> ApiError:
 def _documents_error(exc: BaseException) -> ApiError | None:
     """The document area's exceptions (admin check, uploads, ingestion runs), or None."""
     from api.services.admin import AdminDenied
-    from api.services.documents import DocumentNotFoundError, DocumentStoreUnavailableError, IngestionBusyError
+    from api.services.documents import DocumentNotFoundError, IngestionBusyError
     from api.services.runners import RunnerUnavailableError
     from rag.documents.rules import DocumentRejected
 
@@ -137,10 +137,6 @@ def _documents_error(exc: BaseException) -> ApiError | None:
         return ApiError(413 if exc.code == "file_too_large" else 422, exc.code, exc.message)
     if isinstance(exc, DocumentNotFoundError):
         return ApiError(404, "document_not_found", str(exc))
-    if isinstance(exc, DocumentStoreUnavailableError):
-        return ApiError(
-            503, "documents_unavailable", f"The documents cannot be reached: {exc}.", RETRY_AFTER_UNAVAILABLE
-        )
     if isinstance(exc, IngestionBusyError):
         return ApiError(
             409, "ingestion_running", f"An ingestion is already queued or running ({exc.run_id or 'scheduled'})."

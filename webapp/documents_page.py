@@ -117,7 +117,9 @@ def _render_upload(listing: DocumentList, client: DocumentsClient) -> None:
     )
     generation = st.session_state.setdefault("docs_uploader", 0)
     files = st.file_uploader("Add documents", accept_multiple_files=True, key=f"docs_files_{generation}")
-    if st.button("Upload selected files", key="docs_upload", disabled=not files, type="primary", icon=":material/upload:"):
+    if st.button(
+        "Upload selected files", key="docs_upload", disabled=not files, type="primary", icon=":material/upload:"
+    ):
         outcomes = upload_files(client, [(f.name, f.getvalue()) for f in files or []], limits)
         st.session_state.docs_outcomes = [o.__dict__ for o in outcomes]
         st.session_state.docs_uploader = generation + 1

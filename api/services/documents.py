@@ -27,7 +27,7 @@ from rag.documents.contract import (
 )
 from rag.documents.rules import UPLOAD_TYPES, check_document, normalise_name
 from rag.documents.status import StatusUnreadableError, read_status
-from rag.documents.store import DocumentStore, open_document_store
+from rag.documents.store import DocumentStore, DocumentStoreUnavailableError, open_document_store
 from rag.index.store import BlobStore
 from rag.settings import Settings, SettingsError
 
@@ -39,10 +39,6 @@ VANISHED = "the ingestion job ended without reporting a result (stopped, out of 
 
 class DocumentNotFoundError(LookupError):
     """No document of that name."""
-
-
-class DocumentStoreUnavailableError(RuntimeError):
-    """S3 (or the disk) failed while listing, writing or deleting documents."""
 
 
 def _store_call(what: str, call: Any, *args: Any) -> Any:

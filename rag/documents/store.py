@@ -23,9 +23,17 @@ from typing import Any, Protocol
 
 from rag.documents.rules import normalise_name
 from rag.index.store import parse_s3_uri
+from rag.stores.base import StoreUnavailableError
 
 #: Most objects listed (a tenant's documents, not a data lake; the page shows them all).
 MAX_LISTED = 10_000
+
+
+class DocumentStoreUnavailableError(StoreUnavailableError):
+    """S3 (or the disk) failed while listing, writing or deleting documents (one of the stores' 503s)."""
+
+    code = "documents_unavailable"
+    public_message = "The tenant's documents cannot be reached right now; try again shortly."
 
 
 @dataclass(frozen=True)

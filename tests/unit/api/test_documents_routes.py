@@ -315,4 +315,4 @@ def test_a_failing_store_is_503_not_a_model_error(env, issuer):
                          ingestion_runner=RecordingRunner())  # fmt: skip
         response = start(app).put("/api/v1/documents/x.md", content=b"# x")
     assert response.status_code == 503 and response.json()["error"] == "documents_unavailable"
-    assert "writing" in response.json()["message"] and response.headers["Retry-After"] == "10"
+    assert "cannot be reached" in response.json()["message"] and response.headers["Retry-After"] == "2"
