@@ -43,6 +43,7 @@ PDF = make_pdf(
 )
 MARKDOWN = b"# Zorblax care\n\nEmpty the Zorblax 9 dust bin after every run and clean the brushes weekly.\n"
 TIMEOUT_MS = 60_000
+MAX_FILE_BYTES = 1_000_000
 
 
 def _free_base_port() -> int:
@@ -59,8 +60,9 @@ def _free_base_port() -> int:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DemoStack]:
+    # a 1 MB file limit: the over-limit upload stays small enough to hand to the browser quickly
     env = {"AUTH_MODE": "oidc", "EMBEDDINGS_PROVIDER": "local", "LLM_PROVIDER": "extractive",
-           "INDEX_POLL_SECONDS": "60"}  # fmt: skip
+           "INDEX_POLL_SECONDS": "60", "UPLOAD_MAX_FILE_BYTES": str(MAX_FILE_BYTES)}  # fmt: skip
     workdir = tmp_path_factory.mktemp("documents-demo")
     with DemoStack(workdir=workdir, tenants=(TENANT,), base_port=_free_base_port(), env=env, auth_mode="oidc") as s:
         yield s
@@ -104,7 +106,7 @@ def open_chat_view(page: Page) -> None:
 
 def upload(page: Page, files: list[tuple[str, str, bytes]]) -> None:
     page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(
-        [{"name": name, "mimeType": mime, "buffer": data} for name, mime, data in files]
+        [{"name": name, "mimeType": mime, "buffer": data} for name, mime, data in files], timeout=TIMEOUT_MS
     )
     for name, _, _ in files:  # each selected file is listed with its own remove button
         expect(page.get_by_role("button", name=f"Remove {name}", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
@@ -220,7 +222,7 @@ def test_bad_uploads_are_refused_with_reasons_and_change_nothing(stack: DemoStac
             ("notes.pdf", "application/pdf", b"this is only text, named like a PDF\n"),
             ("tool.exe", "application/octet-stream", b"MZ\x90\x00\x03"),
             ("latin1.csv", "text/csv", b"name,city\nJos\xe9,M\xfcnchen\n"),
-            ("huge.txt", "text/plain", b"a" * (20 * 1024 * 1024 + 1)),
+            ("huge.txt", "text/plain", b"a" * (MAX_FILE_BYTES + 1)),
         ],
     )
     for message in (
@@ -228,7 +230,7 @@ def test_bad_uploads_are_refused_with_reasons_and_change_nothing(stack: DemoStac
         "notes.pdf: not a PDF (no %PDF- header)",
         "tool.exe: the type .exe is not supported",
         "latin1.csv: not valid UTF-8 (byte 13).",
-        "over the 20971520 byte limit",
+        f"over the {MAX_FILE_BYTES} byte limit",
     ):
         expect(page.get_by_text(message)).to_be_visible(timeout=TIMEOUT_MS)
     token = stack.issuer.mint_for("alice")
