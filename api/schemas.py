@@ -21,7 +21,7 @@ class RagRequest(BaseModel):
 
     Attributes:
         q: the user's question (1-4000 characters, not blank).
-        user_session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's.
+        user_session_id: ``<tenant>:<subject>:<uuid>``; the tenant must be this pod's.
         verbose: also return the full text of the retrieved documents (``docs``).
         max_matching_docs: documents retrieved and given to the model (k), 1-20.
         temperature: sampling temperature, 0-1.
@@ -122,7 +122,7 @@ class FeedbackRequest(BaseModel):
     """``POST /api/v1/feedback``: a rating of one answer, identified by ``answer_id`` or ``turn_index``.
 
     Attributes:
-        session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's (else 403).
+        session_id: ``<tenant>:<subject>:<uuid>``; the tenant must be this pod's (else 403).
         answer_id: the ``answer_id`` of the ``done`` event / the response (preferred).
         turn_index: position of the turn in the session's history (0-based), when no answer id is known.
         rating: ``"up"`` or ``"down"``.

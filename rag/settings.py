@@ -154,6 +154,15 @@ class Settings(BaseSettings):
     issuer_uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
     cognito_client_id: str | None = Field(default=None, max_length=128)
     dev_user_email: str = Field(default="demo@example.com", max_length=254)
+    # --- identity (security area: rag/identity.py) ---------------------------------------
+    id_token_validity_seconds: int = Field(
+        default=3600,
+        ge=300,
+        le=86_400,
+        description="the user pool's ID token validity (Cognito: 5 min to 1 day, default 1 h); longer-lived"
+        " tokens are refused (https://docs.aws.amazon.com/cognito/latest/developerguide/"
+        "amazon-cognito-user-pools-using-the-id-token.html)",
+    )
     tenant_display_name: str | None = Field(default=None, max_length=100)
     rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)

@@ -287,7 +287,7 @@ class RagApiClient:
 
         Args:
             question: the user's text.
-            session_id: ``<tenant>:<email>:<uuid>``.
+            session_id: ``<tenant>:<subject>:<uuid>``.
             request_id: ``X-Request-ID`` for the turn (default: a new uuid4 hex).
             max_matching_docs: passages to retrieve.
 

@@ -22,7 +22,7 @@ class AnswerStream:
     Args:
         client: the RAG API client.
         question: the user's text.
-        session_id: ``<tenant>:<email>:<uuid>``.
+        session_id: ``<tenant>:<subject>:<uuid>``.
         request_id: ``X-Request-ID`` of the turn (default: a new uuid4 hex).
 
     Attributes:

@@ -4,7 +4,7 @@
 ``st.session_state`` (never in ``st.cache_resource``):
 
 - ``messages``: ``[{"role", "content", "sources"}]`` replayed before ``st.chat_input``;
-- ``session_id``: the conversation's ``<tenant>:<email>:<uuid>``;
+- ``session_id``: the conversation's ``<tenant>:<subject>:<uuid>``;
 - ``user_key``: whose state this is (a different user resets it);
 - ``failed``: the last question that could not be answered, with the message shown;
 - ``pending``: a question to send on this run (set by the Retry button);
@@ -29,7 +29,7 @@ from rag.stores.sessions import SessionManager, SessionStore, store_from_setting
 from webapp.api_client import ApiError, RagApiClient
 from webapp.chat import AnswerStream, history_to_messages, message_dict
 from webapp.config import ConfigError
-from webapp.identity import Denial, Identity, IdentityError
+from webapp.identity import Denial, Identity, IdentityError, denial_of
 
 log = logging.getLogger(__name__)
 
@@ -60,12 +60,13 @@ def stop_with_config_error(error: ConfigError) -> NoReturn:
 
 def stop_with_denial(error: IdentityError) -> NoReturn:
     """Show the sign-in problem (never the token) and stop the script."""
-    title, advice = _DENIAL_PAGES[error.denial]
+    denial = denial_of(error)
+    title, advice = _DENIAL_PAGES[denial]
     log.warning("identity refused: %s", error)
     st.title(title)
-    st.error(f"{error.reason[:1].upper()}{error.reason[1:]}.")
+    st.error(f"{error.message[:1].upper()}{error.message[1:]}.")
     st.write(advice)
-    if error.denial is Denial.UNAVAILABLE:
+    if denial is Denial.UNAVAILABLE:
         st.button("Retry", key="identity_retry")
     st.stop()
 
@@ -98,7 +99,7 @@ def render_header(settings: Settings, identity: Identity, manager: SessionManage
     left, right = st.columns([5, 1], vertical_alignment="bottom")
     with left:
         st.title(f"{tenant_name} assistant")
-        st.caption(f"Tenant: {tenant_name} · Signed in as {identity.email}")
+        st.caption(f"Tenant: {tenant_name} · Signed in as {identity.display_name}")
     with right:
         st.button("New chat", key="new_chat", on_click=new_chat, args=(identity, manager), icon=":material/add:")
     if identity.dev_mode:
@@ -122,7 +123,7 @@ def init_state(identity: Identity, manager: SessionManager, client: RagApiClient
     state.user_key = identity.user_key
     state.messages = []
     try:
-        state.session_id = str(manager.current(identity.tenant, identity.email))
+        state.session_id = str(manager.current(identity.tenant, identity.subject))
     except Exception:
         log.exception("sessions store failed on page load")
         state.pop("user_key", None)
@@ -147,7 +148,7 @@ def new_chat(identity: Identity, manager: SessionManager) -> None:
     """Button callback: start a new session id and clear the page."""
     state = st.session_state
     try:
-        state.session_id = str(manager.renew(identity.tenant, identity.email))
+        state.session_id = str(manager.renew(identity.tenant, identity.subject))
     except Exception:
         log.exception("sessions store failed on new chat")
         state.notice = STORE_DOWN
@@ -272,7 +273,7 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
     """
     state = st.session_state
     try:
-        sid = str(manager.session_for_message(identity.tenant, identity.email))
+        sid = str(manager.session_for_message(identity.tenant, identity.subject))
     except Exception:
         log.exception("sessions store failed on send")
         state.failed = {"question": question, "message": STORE_DOWN}

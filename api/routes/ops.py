@@ -124,7 +124,7 @@ async def feedback(
         feedback_id=f"{created_at}#{uuid.uuid4().hex}",
         created_at=created_at,
         session_id=str(session),
-        user=session.email,
+        user=session.subject,
         answer_id=turn.answer_id or body.answer_id or f"turn-{index}",
         turn_index=index,
         rating=body.rating,

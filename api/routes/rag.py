@@ -105,7 +105,7 @@ async def _admit(state: RagState, tenant: str, session: SessionId) -> None:
     if not state.quota.limits.enabled:
         return
     try:
-        await run_in_threadpool(state.quota.admit, tenant, session.email)
+        await run_in_threadpool(state.quota.admit, tenant, session.subject)
     except QuotaExceededError as exc:
         metrics.QUOTA_REJECTIONS.labels(tenant, exc.scope, exc.kind).inc()
         logger.info("quota exceeded: %s %s (limit %d)", exc.scope, exc.kind, exc.limit)
@@ -198,13 +198,13 @@ def _record_usage(state: RagState, session: SessionId, answer_id: str, usage: Ch
     """Blocking: add the tokens to the token quotas and store the usage record (errors are logged)."""
     tenant, model = state.settings.tenant_id, state.model_id
     try:
-        state.quota.add_tokens(tenant, session.email, usage.total_tokens)
+        state.quota.add_tokens(tenant, session.subject, usage.total_tokens)
     except Exception as exc:
         metrics.QUOTA_ERRORS.labels(tenant).inc()
         logger.warning("token quota not updated: %s", exc)
     record = UsageRecord(
         tenant=tenant,
-        user=session.email,
+        user=session.subject,
         session_id=str(session),
         answer_id=answer_id,
         model_id=model,

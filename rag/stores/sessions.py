@@ -1,8 +1,8 @@
 """Chat session ids per user, renewed after a period of inactivity.
 
-One row per user (``<tenant>:<email>``) holds the current session id and when it was last used
-(epoch seconds). The row lives in the tenant's DynamoDB table (``SESSIONS_TABLE``, HASH key
-``TenantId``) or, for the local demo and tests, in SQLite (``SESSIONS_URL=sqlite:///path``).
+One row per user (``<tenant>:<subject>``, the subject being the token's ``sub`` claim) holds the
+current session id and when it was last used (epoch seconds). The row lives in the tenant's
+DynamoDB table (``SESSIONS_TABLE``, HASH key ``TenantId``) or, for the local demo and tests, in SQLite (``SESSIONS_URL=sqlite:///path``).
 
 Idleness is checked when a message is *sent* (:meth:`SessionManager.session_for_message`), not
 only when the page loads: a tab left open past ``SESSION_IDLE_SECONDS`` starts a new session
@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
-from rag.tenant import SessionId, parse_session_id
+from rag.tenant import SessionId, parse_session_id, user_key
 
 #: The DynamoDB table's partition key (as the onboarding script creates it).
 HASH_KEY = "TenantId"
@@ -36,7 +36,7 @@ class SessionRecord:
     """A user's current session.
 
     Attributes:
-        session_id: ``<tenant>:<email>:<uuid>``.
+        session_id: ``<tenant>:<subject>:<uuid>``.
         last_active: when the session was last used, epoch seconds.
     """
 
@@ -96,7 +96,7 @@ class SqliteSessionStore:
 class DynamoSessionStore:
     """Session rows in the tenant's DynamoDB table.
 
-    Item shape: ``{"TenantId": "<tenant>:<email>", "session_id": "...", "last_active": <epoch s>}``.
+    Item shape: ``{"TenantId": "<tenant>:<subject>", "session_id": "...", "last_active": <epoch s>}``.
 
     Args:
         client: a boto3 DynamoDB client (from :func:`rag.aws.make_client`).
@@ -142,48 +142,48 @@ class SessionManager:
         self.idle_seconds = idle_seconds
         self.clock = clock or now
 
-    def _valid(self, record: SessionRecord | None, tenant: str, email: str) -> SessionId | None:
+    def _valid(self, record: SessionRecord | None, tenant: str, subject: str) -> SessionId | None:
         if record is None:
             return None
         try:
             sid = parse_session_id(record.session_id)
         except ValueError:
             return None
-        return sid if (sid.tenant, sid.email) == (tenant, email) else None
+        return sid if (sid.tenant, sid.subject) == (tenant, subject) else None
 
     def is_idle(self, record: SessionRecord, at: float | None = None) -> bool:
         """True when ``record`` was last used more than ``idle_seconds`` before ``at`` (default now)."""
         return (self.clock() if at is None else at) - record.last_active > self.idle_seconds
 
-    def current(self, tenant: str, email: str) -> SessionId:
+    def current(self, tenant: str, subject: str) -> SessionId:
         """The session to show on page load: the stored one unless idle, else a new one.
 
         Does not mark the session as used (loading a page is not chat activity), except that a
         new session is stored straight away so that other tabs agree on it.
         """
-        record = self.store.get(f"{tenant}:{email}")
-        sid = self._valid(record, tenant, email)
+        record = self.store.get(user_key(tenant, subject))
+        sid = self._valid(record, tenant, subject)
         if sid is not None and record is not None and not self.is_idle(record):
             return sid
-        return self.renew(tenant, email)
+        return self.renew(tenant, subject)
 
-    def session_for_message(self, tenant: str, email: str) -> SessionId:
+    def session_for_message(self, tenant: str, subject: str) -> SessionId:
         """The session a message being sent now belongs to; marks it used.
 
         Renews the id when the stored one is idle (or missing), so the first message after an
         idle period starts a new conversation.
         """
         at = self.clock()
-        record = self.store.get(f"{tenant}:{email}")
-        sid = self._valid(record, tenant, email)
+        record = self.store.get(user_key(tenant, subject))
+        sid = self._valid(record, tenant, subject)
         if sid is None or record is None or self.is_idle(record, at):
-            sid = SessionId.new(tenant, email)
+            sid = SessionId.new(tenant, subject)
         self.store.put(sid.user_key, SessionRecord(session_id=str(sid), last_active=at))
         return sid
 
-    def renew(self, tenant: str, email: str) -> SessionId:
+    def renew(self, tenant: str, subject: str) -> SessionId:
         """Start a new session now ("New chat", or after an idle period)."""
-        sid = SessionId.new(tenant, email)
+        sid = SessionId.new(tenant, subject)
         self.store.put(sid.user_key, SessionRecord(session_id=str(sid), last_active=self.clock()))
         return sid
 

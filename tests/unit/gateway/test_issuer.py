@@ -58,18 +58,27 @@ def test_mint_overrides_and_removals(issuer: LocalIssuer) -> None:
     assert jwt.get_unverified_header(token)["kid"] == other.kid
 
 
-def test_web_chat_verifier_accepts_issuer_tokens_and_refuses_other_tenant(issuer: LocalIssuer) -> None:
-    """The issuer's tokens meet the web chat's own check (webapp.identity.TokenVerifier)."""
-    from webapp.identity import IdentityError, TokenVerifier
+def test_kernel_verifier_accepts_issuer_tokens_and_refuses_other_tenant(issuer: LocalIssuer) -> None:
+    """The issuer's tokens meet the kernel's check (rag.identity.verify_id_token) used by the web chat."""
+    from rag.identity import IdentityError, Reason, verify_id_token
+    from rag.settings import load_settings
 
     (key,) = jwks_of(issuer)["keys"]
     keys = SimpleNamespace(get_signing_key_from_jwt=lambda token: jwt.PyJWK(key))
-    verifier = TokenVerifier(issuer.issuer_url, "tenanta", issuer.client_id, keys=keys)
-    assert verifier.verify(issuer.mint_for("alice"))["email"] == "alice@tenanta.example.com"
-    with pytest.raises(IdentityError, match="not_allowed"):
-        verifier.verify(issuer.mint_for("bob"))
-    with pytest.raises(IdentityError, match="expired"):
-        verifier.verify(issuer.mint("tenanta", "alice@tenanta.example.com", now=int(time.time()) - 7200))
+    settings = load_settings(
+        tenant_id="tenanta", issuer_uri=issuer.issuer_url, cognito_client_id=issuer.client_id, auth_mode="oidc"
+    )
+    alice = verify_id_token(issuer.mint_for("alice"), settings, jwks_client=keys)
+    assert alice.email == "alice@tenanta.example.com"
+    assert alice.subject == jwt.decode(issuer.mint_for("alice"), options={"verify_signature": False})["sub"]
+    with pytest.raises(IdentityError) as info:
+        verify_id_token(issuer.mint_for("bob"), settings, jwks_client=keys)
+    assert info.value.reason is Reason.WRONG_TENANT
+    with pytest.raises(IdentityError) as info:
+        verify_id_token(
+            issuer.mint("tenanta", "alice@tenanta.example.com", now=int(time.time()) - 7200), settings, jwks_client=keys
+        )
+    assert info.value.reason is Reason.EXPIRED
 
 
 def test_login_sets_host_only_httponly_cookie_and_redirects(issuer: LocalIssuer) -> None:

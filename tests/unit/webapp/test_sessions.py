@@ -17,8 +17,8 @@ from rag.stores.sessions import (
 )
 from rag.tenant import parse_session_id
 
-TENANT, EMAIL = "tenanta", "alice@example.com"
-KEY = f"{TENANT}:{EMAIL}"
+TENANT, SUBJECT = "tenanta", "0f1e2d3c-4b5a-4978-8695-a4b3c2d1e0f9"
+KEY = f"{TENANT}:{SUBJECT}"
 
 
 @pytest.fixture
@@ -82,16 +82,16 @@ class Clock:
 def test_manager_keeps_session_while_active_and_renews_after_idle(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    first = manager.current(TENANT, EMAIL)
-    assert (first.tenant, first.email) == (TENANT, EMAIL)
-    assert manager.session_for_message(TENANT, EMAIL) == first
+    first = manager.current(TENANT, SUBJECT)
+    assert (first.tenant, first.subject) == (TENANT, SUBJECT)
+    assert manager.session_for_message(TENANT, SUBJECT) == first
     clock.t += 599
-    assert manager.session_for_message(TENANT, EMAIL) == first  # activity resets the timer
+    assert manager.session_for_message(TENANT, SUBJECT) == first  # activity resets the timer
     clock.t += 599
-    assert manager.current(TENANT, EMAIL) == first
-    assert manager.session_for_message(TENANT, EMAIL) == first
+    assert manager.current(TENANT, SUBJECT) == first
+    assert manager.session_for_message(TENANT, SUBJECT) == first
     clock.t += 601
-    renewed = manager.session_for_message(TENANT, EMAIL)  # checked at send time
+    renewed = manager.session_for_message(TENANT, SUBJECT)  # checked at send time
     assert renewed != first
     assert store.get(KEY).session_id == str(renewed)
     assert store.get(KEY).last_active == clock.t
@@ -100,39 +100,39 @@ def test_manager_keeps_session_while_active_and_renews_after_idle(store):
 def test_page_load_after_idle_gets_new_session(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    first = manager.session_for_message(TENANT, EMAIL)
+    first = manager.session_for_message(TENANT, SUBJECT)
     clock.t += 601
-    second = manager.current(TENANT, EMAIL)
+    second = manager.current(TENANT, SUBJECT)
     assert second != first
-    assert manager.session_for_message(TENANT, EMAIL) == second
+    assert manager.session_for_message(TENANT, SUBJECT) == second
 
 
 def test_page_load_does_not_count_as_activity(store):
     clock = Clock()
     manager = SessionManager(store, idle_seconds=600, clock=clock)
-    first = manager.session_for_message(TENANT, EMAIL)
+    first = manager.session_for_message(TENANT, SUBJECT)
     clock.t += 500
-    assert manager.current(TENANT, EMAIL) == first
+    assert manager.current(TENANT, SUBJECT) == first
     clock.t += 200
-    assert manager.session_for_message(TENANT, EMAIL) != first
+    assert manager.session_for_message(TENANT, SUBJECT) != first
 
 
 def test_renew_forces_new_id(store):
     manager = SessionManager(store, idle_seconds=600, clock=Clock())
-    first = manager.session_for_message(TENANT, EMAIL)
-    second = manager.renew(TENANT, EMAIL)
+    first = manager.session_for_message(TENANT, SUBJECT)
+    second = manager.renew(TENANT, SUBJECT)
     assert second != first
-    assert manager.session_for_message(TENANT, EMAIL) == second
+    assert manager.session_for_message(TENANT, SUBJECT) == second
 
 
 def test_foreign_or_broken_stored_id_is_replaced(tmp_path):
     store = SqliteSessionStore(tmp_path / "s.db")
     manager = SessionManager(store, idle_seconds=600, clock=Clock())
     store.put(KEY, SessionRecord("tenantb:bob@example.com:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b", 1_000_000.0))
-    sid = manager.current(TENANT, EMAIL)
-    assert (sid.tenant, sid.email) == (TENANT, EMAIL)
+    sid = manager.current(TENANT, SUBJECT)
+    assert (sid.tenant, sid.subject) == (TENANT, SUBJECT)
     store.put(KEY, SessionRecord("garbage", 1_000_000.0))
-    assert parse_session_id(str(manager.session_for_message(TENANT, EMAIL))).email == EMAIL
+    assert parse_session_id(str(manager.session_for_message(TENANT, SUBJECT))).subject == SUBJECT
 
 
 def test_store_from_settings_sqlite_and_missing(tmp_path):
