@@ -424,9 +424,11 @@ def test_istio_auth_policies(objects: dict, tenant: str) -> None:
     assert rule["outputClaimToHeaders"] == [{"header": "x-auth-request-tenantid", "claim": "custom:tenantid"}]
     allow = by_kind(objects[tenant], "AuthorizationPolicy", "chatbot")[0]["spec"]
     assert allow["action"] == "ALLOW"
-    (r,) = allow["rules"]
-    assert r["from"][0]["source"]["principals"] == ["cluster.local/ns/istio-system/sa/istio-ingressgateway"]
-    assert r["when"] == [{"key": "request.auth.claims[custom:tenantid]", "values": [names["claim"]]}]
+    pages, stream = allow["rules"]  # the chat's pages; its websocket (Origin checked too)
+    for r in (pages, stream):
+        assert r["from"][0]["source"]["principals"] == ["cluster.local/ns/istio-system/sa/istio-ingressgateway"]
+        assert r["when"][0] == {"key": "request.auth.claims[custom:tenantid]", "values": [names["claim"]]}
+    assert stream["when"][1] == {"key": "request.headers[origin]", "values": [f"https://{tenant}.chat.example.com"]}
     custom = by_kind(objects[tenant], "AuthorizationPolicy", f"ext-authz-{tenant}")[0]
     assert custom["metadata"]["namespace"] == "istio-system" and custom["spec"]["action"] == "CUSTOM"
     assert custom["spec"]["provider"]["name"] == f"oauth2-proxy-{tenant}"
