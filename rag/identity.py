@@ -109,6 +109,7 @@ class Reason(StrEnum):
     INVALID_CLAIM = "invalid_claim"  # any other claim of the wrong type or value
     AMBIGUOUS_TOKEN = "ambiguous_token"  # noqa: S105 - two Authorization headers or two token cookies
     HEADER_MISMATCH = "header_mismatch"  # a gateway identity header disagrees with the token
+    WRONG_ORIGIN = "wrong_origin"  # the browser page is not the tenant's own (cross-site websocket)
 
 
 #: Reasons that mean "try again later" rather than "you may not".

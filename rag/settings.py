@@ -163,6 +163,13 @@ class Settings(BaseSettings):
         " tokens are refused (https://docs.aws.amazon.com/cognito/latest/developerguide/"
         "amazon-cognito-user-pools-using-the-id-token.html)",
     )
+    web_allowed_origins: str | None = Field(
+        default=None,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(,https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)*$",
+        description="comma-separated Origins the web chat's page may be opened from, e.g."
+        " https://tenanta.chat.example.com; any other Origin (a cross-site websocket) gets 'Not allowed'."
+        " Unset: not checked (the gateway checks it too)",
+    )
     tenant_display_name: str | None = Field(default=None, max_length=100)
     rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)

@@ -40,6 +40,7 @@ __all__ = [
     "Reason",
     "bearer_token",
     "cached_jwks_client",
+    "check_origin",
     "denial_of",
     "dev_identity",
     "request_headers",
@@ -115,6 +116,23 @@ def token_cookie_count(headers: Mapping[str, str]) -> int:
     return sum(1 for pair in pairs if pair.partition("=")[0].strip() == TOKEN_COOKIE)
 
 
+def check_origin(headers: Mapping[str, str], settings: Settings) -> None:
+    """Refuse a page opened from another site (cross-site websocket hijacking).
+
+    The headers Streamlit hands the script are those of the websocket handshake, whose ``Origin``
+    a browser always sets to the page that opened the socket. Streamlit's own check admits every
+    ``localhost`` origin, so this one compares with ``WEB_ALLOWED_ORIGINS`` (exact match, no
+    wildcard); nothing is checked when that setting is unset.
+
+    Raises:
+        IdentityError: ``WRONG_ORIGIN`` when the Origin is missing or not listed.
+    """
+    if not settings.web_allowed_origins:
+        return
+    if headers.get("origin") not in settings.web_allowed_origins.split(","):
+        raise IdentityError(Reason.WRONG_ORIGIN, "this chat was opened from another site")
+
+
 def dev_identity(settings: Settings) -> Identity:
     """The unverified demo user of ``AUTH_MODE=dev``: ``DEV_USER_EMAIL``, with a stable subject."""
     email = check_email(settings.dev_user_email)
@@ -140,6 +158,7 @@ def resolve_identity(
     Raises:
         IdentityError: no, ambiguous or unacceptable credentials; ``reason`` says which.
     """
+    check_origin(headers, settings)
     if settings.auth_mode == "dev":
         return dev_identity(settings)
     if token_cookie_count(headers) > 1:

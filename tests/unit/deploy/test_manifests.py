@@ -298,10 +298,13 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
     containers = {c["name"]: c for c in pod["containers"]}
     assert set(containers) == {"webapp", "ragapi"}
     web, api = containers["webapp"], containers["ragapi"]
+    env = {e["name"]: e.get("value") for e in web["env"]}
+    assert env["WEB_ALLOWED_ORIGINS"] == f"https://{tenant}.chat.example.com"
+    assert env["STREAMLIT_SERVER_ALLOWED_HOSTS"] == f"{tenant}.chat.example.com"
     assert web["command"] == [
-        "streamlit",
-        "run",
-        "webapp/app.py",
+        "python",
+        "-m",
+        "webapp.server",
         "--server.port",
         "8501",
         "--server.address",

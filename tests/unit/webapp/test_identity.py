@@ -114,3 +114,34 @@ def test_dev_mode_uses_dev_user_with_stable_subject() -> None:
 def test_keys_unavailable_is_unavailable_page() -> None:
     assert denial_of(IdentityError(Reason.KEYS_UNAVAILABLE, "down")) is Denial.UNAVAILABLE
     assert denial_of(IdentityError(Reason.LIFETIME_TOO_LONG, "too long")) is Denial.NOT_ALLOWED
+
+
+def test_origin_is_checked_when_configured(issuer: Issuer) -> None:
+    settings = oidc_settings(web_allowed_origins="https://tenanta.chat.example.com,http://tenanta.localhost:8080")
+    ok = lower({**bearer(issuer.token()), "Origin": "http://tenanta.localhost:8080"})
+    assert resolve_identity(ok, settings).subject == SUBJECT
+    for origin in ("http://localhost:8080", "https://tenanta.chat.example.com.evil", "null", None):
+        headers = lower(bearer(issuer.token())) | ({"origin": origin} if origin else {})
+        with pytest.raises(IdentityError) as info:
+            resolve_identity(headers, settings)
+        assert (info.value.reason, denial_of(info.value)) == (Reason.WRONG_ORIGIN, Denial.NOT_ALLOWED)
+
+
+def test_origin_is_checked_in_dev_mode_too() -> None:
+    settings = oidc_settings(auth_mode="dev", web_allowed_origins="http://127.0.0.1:8501")
+    with pytest.raises(IdentityError) as info:
+        resolve_identity({"origin": "http://localhost:9999"}, settings)
+    assert info.value.reason is Reason.WRONG_ORIGIN
+
+
+def test_origin_not_checked_when_unset(issuer: Issuer) -> None:
+    headers = lower({**bearer(issuer.token()), "Origin": "http://localhost:9999"})
+    assert resolve_identity(headers, oidc_settings()).subject == SUBJECT
+
+
+@pytest.mark.parametrize("value", ["https://a.example/", "*", "https://a.example, https://b.example", "ftp://a"])
+def test_allowed_origins_setting_is_validated(value: str) -> None:
+    from rag.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="WEB_ALLOWED_ORIGINS|web_allowed_origins"):
+        oidc_settings(web_allowed_origins=value)
