@@ -195,8 +195,8 @@ def cookie_to_bearer_lua(cookie: str = TOKEN_COOKIE) -> str:
   local headers = handle:headers()
   local found = nil
   local count = 0
-  for _, cookies in pairs(headers:getAll("cookie") or {{}}) do
-    for pair in string.gmatch(cookies, "[^;]+") do
+  for index = 0, headers:getNumValues("cookie") - 1 do
+    for pair in string.gmatch(headers:getAtIndex("cookie", index), "[^;]+") do
       local name, value = string.match(pair, "^%s*([^=%s]+)%s*=%s*(.-)%s*$")
       if name == "{cookie}" then
         count = count + 1

@@ -198,4 +198,4 @@ def test_connection_limits_come_from_the_istio_envoyfilter() -> None:
 
 def test_cookie_lua_refuses_two_token_cookies() -> None:
     lua = ec.cookie_to_bearer_lua()
-    assert 'getAll("cookie")' in lua and "count > 1" in lua and '":status"] = "400"' in lua
+    assert 'getNumValues("cookie")' in lua and "count > 1" in lua and '":status"] = "400"' in lua

@@ -143,5 +143,5 @@ def test_origin_not_checked_when_unset(issuer: Issuer) -> None:
 def test_allowed_origins_setting_is_validated(value: str) -> None:
     from rag.settings import SettingsError
 
-    with pytest.raises(SettingsError, match="WEB_ALLOWED_ORIGINS|web_allowed_origins"):
+    with pytest.raises(SettingsError, match=r"WEB_ALLOWED_ORIGINS|web_allowed_origins"):
         oidc_settings(web_allowed_origins=value)
