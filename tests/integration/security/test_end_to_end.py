@@ -46,11 +46,19 @@ def sign_in(browser: Browser, stack, user: str, tenant: str) -> Page:
     return page
 
 
+#: Browsers refuse a cookie over 4096 bytes; longer crafted tokens go in the Authorization header.
+MAX_COOKIE_TOKEN_CHARS = 3800
+
+
 def open_with_token(browser: Browser, stack, tenant: str, token: str) -> Page:
-    """A fresh browser context whose ``id_token`` cookie is ``token`` (a crafted, validly signed
-    token), opened on ``tenant``'s gateway host: the gateway and the web chat check it for real."""
-    context = browser.new_context()
-    context.add_cookies([{"name": "id_token", "value": token, "domain": f"{tenant}.localhost", "path": "/"}])
+    """A fresh browser context carrying ``token`` (a crafted, validly signed token) as its
+    ``id_token`` cookie (or, when too long for a cookie, as ``Authorization: Bearer``), opened on
+    ``tenant``'s gateway host: the gateway and the web chat check it for real."""
+    if len(token) > MAX_COOKIE_TOKEN_CHARS:
+        context = browser.new_context(extra_http_headers={"authorization": f"Bearer {token}"})
+    else:
+        context = browser.new_context()
+        context.add_cookies([{"name": "id_token", "value": token, "domain": f"{tenant}.localhost", "path": "/"}])
     page = context.new_page()
     page.goto(stack.gateway_url(tenant) + "/")
     return page
