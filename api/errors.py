@@ -9,6 +9,7 @@
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
 | a store fails (DynamoDB / SQLite) | 503 + ``Retry-After`` | the store's code, e.g. ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
+| ``MAX_INFLIGHT_ANSWERS`` answers already running in this worker | 503 + ``Retry-After`` | ``overloaded`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -32,6 +33,7 @@ logger = logging.getLogger("api.errors")
 #: Seconds a client should wait before retrying after a 503 (the ``Retry-After`` header).
 RETRY_AFTER_THROTTLED = 5
 RETRY_AFTER_UNAVAILABLE = 10
+RETRY_AFTER_OVERLOADED = 1
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
     {"ServiceUnavailableException", "ModelNotReadyException", "InternalServerException", "ModelStreamErrorException"}

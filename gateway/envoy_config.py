@@ -50,8 +50,11 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from rag.identity import LEEWAY_SECONDS, TOKEN_COOKIE
+from rag.contract import EMAIL_HEADER, TENANT_CLAIM, TENANT_HEADER, TOKEN_COOKIE
+from rag.identity import LEEWAY_SECONDS
 from rag.tenant import validate_tenant_id
+
+__all__ = ["EMAIL_HEADER", "TENANT_CLAIM", "TENANT_HEADER", "TOKEN_COOKIE"]  # defined in rag.contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The cluster-wide EnvoyFilter whose Lua code strips client ``x-auth-request-*`` headers.
@@ -59,12 +62,6 @@ STRIP_FILTER_TEMPLATE = REPO_ROOT / "istio" / "cluster" / "envoyfilter-strip-aut
 #: The cluster-wide EnvoyFilter with the gateway's timeouts and header limits.
 LIMITS_FILTER_TEMPLATE = REPO_ROOT / "istio" / "cluster" / "envoyfilter-gateway-limits.yaml"
 
-#: Claim that carries the tenant id (Cognito custom attribute), as in the RequestAuthentication.
-TENANT_CLAIM = "custom:tenantid"
-#: Header the verified tenant claim is written to.
-TENANT_HEADER = "x-auth-request-tenantid"
-#: Header for the user's e-mail: set by oauth2-proxy in the cluster, never by the local gateway.
-EMAIL_HEADER = "x-auth-request-email"
 #: Every client-sent header with this prefix is removed before any check runs.
 STRIPPED_HEADER_PREFIX = "x-auth-request-"
 #: Where a browser without a valid token is redirected (served by ``gateway.issuer``).

@@ -40,7 +40,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
-from rag.identity import TOKEN_COOKIE
+from rag.contract import EMAIL_CLAIM, TENANT_CLAIM, TOKEN_COOKIE
 from rag.tenant import validate_tenant_id
 
 #: Pool id in Cognito's format ``<region>_<id>``; the issuer URL ends with it.
@@ -197,8 +197,8 @@ class LocalIssuer:
             "exp": now + self.token_lifetime,
             "iat": now,
             "jti": str(uuid.uuid4()),
-            "email": email,
-            "custom:tenantid": tenant,
+            EMAIL_CLAIM: email,
+            TENANT_CLAIM: tenant,
         }
 
     def mint(

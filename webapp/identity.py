@@ -21,6 +21,7 @@ from enum import StrEnum
 
 import jwt
 
+from rag.contract import EMAIL_HEADER
 from rag.identity import (
     TOKEN_COOKIE,
     Identity,
@@ -47,8 +48,6 @@ __all__ = [
     "resolve_identity",
 ]
 
-#: Set by oauth2-proxy (``--set-xauthrequest``) in the cluster; must agree with the token's ``email``.
-EMAIL_HEADER = "x-auth-request-email"
 #: Namespace of the dev-mode subject (``uuid5(DEV_SUBJECT_NAMESPACE, DEV_USER_EMAIL)``).
 DEV_SUBJECT_NAMESPACE = uuid.UUID("5b0e3d4c-7f0a-4a57-9d55-2c1f3c1e6d10")
 
