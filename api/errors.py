@@ -9,6 +9,7 @@
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
 | DynamoDB / SQLite history failure | 503 + ``Retry-After`` | ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
+| pgvector database down, refusing or slow | 503 + ``Retry-After`` | ``vector_store_unavailable`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.answer.chain import IndexNotReadyError
+from rag.index.backend import VectorStoreUnavailableError
 from rag.stores.history import HistoryUnavailableError
 
 logger = logging.getLogger("api.errors")
@@ -32,6 +34,8 @@ logger = logging.getLogger("api.errors")
 #: Seconds a client should wait before retrying after a 503 (the ``Retry-After`` header).
 RETRY_AFTER_THROTTLED = 5
 RETRY_AFTER_UNAVAILABLE = 10
+#: A vector database that failed: its pool reconnects in the background within seconds.
+RETRY_AFTER_VECTOR_STORE = 5
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
     {"ServiceUnavailableException", "ModelNotReadyException", "InternalServerException", "ModelStreamErrorException"}
@@ -85,6 +89,13 @@ def classify_exception(exc: BaseException) -> ApiError:
     if isinstance(exc, IndexNotReadyError):
         return ApiError(
             503, "index_not_ready", "The document index is not loaded yet; try again shortly.", RETRY_AFTER_UNAVAILABLE
+        )
+    if isinstance(exc, VectorStoreUnavailableError):
+        return ApiError(
+            503,
+            "vector_store_unavailable",
+            "The document index database is unavailable; try again shortly.",
+            RETRY_AFTER_VECTOR_STORE,
         )
     from botocore import exceptions as bx
     from urllib3 import exceptions as ux

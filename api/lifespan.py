@@ -24,7 +24,7 @@ from rag.answer.chain import LiveRetriever, build_chain
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
-from rag.index.store import open_store
+from rag.index.backend import open_index_reader
 from rag.logs import set_log_context
 from rag.settings import Settings, SettingsError, get_settings
 from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore, make_feedback_store
@@ -115,19 +115,22 @@ async def build_state(parts: Components) -> RagState:
     if isinstance(feedback, InMemoryFeedbackStore) and parts.feedback is None:
         logger.warning("no FEEDBACK_URL or FEEDBACK_TABLE: feedback is kept in memory only")
     quota = QuotaService(counters, limits, **({"clock": parts.clock} if parts.clock else {}))
-    uri = settings.resolved_index_uri
     s3 = parts.s3_client
-    if s3 is None and uri.startswith("s3://"):
+    if s3 is None and settings.vector_store == "faiss" and settings.resolved_index_uri.startswith("s3://"):
         s3 = await asyncio.to_thread(make_client, "s3", settings)
-    store = open_store(uri, s3_client=s3)
     embedding_model = getattr(embeddings, "model_id", None) or settings.effective_embedding_model_id
+    reader = await asyncio.to_thread(
+        lambda: open_index_reader(
+            settings, embedding_model=embedding_model, s3_client=s3, prebuild_bm25=settings.retriever_mode == "hybrid"
+        )
+    )
     holder = IndexHolder(
-        store,
         tenant=settings.tenant_id,
         embedding_model=embedding_model,
         prebuild_bm25=settings.retriever_mode == "hybrid",
         freeze_heap=parts.freeze_heap,
         ef_search=settings.hnsw_ef_search,
+        reader=reader,
     )
     retriever = LiveRetriever(
         index_provider=holder.get,
@@ -181,7 +184,7 @@ def make_lifespan(parts: Components) -> Any:
         logger.info(
             "ragapi started: tenant=%s index=%s model=%s ready=%s",
             state.settings.tenant_id,
-            state.index.store.uri,
+            state.index.uri,
             state.model_id,
             state.index.get() is not None,
         )
@@ -192,5 +195,8 @@ def make_lifespan(parts: Components) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             executor.shutdown(wait=False, cancel_futures=True)
+            close = getattr(getattr(state.index.reader, "backend", None), "close", None)
+            if close is not None:  # the pgvector connection pool
+                await asyncio.to_thread(close)
 
     return lifespan
