@@ -187,6 +187,8 @@ class PgVectorIndex:
         maintenance_work_mem: memory for index builds (e.g. ``"1GB"``; None: the server's default).
             pgvector builds HNSW much faster when the graph fits in it.
         label: how the database is named in logs (a URL without its password).
+        options: more server settings for every session (``-c name=value``, e.g.
+            ``{"enable_seqscan": "off"}`` to make small tables use their HNSW index in tests).
     """
 
     def __init__(
@@ -200,6 +202,7 @@ class PgVectorIndex:
         pool_max_size: int = 10,
         maintenance_work_mem: str | None = None,
         label: str | None = None,
+        options: dict[str, str] | None = None,
     ) -> None:
         self.tenant = validate_tenant_id(tenant)
         self.schema = schema_for(tenant)
@@ -207,6 +210,10 @@ class PgVectorIndex:
         self.connect_timeout = connect_timeout
         self.statement_timeout = statement_timeout
         self.maintenance_work_mem = maintenance_work_mem
+        self.options = dict(options or {})
+        for name, value in self.options.items():
+            if not re.fullmatch(r"[a-z_][a-z0-9_.]*", name) or not re.fullmatch(r"[A-Za-z0-9_.-]+", value):
+                raise ValueError(f"bad server option {name}={value}")
         self._password_factory = password_factory
         self.pool = ConnectionPool(
             conninfo,
@@ -260,6 +267,7 @@ class PgVectorIndex:
 
     def _connect_kwargs(self) -> dict[str, Any]:
         options = f"-c statement_timeout={int(self.statement_timeout * 1000)}"
+        options += "".join(f" -c {name}={value}" for name, value in self.options.items())
         kwargs: dict[str, Any] = {
             "connect_timeout": max(1, round(self.connect_timeout)),
             "options": options,
