@@ -85,6 +85,9 @@ CHUNK_TABLE_PREFIX = "chunks_"
 MAX_EF_SEARCH = 1000
 #: Text search configuration of the ``tsv`` column and of queries (stemming, English stop words).
 TS_CONFIG = "english"
+#: ``ts_rank_cd`` normalisation bits (https://www.postgresql.org/docs/16/textsearch-controls.html#TEXTSEARCH-RANKING):
+#: 0 = raw cover density, which favours long chunks that repeat the query's words.
+RANK_NORMALIZATION = 0
 #: ``lock_timeout`` while dropping an old version's table: readers in flight hold it for milliseconds.
 DROP_LOCK_TIMEOUT_MS = 10_000
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
@@ -440,18 +443,36 @@ class PgVectorIndex:
         ef_search: int,
         embedding_model: str | None,
     ) -> Candidates:
-        current = self._checked(self._current(conn), embedding_model)
-        if q.shape[0] != current.manifest.dim:
-            raise ValueError(f"query vector has {q.shape[0]} dimensions, the index {current.manifest.dim}")
-        table = self._ident(current.chunk_table)
+        # One round trip: the pointer, the columns the search checks (not the manifest: its source
+        # list grows with the tenant) and hnsw.ef_search for this transaction.
+        try:
+            row = conn.execute(
+                sql.SQL(
+                    "SELECT v.version, v.chunk_table, v.embedding_model, v.dim, set_config('hnsw.ef_search', %s, true) "
+                    "FROM {} c JOIN {} v USING (version) WHERE c.id"
+                ).format(self._ident("current"), self._ident("versions")),
+                (str(min(MAX_EF_SEARCH, max(ef_search, dense_k))),),
+            ).fetchone()
+        except (psycopg.errors.UndefinedTable, psycopg.errors.InvalidSchemaName) as exc:
+            raise IndexNotFoundError(f"no index published in {self.uri} (no versions table)") from exc
+        if row is None:
+            raise IndexNotFoundError(f"no index published in {self.uri} (the current pointer is empty)")
+        version, chunk_table, model, dim, _ = row
+        if chunk_table != table_for(version):
+            raise IndexIntegrityError(f"version {version} points at an unexpected table {chunk_table[:70]!r}")
+        if embedding_model is not None and model != embedding_model:
+            raise IndexIntegrityError(
+                f"index version {version} was built with {model!r}, but this process embeds with "
+                f"{embedding_model!r}: re-ingest or fix EMBEDDING_MODEL_ID"
+            )
+        if q.shape[0] != dim:
+            raise ValueError(f"query vector has {q.shape[0]} dimensions, the index {dim}")
+        table = self._ident(chunk_table)
         documents: dict[int, Document] = {}
         cosines: dict[int, float] = {}
         dense: list[tuple[int, float]] = []
         keyword: list[tuple[int, float]] = []
         if dense_k > 0:
-            conn.execute(
-                "SELECT set_config('hnsw.ef_search', %s, true)", (str(min(MAX_EF_SEARCH, max(ef_search, dense_k))),)
-            )
             rows = conn.execute(
                 sql.SQL(
                     "SELECT ordinal, id, text, metadata, (embedding <#> %(q)s) * -1 FROM {} "
@@ -470,9 +491,9 @@ class PgVectorIndex:
                     "WITH q AS (SELECT replace(plainto_tsquery({cfg}, %(text)s)::text, ' & ', ' | ')::tsquery"
                     " AS query) "
                     "SELECT c.ordinal, c.id, c.text, c.metadata, (c.embedding <#> %(q)s) * -1, "
-                    "ts_rank_cd(c.tsv, q.query) AS rank FROM {table} c, q WHERE c.tsv @@ q.query "
+                    "ts_rank_cd(c.tsv, q.query, {norm}) AS rank FROM {table} c, q WHERE c.tsv @@ q.query "
                     "ORDER BY rank DESC, c.ordinal LIMIT %(k)s"
-                ).format(cfg=sql.Literal(TS_CONFIG), table=table),
+                ).format(cfg=sql.Literal(TS_CONFIG), table=table, norm=sql.Literal(RANK_NORMALIZATION)),
                 {"text": query, "q": q, "k": keyword_k},
                 binary=True,
             ).fetchall()
@@ -481,7 +502,7 @@ class PgVectorIndex:
                 cosines.setdefault(ordinal, float(cosine))
                 keyword.append((ordinal, float(rank)))
         return Candidates(
-            dense=dense, keyword=keyword, documents=documents, cosine=cosines.__getitem__, version=current.version
+            dense=dense, keyword=keyword, documents=documents, cosine=cosines.__getitem__, version=version
         )
 
     # ---- ingestion --------------------------------------------------------------------------
