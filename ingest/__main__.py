@@ -1,4 +1,5 @@
-"""``python -m ingest``: turn a tenant's documents into a new version of its FAISS index.
+"""``python -m ingest``: turn a tenant's documents into a new version of its index (FAISS files, or
+the tenant's PostgreSQL schema with ``VECTOR_STORE=pgvector``).
 
 Usage::
 
@@ -19,7 +20,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.pipeline import NothingIngestedError, run_ingestion
 from ingest.sources import open_source
-from rag.index.store import open_store
+from rag.index.backend import VectorStoreUnavailableError, open_index_writer
 from rag.settings import SettingsError, load_settings
 from rag.tenant import InvalidTenantIdError, validate_tenant_id
 
@@ -40,7 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dry-run", action="store_true", help="load and chunk only; embed and write nothing")
     parser.add_argument("--batch-size", type=int, help="texts per embedding task (default: $EMBED_BATCH_SIZE or 32)")
     parser.add_argument("--concurrency", type=int, help="embedding tasks in flight (default: $EMBED_CONCURRENCY or 4)")
-    parser.add_argument("--keep-versions", type=int, default=5, help="complete index versions to keep (default 5)")
+    parser.add_argument(
+        "--keep-versions",
+        type=int,
+        help="complete index versions to keep (default: 5 FAISS versions; 1 with pgvector, whose old "
+        "versions are dropped after the switch)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
@@ -61,7 +67,7 @@ def main(argv: list[str] | None = None) -> int:
             overrides["embed_concurrency"] = args.concurrency
         settings = load_settings(**overrides)
         source_uri = args.source or settings.default_source_uri
-        index_uri = settings.resolved_index_uri
+        index_uri = settings.resolved_index_uri if settings.vector_store == "faiss" else "pgvector"
     except (SettingsError, InvalidTenantIdError) as exc:
         print(f"configuration error:\n{exc}", file=sys.stderr)
         return 2
@@ -70,10 +76,12 @@ def main(argv: list[str] | None = None) -> int:
     from rag.index.embeddings import make_embeddings
 
     try:
-        needs_s3 = source_uri.startswith("s3://") or index_uri.startswith("s3://")
+        pgvector = settings.vector_store == "pgvector"
+        needs_s3 = source_uri.startswith("s3://") or (not pgvector and index_uri.startswith("s3://"))
         s3 = make_client("s3", settings) if needs_s3 else None
         source = open_source(source_uri, s3_client=s3)
-        store = open_store(index_uri, s3_client=s3)
+        store = open_index_writer(settings, s3_client=s3, index_uri=index_uri)
+        index_uri = store.uri
         embeddings = make_embeddings(settings)
         concurrency = settings.embed_concurrency if settings.embeddings_provider == "bedrock" else 1
         log.info(
@@ -91,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
             batch_size=settings.embed_batch_size,
             concurrency=args.concurrency or concurrency,
             dry_run=args.dry_run,
-            keep_versions=args.keep_versions,
+            keep_versions=args.keep_versions if args.keep_versions is not None else (1 if pgvector else 5),
             progress=not args.no_progress,
             index_type=settings.faiss_index_type,
             hnsw_m=settings.hnsw_m,
@@ -100,12 +108,19 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, SettingsError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except VectorStoreUnavailableError as exc:
+        print(f"vector database error, index unchanged: {exc}", file=sys.stderr)
+        return 1
     except NothingIngestedError as exc:
         print(f"nothing ingested, index unchanged: {exc}", file=sys.stderr)
         return 1
     except (ClientError, BotoCoreError) as exc:
         print(f"AWS error, index unchanged: {exc}", file=sys.stderr)
         return 1
+    finally:
+        close = getattr(locals().get("store"), "close", None)
+        if close is not None:  # the pgvector connection pool
+            close()
     print(summary.render())
     return 0
 

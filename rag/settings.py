@@ -244,6 +244,11 @@ class Settings(BaseSettings):
             or self.uses_pgvector_iam
         )
 
+    @field_validator("pgvector_url", "pg_host", "pg_user", "pg_sslrootcert", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
     @model_validator(mode="after")
     def _pgvector_target(self) -> Settings:
         if self.vector_store == "pgvector" and not (self.pgvector_url or self.pg_host):
