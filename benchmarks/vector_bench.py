@@ -184,7 +184,7 @@ def run_size(n: int, dim: int, work: Path, pg, queries_n: int, types: list[str])
         row = {
             "backend": kind, "n": n, "dim": dim, "ingest_rows_s": n / ingest_s, "ingest_s": ingest_s,
             "load_switch_s": switch, "p50_ms": p50, "p95_ms": p95, "recall10": recall(served["found"], exact),
-            "serving_rss_mib": served["rss"] / 2**20, "stored_mib": int(size) / 2**20,
+            "serving_rss_mib": served["rss"] / 2**20, "stored_mib": int(size) / 2**20, "ef_search": EF_SEARCH,
         }  # fmt: skip
         print(json.dumps(row), flush=True)
         rows.append(row)
@@ -198,7 +198,10 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--backends", nargs="+", default=["faiss-flat", "faiss-hnsw", "pgvector-hnsw"])
     parser.add_argument("--json", type=Path, help="append result rows to this JSON-lines file")
+    parser.add_argument("--ef-search", type=int, default=EF_SEARCH, help="HNSW candidates per query (both HNSW)")
     args = parser.parse_args()
+    global EF_SEARCH
+    EF_SEARCH = args.ef_search
     from tests.support.postgres import LocalPostgres
 
     work = Path(tempfile.mkdtemp(prefix="vector-bench-"))
@@ -217,7 +220,8 @@ def main() -> None:
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {faiss.__version__=}, HNSW m={HNSW_M} "
           f"ef_construction={HNSW_EF_CONSTRUCTION} ef_search={EF_SEARCH}\n")  # fmt: skip
     print(
-        "| backend | vectors | ingest rows/s | load/switch s | p50 ms | p95 ms | recall@10 | serving RSS MiB | stored MiB |"
+        "| backend | vectors | ingest rows/s | load/switch s | p50 ms | p95 ms | recall@10 | serving RSS MiB "
+        "| stored MiB |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for r in rows:
