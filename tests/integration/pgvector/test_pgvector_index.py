@@ -314,3 +314,35 @@ def test_demo_corpora_dense_retrieval_equals_faiss_flat(
     print(f"{corpus} faiss hybrid (BM25) {faiss_hybrid}")
     assert dense.recall[10] >= 0.9
     assert hybrid.recall[10] >= 0.85
+
+
+def test_ingest_cli_publishes_into_the_tenant_schema(new_tenant, open_index, tmp_path: Path) -> None:
+    """``python -m ingest`` with ``VECTOR_STORE=pgvector``, as the ingestion Job runs it; a second run
+    finds nothing changed and publishes nothing."""
+    import os
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO_ROOT
+
+    tenant, url = new_tenant("cli")
+    docs = write_docs(tmp_path / "docs", DOCS)
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(tmp_path),
+        "HF_HUB_OFFLINE": "1",
+        "EMBEDDINGS_PROVIDER": "local",
+        "VECTOR_STORE": "pgvector",
+        "PGVECTOR_URL": url,
+        "PYTHONPATH": str(REPO_ROOT),
+    }
+    command = [sys.executable, "-m", "ingest", "--tenant", tenant, "--source", str(docs), "--no-progress"]
+    first = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    assert f"#{schema_for(tenant)}" in first.stdout and "3 embedded, 0 reused" in first.stdout
+    index = open_index(tenant, url)
+    version = index.latest_version_id()
+    assert version in first.stdout
+    again = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "unchanged: nothing to publish" in again.stdout, again.stdout + again.stderr
+    assert index.versions() == [version]
