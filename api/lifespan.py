@@ -22,9 +22,9 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from api.state import IndexHolder, RagState
 from rag.answer.chain import LiveRetriever, build_chain
 from rag.answer.models import make_chat_model, model_id_of
+from rag.answer.readers import open_index_reader
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
-from rag.index.backend import open_index_reader
 from rag.logs import set_log_context
 from rag.settings import Settings, SettingsError, get_settings
 from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore, make_feedback_store

@@ -21,7 +21,8 @@ from typing import Any
 from langchain_classic.chains import ConversationalRetrievalChain
 
 from api import metrics
-from rag.index.backend import FaissIndexReader, IndexReader, SearchIndex
+from rag.answer.readers import FaissIndexReader
+from rag.index.backend import IndexReader, SearchIndex
 from rag.index.store import BlobStore
 from rag.settings import Settings
 from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore

@@ -7,10 +7,11 @@ Three roles, each with a FAISS and a pgvector implementation:
   :meth:`SearchIndex.search` call returns dense and keyword candidates of one version, which
   :class:`rag.answer.retrieval.TenantRetriever` fuses (the same RRF for both backends).
 - :class:`IndexReader`: what the API's index holder polls and loads (``LATEST`` / the ``current``
-  pointer) and asks for readiness.
+  pointer) and asks for readiness (:mod:`rag.answer.readers`: it builds the searchable indexes).
 - :class:`IndexWriter`: what ingestion reads the published version from and publishes a new one to.
 
-:func:`open_index_reader` and :func:`open_index_writer` pick the implementation from the settings.
+:func:`open_index_writer` and :func:`rag.answer.readers.open_index_reader` pick the implementation
+from the settings.
 """
 
 from __future__ import annotations
@@ -155,47 +156,6 @@ class IndexWriter(Protocol):
 # FAISS files (rag.index.store)
 
 
-class FaissIndexReader:
-    """:class:`IndexReader` over a FAISS index root (:mod:`rag.index.store`).
-
-    Args:
-        store: the index root.
-        tenant: the tenant served; the manifest must say the same.
-        embedding_model: the query embedding model id; the manifest must say the same.
-        ef_search: HNSW candidate list per query.
-        prebuild_bm25: build the BM25 side while loading.
-    """
-
-    def __init__(
-        self, store: BlobStore, *, tenant: str, embedding_model: str, ef_search: int = 128, prebuild_bm25: bool = False
-    ) -> None:
-        self.store = store
-        self.uri = store.uri
-        self.tenant = tenant
-        self.embedding_model = embedding_model
-        self.ef_search = ef_search
-        self.prebuild_bm25 = prebuild_bm25
-
-    def latest_version_id(self) -> str:
-        """See :class:`IndexReader`."""
-        return read_latest_version_id(self.store)
-
-    def load(self, version: str) -> SearchIndex:
-        """See :class:`IndexReader`."""
-        from rag.answer.retrieval import TenantIndex
-
-        loaded = TenantIndex(
-            load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model),
-            ef_search=self.ef_search,
-        )
-        if self.prebuild_bm25:
-            loaded.bm25()
-        return loaded
-
-    def check(self) -> None:
-        """See :class:`IndexReader`: a loaded FAISS index lives in memory, nothing to check."""
-
-
 class FaissIndexWriter:
     """:class:`IndexWriter` over a FAISS index root: one folder per version, ``LATEST`` last.
 
@@ -292,36 +252,8 @@ def open_index_writer(settings: Settings, *, s3_client: Any = None, index_uri: s
     return FaissIndexWriter(open_store(index_uri or settings.resolved_index_uri, s3_client=s3_client))
 
 
-def open_index_reader(
-    settings: Settings, *, embedding_model: str, s3_client: Any = None, prebuild_bm25: bool = False
-) -> IndexReader:
-    """The serving side of the backend ``VECTOR_STORE`` names.
-
-    Args:
-        settings: ``VECTOR_STORE``, ``INDEX_URI``, ``HNSW_EF_SEARCH`` or the ``PG*`` settings.
-        embedding_model: the query embedding model id (the index must have been built with it).
-        s3_client: for an ``s3://`` index root.
-        prebuild_bm25: build FAISS's BM25 side while loading (hybrid retrieval).
-    """
-    if settings.vector_store == "pgvector":
-        from rag.index.pgvector import PgVectorIndex
-
-        backend = PgVectorIndex.from_settings(settings, purpose="serve")
-        return backend.reader(embedding_model=embedding_model, ef_search=settings.hnsw_ef_search)
-    from rag.index.store import open_store
-
-    return FaissIndexReader(
-        open_store(settings.resolved_index_uri, s3_client=s3_client),
-        tenant=settings.tenant_id,
-        embedding_model=embedding_model,
-        ef_search=settings.hnsw_ef_search,
-        prebuild_bm25=prebuild_bm25,
-    )
-
-
 __all__ = [
     "Candidates",
-    "FaissIndexReader",
     "FaissIndexWriter",
     "IndexManifest",
     "IndexReader",
@@ -329,6 +261,5 @@ __all__ = [
     "SearchIndex",
     "VectorStoreUnavailableError",
     "as_index_writer",
-    "open_index_reader",
     "open_index_writer",
 ]
