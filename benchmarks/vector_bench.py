@@ -192,6 +192,7 @@ def run_size(n: int, dim: int, work: Path, pg, queries_n: int, types: list[str])
 
 
 def main() -> None:
+    global EF_SEARCH
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[100_000, 1_000_000])
     parser.add_argument("--dim", type=int, default=384)
@@ -200,7 +201,6 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="append result rows to this JSON-lines file")
     parser.add_argument("--ef-search", type=int, default=EF_SEARCH, help="HNSW candidates per query (both HNSW)")
     args = parser.parse_args()
-    global EF_SEARCH
     EF_SEARCH = args.ef_search
     from tests.support.postgres import LocalPostgres
 
