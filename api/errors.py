@@ -10,6 +10,7 @@
 | a store fails (DynamoDB / SQLite) | 503 + ``Retry-After`` | the store's code, e.g. ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
 | pgvector database down, refusing or slow | 503 + ``Retry-After`` | ``vector_store_unavailable`` |
+| ``MAX_INFLIGHT_ANSWERS`` answers already running in this worker | 503 + ``Retry-After`` | ``overloaded`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -36,6 +37,7 @@ RETRY_AFTER_THROTTLED = 5
 RETRY_AFTER_UNAVAILABLE = 10
 #: A vector database that failed: its pool reconnects in the background within seconds.
 RETRY_AFTER_VECTOR_STORE = 5
+RETRY_AFTER_OVERLOADED = 1
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
     {"ServiceUnavailableException", "ModelNotReadyException", "InternalServerException", "ModelStreamErrorException"}

@@ -18,9 +18,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_classic.chains import ConversationalRetrievalChain
-
 from api import metrics
+from rag.answer.chain import AnswerChain
 from rag.answer.readers import FaissIndexReader
 from rag.index.backend import IndexReader, SearchIndex
 from rag.index.store import BlobStore
@@ -198,7 +197,7 @@ class RagState:
     """
 
     settings: Settings
-    chain: ConversationalRetrievalChain
+    chain: AnswerChain
     history: HistoryStore
     index: IndexHolder
     model_id: str
