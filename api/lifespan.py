@@ -28,6 +28,7 @@ from rag.answer.readers import open_index_reader
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
 from rag.contract import MAX_MATCHING_DOCS
+from rag.index.store import open_store
 from rag.logs import set_log_context
 from rag.settings import Settings, SettingsError, get_settings
 from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore, make_feedback_store
@@ -200,11 +201,21 @@ def make_lifespan(parts: Components) -> Any:
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
         app.state.answers = AnswerService(state)
+        status_root = state.index.store  # where ingestion status objects live: the FAISS index root
+        settings = state.settings
+        if status_root is None and (settings.index_uri or settings.contextual_data_bucket):  # pgvector
+            from rag.aws import make_client
+
+            status_root = open_store(
+                settings.resolved_index_uri,
+                s3_client=parts.s3_client
+                or (make_client("s3", settings) if settings.resolved_index_uri.startswith("s3://") else None),
+            )
         app.state.documents = await asyncio.to_thread(  # documents area (api/services/documents.py)
             build_document_services,
             state.settings,
-            state.index.store,
-            s3_client=parts.s3_client or getattr(state.index.store, "client", None),
+            status_root,
+            s3_client=parts.s3_client or getattr(status_root, "client", None),
             store=parts.document_store,
             runner=parts.ingestion_runner,
         )

@@ -91,7 +91,7 @@ class IndexHolder:
         self.on_loaded = on_loaded
         self.freeze_heap = freeze_heap
         self.ef_search = ef_search
-        self.store = store
+        self.store = store if store is not None else getattr(reader, "store", None)  # FAISS: the index root
         self.tenant = tenant
         self.embedding_model = embedding_model
         self.prebuild_bm25 = prebuild_bm25
