@@ -6,13 +6,16 @@ tests replace any of them with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
 
-from api.errors import ApiError
+from api.errors import ApiError, classify_exception
+from api.services.admin import AdminDenied, authorize_admin
+from api.services.documents import DocumentServices
 from api.state import IndexHolder, RagState
 from rag.answer.chain import AnswerChain
+from rag.identity import Identity
 from rag.settings import Settings
 from rag.stores.feedback import FeedbackStore
 from rag.stores.history import HistoryStore
@@ -141,3 +144,50 @@ def get_model_id(state: RagStateDep) -> str:
 
 
 ModelIdDep = Annotated[str, Depends(get_model_id)]
+
+
+# --- document links (chat area) ----------------------------------------------------------
+def get_document_s3(request: Request, settings: SettingsDep) -> Any:
+    """The S3 client that signs document links: ``app.state.document_s3`` (tests set it), else one made once."""
+    client = getattr(request.app.state, "document_s3", None)
+    if client is None:
+        from rag.aws import make_client
+
+        client = request.app.state.document_s3 = make_client("s3", settings)
+    return client
+
+
+DocumentS3Dep = Annotated[Any, Depends(get_document_s3)]
+# --- tenant documents (documents area) ---------------------------------------------------------
+
+
+def get_document_services(request: Request) -> DocumentServices:
+    """The document store, status object and ingestion runner (``app.state.documents``).
+
+    Raises:
+        ApiError: 503 ``documents_not_configured`` when neither ``DOCUMENTS_URI`` nor
+            ``CONTEXTUAL_DATA_BUCKET`` is set.
+    """
+    services = getattr(request.app.state, "documents", None)
+    if services is None:
+        raise ApiError(503, "documents_not_configured", "No document store is configured (DOCUMENTS_URI).")
+    return services
+
+
+DocumentServicesDep = Annotated[DocumentServices, Depends(get_document_services)]
+
+
+def require_admin(request: Request, settings: SettingsDep) -> Identity:
+    """The verified tenant admin making the request (its own token; headers claiming groups are ignored).
+
+    Raises:
+        ApiError: 403 with the reason's code (503 ``identity_unavailable`` when the issuer's keys are unreachable).
+    """
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        return authorize_admin(headers, settings, jwks_client=getattr(request.app.state, "jwks_client", None))
+    except AdminDenied as exc:
+        raise classify_exception(exc) from None
+
+
+AdminDep = Annotated[Identity, Depends(require_admin)]

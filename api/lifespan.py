@@ -20,6 +20,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 
 from api.services.answer import AnswerService
+from api.services.documents import build_document_services
 from api.state import IndexHolder, RagState
 from rag.answer.chain import LiveRetriever, build_chain, refers_back
 from rag.answer.models import make_chat_model, model_id_of
@@ -53,6 +54,8 @@ class Components:
         usage: usage store (``USAGE_URL`` / ``USAGE_TABLE``).
         quota_counters: quota counter store (``QUOTA_URL`` / ``QUOTA_TABLE``).
         feedback: feedback store (``FEEDBACK_URL`` / ``FEEDBACK_TABLE``).
+        document_store: the tenant's documents (default from ``DOCUMENTS_URI`` / the bucket).
+        ingestion_runner: starts ingestion runs (default from ``INGESTION_RUNNER``).
         clock: seconds since the epoch for quota windows (tests).
         freeze_heap: freeze the heap after each index load (:func:`api.state.freeze_long_lived_objects`);
             on in the served app, off for apps created by tests.
@@ -71,6 +74,9 @@ class Components:
     feedback: FeedbackStore | None = None
     clock: Any = None
     freeze_heap: bool = False
+    # --- documents area: the tenant's document store and the ingestion runner (tests pass fakes) ---
+    document_store: Any = None
+    ingestion_runner: Any = None
 
 
 def _needs_bedrock(settings: Settings, parts: Components) -> bool:
@@ -191,6 +197,14 @@ def make_lifespan(parts: Components) -> Any:
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
         app.state.answers = AnswerService(state)
+        app.state.documents = await asyncio.to_thread(  # documents area (api/services/documents.py)
+            build_document_services,
+            state.settings,
+            state.index.store,
+            s3_client=parts.s3_client or getattr(state.index.store, "client", None),
+            store=parts.document_store,
+            runner=parts.ingestion_runner,
+        )
         poller = asyncio.create_task(state.index.run(state.settings.index_poll_seconds), name="index-poller")
         logger.info(
             "ragapi started: tenant=%s index=%s model=%s ready=%s",

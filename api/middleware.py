@@ -101,11 +101,13 @@ class BodySizeLimitMiddleware:
     Args:
         app: the wrapped ASGI app.
         max_bytes: the limit in bytes (default 64 KiB).
+        exempt_prefixes: paths that enforce their own limit while streaming the body (document uploads).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
@@ -121,7 +123,7 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt_prefixes and scope.get("path", "").startswith(self.exempt_prefixes)):
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")

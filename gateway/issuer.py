@@ -56,20 +56,23 @@ class DemoUser:
         username: the ``cognito:username`` and login name, e.g. ``alice``.
         email: the ``email`` claim.
         tenant: the ``custom:tenantid`` claim (validated).
+        groups: the ``cognito:groups`` claim (absent when empty); ``admins`` manage the tenant's documents.
     """
 
     username: str
     email: str
     tenant: str
+    groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_tenant_id(self.tenant)
 
 
-#: The demo's users: one per demo tenant.
+#: The demo's users: one per demo tenant, plus carol, a tenanta member who is not an admin.
 DEMO_USERS: tuple[DemoUser, ...] = (
-    DemoUser("alice", "alice@tenanta.example.com", "tenanta"),
+    DemoUser("alice", "alice@tenanta.example.com", "tenanta", ("admins",)),
     DemoUser("bob", "bob@tenantb.example.com", "tenantb"),
+    DemoUser("carol", "carol@tenanta.example.com", "tenanta"),
 )
 
 
@@ -234,7 +237,7 @@ class LocalIssuer:
             KeyError: no such user.
         """
         user = self.users[username]
-        return self.mint(user.tenant, user.email)
+        return self.mint(user.tenant, user.email, **({"cognito:groups": list(user.groups)} if user.groups else {}))
 
     # ------------------------------------------------------------------ HTTP
     def respond(self, method: str, target: str, headers: Mapping[str, str] | None = None) -> Response:

@@ -34,6 +34,7 @@ SSE_PING_SECONDS = 15
 SHUTDOWN_MARGIN_SECONDS = 5.0
 _ERRORS = {
     403: {"model": ErrorBody},
+    409: {"model": ErrorBody},
     413: {"model": ErrorBody},
     422: {"model": ErrorBody},
     429: {"model": ErrorBody},

@@ -55,7 +55,7 @@ from rag.contract import (
     Usage,
 )
 from rag.logs import request_id_var
-from rag.stores.history import Turn, utc_now_iso
+from rag.stores.history import Turn, replace_last_turn, utc_now_iso
 from rag.stores.quota import QuotaExceededError
 from rag.stores.usage import UsageRecord
 from rag.tenant import SessionId
@@ -298,6 +298,12 @@ class AnswerTurn:
             self._admit()
             with span("history.load"):
                 turns = self.state.history.load(self.body.user_session_id, limit=HISTORY_TURNS)
+            if self.body.regenerate:  # answer the last question again, without its old answer in the context
+                if not turns or turns[-1].question != self.body.q:
+                    raise ApiError(
+                        409, "nothing_to_regenerate", "q is not the session's last question; nothing to regenerate."
+                    )
+                turns = turns[:-1]
         except Exception as exc:
             self._emit(classify_exception(exc))
             return
@@ -389,7 +395,10 @@ class AnswerTurn:
             model_id=self.state.model_id,
         )
         with span("history.append"):
-            self.state.history.append(self.body.user_session_id, turn)
+            if self.body.regenerate:  # the new answer replaces the last turn: the history keeps one turn, not two
+                replace_last_turn(self.state.history, self.body.user_session_id, turn)
+            else:
+                self.state.history.append(self.body.user_session_id, turn)
 
     def _account(self, result: ChainResult) -> None:
         """Add the tokens to the token quotas and store the usage record (errors are logged and counted)."""
