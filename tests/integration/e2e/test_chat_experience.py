@@ -210,7 +210,7 @@ def test_stop_during_a_slow_stream_saves_nothing(page: Page, stack: DemoStack):
     saved = api_history(stack, page)
     question = f"What is Amazon SageMaker Studio? {SLOW_MARKER}"
     send(page, question)
-    stop = page.locator('[class*="st-key-stop_answer"] button').last
+    stop = page.locator('[class*="st-key-stop_answer"] button:visible').first
     expect(stop).to_be_visible(timeout=60_000)
     bubble = assistant_messages(page).last
     expect(bubble).to_contain_text("Extractive", timeout=60_000)  # streaming has started
