@@ -122,9 +122,11 @@ tenant_env() {
   : "${ACCOUNT_ID:?set ACCOUNT_ID (the scripts look it up with aws sts get-caller-identity)}"
   : "${DOMAIN:?set DOMAIN, the parent domain of the tenants subdomains, e.g. chat.example.com}"
   : "${AWS_PARTITION:=aws}"
+  : "${ADMIN_GROUP:=admins}" # documents area: the Cognito group of the tenant's admins
   : "${ISTIO_INGRESS_NAMESPACE:=istio-system}"
   : "${ISTIO_INGRESS_SERVICE_ACCOUNT:=istio-ingressgateway}"
   check_value AWS_REGION '^[a-z]{2}(-gov)?-[a-z]+-[0-9]$' "an AWS region such as eu-west-1"
+  check_value ADMIN_GROUP '^[A-Za-z0-9_+=,.@-]{1,128}$' "a Cognito group name"
   check_value ACCOUNT_ID '^([0-9]{12}|<account-id>)$' "a 12-digit AWS account id"
   check_value DOMAIN '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$' "a DNS name such as chat.example.com"
 
@@ -181,9 +183,12 @@ deploy_env() {
   check_value MIN_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
   check_value MAX_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
   check_value INGEST_SCHEDULE '^[0-9*/,-]+( [0-9*/,-]+){4}$' "a cron schedule with five fields"
+  # documents area: the chatbot pod may reach the Kubernetes API server (ENIs in the cluster VPC)
+  : "${KUBE_API_CIDR:?set KUBE_API_CIDR to the CIDR of the cluster VPC (apply-tenant.sh looks it up)}"
+  check_value KUBE_API_CIDR '^([0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|<vpc-cidr>)$' "an IPv4 CIDR such as 10.0.0.0/16"
   ISSUER_URI="https://cognito-idp.${AWS_REGION}.amazonaws.com/${COGNITO_USER_POOL_ID}"
   export IMAGE_REGISTRY IMAGE_TAG APP_VERSION COGNITO_USER_POOL_ID COGNITO_CLIENT_ID MIN_REPLICAS \
-    MAX_REPLICAS INGEST_SCHEDULE ISSUER_URI OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION ISTIO_VERSION
+    MAX_REPLICAS INGEST_SCHEDULE ISSUER_URI OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION ISTIO_VERSION KUBE_API_CIDR
 }
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -195,7 +200,7 @@ readonly TENANT_RENDER_VARS=(
   USAGE_TABLE QUOTA_TABLE FEEDBACK_TABLE
   TEXT2TEXT_MODEL_ID ISSUER_URI COGNITO_CLIENT_ID OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION
   INGEST_SCHEDULE MIN_REPLICAS MAX_REPLICAS TLS_SECRET_NAME ISTIO_INGRESS_NAMESPACE
-  ISTIO_INGRESS_SERVICE_ACCOUNT
+  ISTIO_INGRESS_SERVICE_ACCOUNT KUBE_API_CIDR ADMIN_GROUP
 )
 
 # render_file SRC DEST VAR... : envsubst with exactly these variables; fails on an empty variable
@@ -300,6 +305,17 @@ resolve_cognito() {
   export COGNITO_USER_POOL_ID COGNITO_CLIENT_ID
 }
 
+# KUBE_API_CIDR (unless set): the CIDR of the cluster's VPC, where EKS puts the API server's ENIs.
+resolve_kube_api_cidr() {
+  local vpc
+  [[ -z "${KUBE_API_CIDR:-}" ]] || return 0
+  vpc="$(lookup '<vpc-id>' aws eks describe-cluster --name "${CLUSTER_NAME}" \
+    --query cluster.resourcesVpcConfig.vpcId --output text)"
+  [[ -n "${vpc}" ]] || die "cluster ${CLUSTER_NAME} has no VPC id: set KUBE_API_CIDR"
+  KUBE_API_CIDR="$(lookup '<vpc-cidr>' aws ec2 describe-vpcs --vpc-ids "${vpc}" --query 'Vpcs[0].CidrBlock' --output text)"
+  export KUBE_API_CIDR
+}
+
 # Everything apply-tenant.sh and ingest.sh need to render: tenant names, Cognito ids, images.
 resolve_deploy_env() {
   validate_tenant "${1-}"
@@ -309,6 +325,7 @@ resolve_deploy_env() {
   resolve_cognito
   [[ -n "${COGNITO_USER_POOL_ID}" && -n "${COGNITO_CLIENT_ID}" ]] \
     || die "no Cognito user pool/app client for ${TENANT_ID}: run deploy-scripts/onboard-tenant.sh ${TENANT_ID} first"
+  resolve_kube_api_cidr
   deploy_env
 }
 

@@ -3,8 +3,10 @@
 # when missing): Cognito user pool (custom:tenantid) + hosted-UI domain + app client, the oauth2-proxy
 # secret in Secrets Manager, S3 bucket (encrypted, versioned, public access blocked, TLS only),
 # DynamoDB tables (chat history, sessions, usage, quota counters, feedback; TTL, point-in-time
-# recovery), and two IRSA roles scoped to this tenant only
-# (chatbot: read the bucket, use the tables and both models; ingest: write the bucket, embed).
+# recovery), the Cognito group of the tenant's admins (ADMIN_GROUP, default admins: they manage the
+# documents from the web chat), and two IRSA roles scoped to this tenant only
+# (chatbot: read the bucket, write only under documents/, use the tables and both models;
+# ingest: write the bucket, embed).
 set -Eeuo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -48,7 +50,8 @@ json_list() { # quoted, comma separated JSON strings from stdin lines
   done
 }
 
-# The chat pod: read this tenant's bucket (the index), read/write its five tables, invoke both models.
+# The chat pod: read this tenant's bucket (the index), write and delete only under documents/ (the
+# admins' uploads; never the index), read/write its five tables, invoke both models.
 chatbot_policy() {
   local p=${AWS_PARTITION} b=${CONTEXTUAL_DATA_BUCKET}
   local tables="arn:${p}:dynamodb:${AWS_REGION}:${ACCOUNT_ID}:table"
@@ -62,6 +65,9 @@ chatbot_policy() {
     {"Sid": "TenantObjectsRead", "Effect": "Allow",
      "Action": ["s3:GetObject"],
      "Resource": "arn:${p}:s3:::${b}/*"},
+    {"Sid": "TenantDocumentsWrite", "Effect": "Allow",
+     "Action": ["s3:PutObject", "s3:DeleteObject"],
+     "Resource": "arn:${p}:s3:::${b}/documents/*"},
     {"Sid": "TenantTables", "Effect": "Allow",
      "Action": ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
@@ -229,7 +235,18 @@ ensure_cognito() {
       --query UserPoolClient.ClientId --output text)"
   fi
   ensure_oauth_secret "${pool_id}" "${client_id}"
+  ensure_admin_group "${pool_id}"
   log "Cognito user pool ${pool_id}, app client ${client_id}"
+}
+
+# The tenant's admins: members of this group (cognito:groups in their ID token) manage the documents.
+# Add a user with: aws cognito-idp admin-add-user-to-group --user-pool-id POOL --username USER --group-name admins
+ensure_admin_group() {
+  local pool_id=$1 group=${ADMIN_GROUP}
+  if ! exists aws cognito-idp get-group --user-pool-id "${pool_id}" --group-name "${group}"; then
+    run aws cognito-idp create-group --user-pool-id "${pool_id}" --group-name "${group}" \
+      --description "tenant ${TENANT_ID}: manage the documents from the web chat"
+  fi
 }
 
 # The oauth2-proxy credentials live in Secrets Manager; apply-tenant.sh copies them into the

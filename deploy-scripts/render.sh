@@ -10,7 +10,8 @@ usage() {
 Usage: deploy-scripts/render.sh [--dry-run] TENANT OUTDIR
 
 Renders manifests/ and istio/ (tenant templates) for TENANT into OUTDIR.
-Required environment: AWS_REGION, ACCOUNT_ID, DOMAIN, IMAGE_TAG, COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID.
+Required environment: AWS_REGION, ACCOUNT_ID, DOMAIN, IMAGE_TAG, COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID,
+KUBE_API_CIDR (the cluster VPC's CIDR: the chatbot pod may reach the Kubernetes API server there).
 Optional: IMAGE_REGISTRY, APP_VERSION, EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, MIN_REPLICAS,
 MAX_REPLICAS, INGEST_SCHEDULE, ISTIO_INGRESS_NAMESPACE, ISTIO_INGRESS_SERVICE_ACCOUNT.
 Fails when a variable is missing or any ${...} is left in the output.

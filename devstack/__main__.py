@@ -60,7 +60,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {ep.tenant:<10} {stack.gateway_url(ep.tenant)}/   ({ep.display_name}; via Envoy)")
         print(f"Sign-in (local test issuer {stack.issuer.issuer_url}, no passwords):")
         for user in stack.issuer.users.values():
-            print(f"  {user.username:<10} {user.email}  tenant {user.tenant}: "
+            role = " (admin: Documents page)" if "admins" in user.groups else ""
+            print(f"  {user.username:<10} {user.email}  tenant {user.tenant}{role}: "
                   f"{stack.gateway_url(user.tenant)}/oauth2/login?user={user.username}")  # fmt: skip
     else:
         for ep in stack.endpoints.values():

@@ -158,6 +158,8 @@ class DemoStack:
             INDEX_POLL_SECONDS=env.get("INDEX_POLL_SECONDS", "5"),
             PYTHONPATH=str(REPO_ROOT),
         )
+        env.setdefault("DOCUMENTS_URI", str(tenant_dir / "documents"))  # the Documents page writes here
+        env.setdefault("INGESTION_RUNNER", "local")  # "Re-index now": python -m ingest as a child process
         env.setdefault("HISTORY_URL", f"sqlite:///{tenant_dir / 'history.sqlite3'}")
         env.setdefault("SESSIONS_URL", f"sqlite:///{tenant_dir / 'sessions.sqlite3'}")
         env.setdefault("USAGE_URL", f"sqlite:///{tenant_dir / 'usage.sqlite3'}")

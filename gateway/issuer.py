@@ -37,6 +37,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from rag.contract import EMAIL_CLAIM, TENANT_CLAIM, TOKEN_COOKIE
 from rag.tenant import validate_tenant_id
 
 #: Pool id in Cognito's format ``<region>_<id>``; the issuer URL ends with it.
@@ -45,8 +46,6 @@ DEFAULT_POOL_ID = "us-east-1_TESTPOOL"
 DEFAULT_CLIENT_ID = "localtestclient"
 #: Lifetime of a minted token, in seconds (Cognito's default for ID tokens).
 TOKEN_LIFETIME_SECONDS = 3600
-#: Cookie set by ``/oauth2/login`` (the gateway reads it; see ``gateway.envoy_config.TOKEN_COOKIE``).
-TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
 
 
 @dataclass(frozen=True)
@@ -57,20 +56,23 @@ class DemoUser:
         username: the ``cognito:username`` and login name, e.g. ``alice``.
         email: the ``email`` claim.
         tenant: the ``custom:tenantid`` claim (validated).
+        groups: the ``cognito:groups`` claim (absent when empty); ``admins`` manage the tenant's documents.
     """
 
     username: str
     email: str
     tenant: str
+    groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_tenant_id(self.tenant)
 
 
-#: The demo's users: one per demo tenant.
+#: The demo's users: one per demo tenant, plus carol, a tenanta member who is not an admin.
 DEMO_USERS: tuple[DemoUser, ...] = (
-    DemoUser("alice", "alice@tenanta.example.com", "tenanta"),
+    DemoUser("alice", "alice@tenanta.example.com", "tenanta", ("admins",)),
     DemoUser("bob", "bob@tenantb.example.com", "tenantb"),
+    DemoUser("carol", "carol@tenanta.example.com", "tenanta"),
 )
 
 
@@ -190,8 +192,8 @@ class LocalIssuer:
             "exp": now + self.token_lifetime,
             "iat": now,
             "jti": str(uuid.uuid4()),
-            "email": email,
-            "custom:tenantid": tenant,
+            EMAIL_CLAIM: email,
+            TENANT_CLAIM: tenant,
         }
 
     def mint(
@@ -235,7 +237,7 @@ class LocalIssuer:
             KeyError: no such user.
         """
         user = self.users[username]
-        return self.mint(user.tenant, user.email)
+        return self.mint(user.tenant, user.email, **({"cognito:groups": list(user.groups)} if user.groups else {}))
 
     # ------------------------------------------------------------------ HTTP
     def respond(self, method: str, target: str, headers: Mapping[str, str] | None = None) -> Response:

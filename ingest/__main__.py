@@ -19,6 +19,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from ingest.pipeline import NothingIngestedError, run_ingestion
 from ingest.sources import open_source
+from ingest.status import StatusReporter
 from rag.index.store import open_store
 from rag.settings import SettingsError, load_settings
 from rag.tenant import InvalidTenantIdError, validate_tenant_id
@@ -42,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--concurrency", type=int, help="embedding tasks in flight (default: $EMBED_CONCURRENCY or 4)")
     parser.add_argument("--keep-versions", type=int, default=5, help="complete index versions to keep (default 5)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--trigger",
+        choices=("web", "schedule", "cli", "job"),
+        help="who started the run, recorded in the status object (default: $INGESTION_TRIGGER or job)",
+    )
     return parser
 
 
@@ -69,11 +75,20 @@ def main(argv: list[str] | None = None) -> int:
     from rag.aws import make_client
     from rag.index.embeddings import make_embeddings
 
+    reporter: StatusReporter | None = None
     try:
         needs_s3 = source_uri.startswith("s3://") or index_uri.startswith("s3://")
         s3 = make_client("s3", settings) if needs_s3 else None
-        source = open_source(source_uri, s3_client=s3)
         store = open_store(index_uri, s3_client=s3)
+        if not args.dry_run:  # the status object beside the index: running, then succeeded or failed
+            reporter = StatusReporter(
+                store,
+                tenant=settings.tenant_id,
+                run_id=settings.ingestion_run_id,
+                trigger=args.trigger or settings.ingestion_trigger,
+            )
+            reporter.started()
+        source = open_source(source_uri, s3_client=s3)
         embeddings = make_embeddings(settings)
         concurrency = settings.embed_concurrency if settings.embeddings_provider == "bedrock" else 1
         log.info(
@@ -96,16 +111,29 @@ def main(argv: list[str] | None = None) -> int:
             index_type=settings.faiss_index_type,
             hnsw_m=settings.hnsw_m,
             hnsw_ef_construction=settings.hnsw_ef_construction,
+            on_progress=reporter.progress if reporter else None,
         )
     except (ValueError, FileNotFoundError, SettingsError) as exc:
+        if reporter:
+            reporter.failed(str(exc))
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except NothingIngestedError as exc:
+        if reporter:
+            reporter.failed(str(exc), exc.summary)
         print(f"nothing ingested, index unchanged: {exc}", file=sys.stderr)
         return 1
     except (ClientError, BotoCoreError) as exc:
+        if reporter:
+            reporter.failed(f"AWS error: {exc}")
         print(f"AWS error, index unchanged: {exc}", file=sys.stderr)
         return 1
+    except BaseException as exc:  # anything else (a bug, SIGTERM as SystemExit): say so, then re-raise
+        if reporter:
+            reporter.failed(f"{type(exc).__name__}: {exc}")
+        raise
+    if reporter:
+        reporter.succeeded(summary)
     print(summary.render())
     return 0
 

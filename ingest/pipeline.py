@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -44,7 +45,13 @@ log = logging.getLogger(__name__)
 
 
 class NothingIngestedError(RuntimeError):
-    """No valid document was found: nothing is published and the job exits non-zero."""
+    """No valid document was found: nothing is published and the job exits non-zero.
+
+    Attributes:
+        summary: the run's :class:`IngestSummary` (skipped files and their reasons), when known.
+    """
+
+    summary: IngestSummary | None = None
 
 
 @dataclass
@@ -151,6 +158,7 @@ def run_ingestion(
     index_type: str = "auto",
     hnsw_m: int = HNSW_M,
     hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> IngestSummary:
     """Ingest every supported file under ``source`` into a new index version for ``tenant``.
 
@@ -173,6 +181,8 @@ def run_ingestion(
             :func:`rag.index.store.build_faiss_index`.
         hnsw_m: HNSW graph degree.
         hnsw_ef_construction: HNSW build-time candidate list.
+        on_progress: called with ``(phase, done, total)`` as the run advances: ``"loading"`` per
+            source file, ``"embedding"`` per batch of chunks, ``"publishing"`` once (the status object).
 
     Returns:
         The run's :class:`IngestSummary`.
@@ -210,7 +220,9 @@ def run_ingestion(
         for position, doc in enumerate(previous.documents):
             previous_positions.setdefault(str(doc.metadata.get("source")), []).append(position)
 
-    for item in files:
+    report = on_progress or (lambda phase, done, total: None)
+    for number, item in enumerate(files):
+        report("loading", number, len(files))
         old = previous_sources.get(item.uri)
         if old and old.etag_or_sha256 == item.fingerprint and previous_positions.get(item.uri):
             positions = previous_positions[item.uri]
@@ -238,7 +250,9 @@ def run_ingestion(
     summary.reused_chunks = len(kept_chunks)
     if not all_chunks:
         summary.seconds = time.perf_counter() - started
-        raise NothingIngestedError(f"no valid document under {source.uri}\n{summary.render()}")
+        error = NothingIngestedError(f"no valid document under {source.uri}\n{summary.render()}")
+        error.summary = summary
+        raise error
     if dry_run:
         summary.seconds = time.perf_counter() - started
         return summary
@@ -254,10 +268,22 @@ def run_ingestion(
         return summary
 
     texts = [c.page_content for c in new_chunks]
+    embedded = [0]
+    report("embedding", 0, len(texts))
+
+    def batch_done(count: int) -> None:
+        embedded[0] += count
+        report("embedding", embedded[0], len(texts))
+
     with tqdm(total=len(texts), unit="chunk", desc=f"embedding {tenant}", disable=not progress) as bar:
         new_vectors = embed_in_batches(
-            embeddings, texts, batch_size=batch_size, concurrency=concurrency, on_batch_done=bar.update
+            embeddings,
+            texts,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            on_batch_done=lambda count: (bar.update(count), batch_done(count)),
         )
+    report("publishing", 0, 1)
     summary.embedded_chunks = len(new_chunks)
     parts = []
     if kept_positions:

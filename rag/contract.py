@@ -37,6 +37,18 @@ MAX_MATCHING_DOCS = 20
 #: The request id header: a client may send one; the API echoes it (or a new one) and logs with it.
 REQUEST_ID_HEADER = "X-Request-ID"
 
+# --- identity: what the gateway (Envoy here, Istio + oauth2-proxy in the cluster) hands the web chat ---
+#: Claim that carries the tenant id (Cognito custom attribute), as in the RequestAuthentication.
+TENANT_CLAIM = "custom:tenantid"
+#: Claim of the user's e-mail address.
+EMAIL_CLAIM = "email"
+#: Header the gateway writes the verified tenant claim to.
+TENANT_HEADER = "x-auth-request-tenantid"
+#: Header the gateway writes the verified e-mail claim to.
+EMAIL_HEADER = "x-auth-request-email"
+#: Cookie the demo login sets; the gateway turns it into ``Authorization: Bearer``.
+TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
+
 RAG_PATH = "/api/v1/llm/rag"
 STREAM_PATH = "/api/v1/llm/rag/stream"
 MESSAGES_PATH = "/api/v1/sessions/{session_id}/messages"

@@ -102,6 +102,23 @@ class Settings(BaseSettings):
         description="streamed answers: the first token is sent at once, later tokens at most this often (seconds)",
     )
 
+    # --- answer path: cost per answer and load shedding (answer service) ----------------------
+    condense_model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Bedrock model for rewriting follow-ups (e.g. a faster one); default: TEXT2TEXT_MODEL_ID",
+    )
+    condense_max_tokens: int = Field(
+        default=48, ge=8, le=1024, description="output tokens of the condense call (a question, not an answer)"
+    )
+    max_inflight_answers: int = Field(
+        default=48,
+        ge=1,
+        le=1024,
+        description="answers one worker runs at once; above it a fast 503 overloaded + Retry-After",
+    )
+
     # --- tenant and storage -------------------------------------------------------------
     tenant_id: TenantId = Field(description="The tenant this pod or job serves.")
     contextual_data_bucket: str | None = Field(
@@ -213,6 +230,44 @@ class Settings(BaseSettings):
     )
     # --- end web chat: first screen and rendering ---
 
+    # --- tenant documents and on-demand ingestion (documents area; docs/documents.md) ------
+    documents_uri: str | None = Field(
+        default=None,
+        description="The tenant's source documents: s3://bucket/prefix/ or a local directory "
+        "(default s3://$CONTEXTUAL_DATA_BUCKET/documents/).",
+    )
+    admin_group: str = Field(
+        default="admins",
+        pattern=r"^[\w+=,.@-]{1,128}$",
+        description="Cognito group (cognito:groups claim) whose members manage the tenant's documents.",
+    )
+    dev_user_groups: str = Field(
+        default="admins", max_length=500, description="AUTH_MODE=dev only: comma-separated groups of the dev user."
+    )
+    upload_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=5 * 1024**3)
+    upload_max_request_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, le=50 * 1024**3, description="largest total of one multi-file upload"
+    )
+    documents_sse: Literal["aws:kms", "AES256", "none"] = Field(
+        default="aws:kms", description="x-amz-server-side-encryption of uploaded documents (the bucket's default)"
+    )
+    documents_kms_key_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9:/_-]{1,2048}$")
+    ingestion_runner: Literal["local", "kubernetes", "none"] = Field(
+        default="local",
+        description="how POST /api/v1/ingestions runs the job: a Job from the CronJob (cluster) or python -m ingest",
+    )
+    ingestion_cronjob: str = Field(default="ingest", pattern=r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+    kubernetes_namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    ingestion_run_id: str | None = Field(
+        default=None, pattern=r"^\d{8}T\d{6}Z-[0-9a-f]{8}$", description="ingest: the run id the API queued"
+    )
+    ingestion_trigger: Literal["web", "schedule", "cli", "job"] = Field(
+        default="job", description="ingest: who started the run (recorded in the status object)"
+    )
+    ingestion_grace_seconds: float = Field(
+        default=120.0, ge=0, le=86_400, description="a queued/running status younger than this blocks a new run"
+    )
+
     @field_validator("chunk_overlap")
     @classmethod
     def _overlap_below_size(cls, value: int, info: ValidationInfo) -> int:
@@ -282,13 +337,16 @@ class Settings(BaseSettings):
 
     @property
     def default_source_uri(self) -> str:
-        """``s3://$CONTEXTUAL_DATA_BUCKET/documents/``, the ingestion job's default source.
+        """``DOCUMENTS_URI``, else ``s3://$CONTEXTUAL_DATA_BUCKET/documents/``: the ingestion job's default
+        source and where the Documents page writes.
 
         Raises:
-            SettingsError: ``CONTEXTUAL_DATA_BUCKET`` is not set.
+            SettingsError: neither is set.
         """
+        if self.documents_uri:
+            return self.documents_uri
         if not self.contextual_data_bucket:
-            raise SettingsError("CONTEXTUAL_DATA_BUCKET: required when no --source is given")
+            raise SettingsError("CONTEXTUAL_DATA_BUCKET or DOCUMENTS_URI: required when no --source is given")
         return f"s3://{self.contextual_data_bucket}/documents/"
 
     @property

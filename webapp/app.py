@@ -13,7 +13,7 @@ import streamlit as st
 from rag.contract import MAX_QUESTION_CHARS
 from rag.logs import configure_logging, set_log_context
 from rag.stores import sessions
-from webapp import api_client, conversations, identity, ui
+from webapp import api_client, conversations, documents, documents_page, identity, ui
 from webapp.config import ConfigError, web_settings
 
 FAVICON = str(Path(__file__).parent / "assets" / "favicon.png")  # served by Streamlit itself (offline)
@@ -31,6 +31,14 @@ try:
     user = identity.resolve_identity(identity.request_headers(), settings)
 except identity.IdentityError as exc:
     ui.stop_with_denial(exc)
+
+# Tenant admins get a Documents page (webapp/documents_page.py); everybody else never sees the switch.
+admin = documents.admin_identity(identity.request_headers(), settings)
+if admin is not None and documents_page.choose_page() == documents.PAGE_DOCUMENTS:
+    documents_page.render_documents_page(
+        documents.client_for(settings, admin), settings.tenant_display_name or settings.tenant_id
+    )
+    st.stop()
 
 manager = sessions.SessionManager(ui.session_store(settings), settings.session_idle_seconds)
 client = api_client.client_from_settings(settings)

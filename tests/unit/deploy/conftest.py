@@ -24,6 +24,7 @@ RENDER_ENV = {
     "COGNITO_USER_POOL_ID": "eu-west-1_TestPool1",
     "COGNITO_CLIENT_ID": "testclient123",
     "CLUSTER_NAME": "test-cluster",
+    "KUBE_API_CIDR": "10.20.0.0/16",
 }
 
 

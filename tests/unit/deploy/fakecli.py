@@ -127,7 +127,8 @@ def aws(args: list[str]) -> int:
             for key in [
                 key
                 for key, v in st.items()
-                if key == f"cognito-pool:{pid}" or (key.startswith("cognito-client:") and v["pool"] == pid)
+                if key == f"cognito-pool:{pid}"
+                or (key.startswith(("cognito-client:", "cognito-group:")) and v["pool"] == pid)
             ]:
                 del st[key]
         elif op == "create-user-pool-domain":
@@ -153,6 +154,11 @@ def aws(args: list[str]) -> int:
                     if key.startswith("cognito-client:") and v["pool"] == pid
                 ]
             }
+        elif op == "get-group":
+            need(f"cognito-group:{one(o, 'user-pool-id')}:{one(o, 'group-name')}")
+        elif op == "create-group":
+            need(f"cognito-pool:{one(o, 'user-pool-id')}")
+            st[f"cognito-group:{one(o, 'user-pool-id')}:{one(o, 'group-name')}"] = {"pool": one(o, "user-pool-id")}
         elif op == "describe-user-pool-client":
             need(f"cognito-client:{one(o, 'client-id')}")
             resp = {"UserPoolClient": {"ClientId": one(o, "client-id"), "ClientSecret": "fake-client-secret"}}
@@ -200,9 +206,19 @@ def aws(args: list[str]) -> int:
             return unknown(args)
     elif service == "eks":
         if op == "describe-cluster":
-            resp = {"cluster": {"identity": {"oidc": {"issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/FAKE"}}}}
+            resp = {
+                "cluster": {
+                    "identity": {"oidc": {"issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/FAKE"}},
+                    "resourcesVpcConfig": {"vpcId": "vpc-0fake"},
+                }
+            }
         elif op == "update-kubeconfig":
             pass
+        else:
+            return unknown(args)
+    elif service == "ec2":
+        if op == "describe-vpcs" and one(o, "vpc-ids") == "vpc-0fake":
+            resp = {"Vpcs": [{"VpcId": "vpc-0fake", "CidrBlock": "10.20.0.0/16"}]}
         else:
             return unknown(args)
     elif service == "ecr":

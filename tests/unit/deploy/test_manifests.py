@@ -33,6 +33,8 @@ CORE_KINDS = {
     "NetworkPolicy",
     "Job",
     "CronJob",
+    "Role",
+    "RoleBinding",
 }
 # checkov findings we accept, each with its reason (everything else must pass):
 CHECKOV_SKIPS = {
@@ -322,13 +324,14 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
     assert startup["exec"]["command"] == ["python", "-m", "api.probe", "/readyz"]
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 120 and startup["timeoutSeconds"] > 2
     web_env = {e["name"]: e["value"] for e in web["env"]}
-    api_env = {e["name"]: e["value"] for e in api["env"]}
+    api_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in api["env"]}
     assert web_env == {
         "TENANT_ID": tenant,
         "SESSIONS_TABLE": names["sessions"],
         "ISSUER_URI": f"https://cognito-idp.eu-west-1.amazonaws.com/{RENDER_ENV['COGNITO_USER_POOL_ID']}",
         "COGNITO_CLIENT_ID": RENDER_ENV["COGNITO_CLIENT_ID"],
         "AUTH_MODE": "oidc",
+        "ADMIN_GROUP": "admins",
         "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
         "LOG_FORMAT": "json",
         "RAG_API_URL": "http://127.0.0.1:8000",
@@ -355,12 +358,29 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "LLM_PROVIDER": "bedrock",
         "RETRIEVER_MODE": "hybrid",
         "INDEX_POLL_SECONDS": "60",
+        # documents area: the API checks admins' tokens itself and starts Jobs in its own namespace
+        "ISSUER_URI": web_env["ISSUER_URI"],
+        "COGNITO_CLIENT_ID": RENDER_ENV["COGNITO_CLIENT_ID"],
+        "AUTH_MODE": "oidc",
+        "ADMIN_GROUP": "admins",
+        "DOCUMENTS_SSE": "aws:kms",
+        "INGESTION_RUNNER": "kubernetes",
+        "INGESTION_CRONJOB": "ingest",
+        "KUBERNETES_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         "HOME": "/tmp",
     }
     volumes = {v["name"]: v for v in pod["volumes"]}
-    for c in (web, api):
-        (mount,) = c["volumeMounts"]
-        assert mount["mountPath"] == "/tmp" and "emptyDir" in volumes[mount["name"]]
+    (web_mount,) = web["volumeMounts"]
+    assert web_mount["mountPath"] == "/tmp" and "emptyDir" in volumes[web_mount["name"]]
+    tmp, token = api["volumeMounts"]
+    assert tmp["mountPath"] == "/tmp" and "emptyDir" in volumes[tmp["name"]]
+    # the Kubernetes API token reaches the ragapi container only, read-only, bound and expiring
+    assert pod["automountServiceAccountToken"] is False
+    assert token == {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                     "readOnly": True}  # fmt: skip
+    sources = volumes["kube-api-access"]["projected"]["sources"]
+    assert sources[0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+    assert sources[1]["configMap"]["name"] == "kube-root-ca.crt"
     selector = dep["spec"]["selector"]["matchLabels"]
     assert "app.kubernetes.io/version" not in selector and "version" not in selector
 
@@ -465,3 +485,66 @@ def test_oauth2_proxy(objects: dict, tenant: str) -> None:
     assert "env" not in c, "secrets come from the mounted Secret file"
     (vol,) = dep["spec"]["template"]["spec"]["volumes"]
     assert vol["secret"]["secretName"] == "oauth2-proxy"
+
+
+# --- documents area: the RAG API may start ingestion Jobs, nothing more -------------------------------
+
+#: What the chatbot's Role may do: (apiGroup, resource, verb, resourceName or None for any).
+ALLOWED_ACCESS = {("batch", "jobs", verb, None) for verb in ("create", "get", "list", "watch")} | {
+    ("batch", "cronjobs", "get", "ingest")
+}
+
+
+def role_grants(role: dict) -> set[tuple[str, str, str, str | None]]:
+    """Every (apiGroup, resource, verb, resourceName) the Role grants, wildcards kept as '*'."""
+    grants = set()
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule  # no nonResourceURLs
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in rule.get("resourceNames") or [None]:
+                        grants.add((group, resource, verb, name))
+    return grants
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_ingestion_trigger_role_allows_only_its_jobs_and_cronjob(objects: dict, tenant: str) -> None:
+    names = tenant_names(tenant)
+    (role,) = by_kind(objects[tenant], "Role")
+    assert role["metadata"]["namespace"] == names["namespace"]
+    grants = role_grants(role)
+    assert grants == ALLOWED_ACCESS
+    assert not [g for g in grants if "*" in g], "no wildcards"
+    assert not [g for g in grants if g[1] not in ("jobs", "cronjobs")], "no pods, secrets, exec or anything else"
+    (cronjob,) = by_kind(objects[tenant], "CronJob")
+    assert {g[3] for g in grants if g[1] == "cronjobs"} == {cronjob["metadata"]["name"]}
+    assert not by_kind(objects[tenant], "ClusterRole") and not by_kind(objects[tenant], "ClusterRoleBinding")
+    (binding,) = by_kind(objects[tenant], "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "chatbot", "namespace": names["namespace"]}]
+    assert binding["metadata"]["namespace"] == names["namespace"]
+
+
+def test_role_check_catches_a_broader_role() -> None:
+    broad = {"rules": [{"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["create", "delete"]}]}
+    assert role_grants(broad) != ALLOWED_ACCESS
+    assert ("batch", "cronjobs", "create", None) in role_grants(broad)
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_ingestion_jobs_are_findable_and_the_api_server_reachable(objects: dict, tenant: str) -> None:
+    (cronjob,) = by_kind(objects[tenant], "CronJob")
+    template = cronjob["spec"]["jobTemplate"]
+    assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "chatbot-ingest"  # api.services.runners
+    (container,) = template["spec"]["template"]["spec"]["containers"]
+    assert {"name": "INGESTION_TRIGGER", "value": "schedule"} in container["env"]
+    (policy,) = by_kind(objects[tenant], "NetworkPolicy", "allow-egress-kube-apiserver")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "chatbot"
+    assert policy["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": RENDER_ENV["KUBE_API_CIDR"]}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    ]

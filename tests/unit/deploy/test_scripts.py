@@ -170,6 +170,9 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
     assert client["opts"]["callback-urls"] == ["https://tenanta.chat.example.com/oauth2/callback"]
     secret = json.loads(fakes.state_value("secret:tenant-rag/tenanta/oauth2-proxy")["SecretString"])
     assert set(secret) == {"client-id", "client-secret", "cookie-secret"} and len(secret["cookie-secret"]) == 32
+    # the tenant's admins (they manage the documents): one group in the tenant's own pool
+    pool_id = next(k for k in keys if k.startswith("cognito-pool:")).split(":", 1)[1]
+    assert [k for k in keys if k.startswith("cognito-group:")] == [f"cognito-group:{pool_id}:admins"]
 
 
 def test_onboard_is_idempotent(fakes: Fakes) -> None:
@@ -219,9 +222,17 @@ def test_iam_policies_name_only_the_tenants_resources(fakes: Fakes) -> None:
         ingest = policy_grants(fakes.state_value(f"iam-policy:{tenant}-ingest:access"))
         for grants in (chatbot, ingest):
             assert all(other not in r for res in grants.values() for r in res)
-        # the chat pod reads the index, uses its tables and both models; it cannot write the bucket
+        # the chat pod reads the index, uses its tables and both models; it writes and deletes only
+        # the admins' documents (documents/), never the index (faiss_index/)
         assert chatbot["s3:ListBucket"] == {bucket} and chatbot["s3:GetObject"] == {f"{bucket}/*"}
-        assert "s3:PutObject" not in chatbot and "s3:DeleteObject" not in chatbot
+        assert chatbot["s3:PutObject"] == {f"{bucket}/documents/*"}
+        assert chatbot["s3:DeleteObject"] == {f"{bucket}/documents/*"}
+        assert not [
+            a
+            for a in chatbot
+            if a.startswith("s3:")
+            and a not in ("s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+        ]
         assert chatbot["dynamodb:PutItem"] == tables and chatbot["dynamodb:Query"] == tables
         assert chatbot["bedrock:InvokeModel"] == {embed, chat}
         # the ingestion Job writes the index and embeds; no tables, no chat model
@@ -313,8 +324,18 @@ def test_onboard_then_offboard_leaves_nothing_behind(fakes: Fakes) -> None:
     aws = [c for c in fakes.calls() if c[0] == "aws"]
     created = {c[2].removeprefix("create-") for c in aws if c[2].startswith("create-")}
     deleted = {c[2].removeprefix("delete-") for c in aws if c[2].startswith("delete-")}
-    assert created == {"user-pool", "user-pool-domain", "user-pool-client", "secret", "bucket", "table", "role"}
-    assert created - {"user-pool-client"} <= deleted, created - deleted  # a pool's clients go with the pool
+    assert created == {
+        "user-pool",
+        "user-pool-domain",
+        "user-pool-client",
+        "group",
+        "secret",
+        "bucket",
+        "table",
+        "role",
+    }
+    # a pool's clients and groups go with the pool
+    assert created - {"user-pool-client", "group"} <= deleted, created - deleted
     assert not [c for c in fakes.calls() if "tenantb" in " ".join(c)], "tenanta's scripts touched tenantb"
     ok(fakes.run("offboard-tenant.sh", "--yes", "tenanta"))  # again: nothing left to do, no error
     ok(fakes.run("offboard-tenant.sh", "--yes", "tenantb"))

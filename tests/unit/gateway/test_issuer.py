@@ -107,7 +107,14 @@ def test_other_endpoints(issuer: LocalIssuer) -> None:
 
 
 def test_demo_users_and_bad_tenants() -> None:
-    assert {(u.username, u.tenant) for u in DEMO_USERS} == {("alice", "tenanta"), ("bob", "tenantb")}
+    assert {(u.username, u.tenant, u.groups) for u in DEMO_USERS} == {
+        ("alice", "tenanta", ("admins",)),  # the admin of tenanta: sees the Documents page
+        ("bob", "tenantb", ()),
+        ("carol", "tenanta", ()),  # a member of tenanta, not an admin
+    }
+    issuer = LocalIssuer()
+    assert jwt.decode(issuer.mint_for("alice"), options={"verify_signature": False})["cognito:groups"] == ["admins"]
+    assert "cognito:groups" not in jwt.decode(issuer.mint_for("carol"), options={"verify_signature": False})
     from gateway.issuer import DemoUser
 
     with pytest.raises(InvalidTenantIdError):

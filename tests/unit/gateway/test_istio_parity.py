@@ -27,6 +27,7 @@ RENDER_ENV = {
     "DOMAIN": "chat.example.com",
     "IMAGE_TAG": "0123456789ab",
     "CLUSTER_NAME": "test-cluster",
+    "KUBE_API_CIDR": "10.20.0.0/16",
 }
 #: Each tenant has its own Cognito user pool and app client (as onboard-tenant.sh creates them).
 POOLS = {"tenanta": ("eu-west-1_PoolA1", "clienta111"), "tenantb": ("eu-west-1_PoolB2", "clientb222")}
