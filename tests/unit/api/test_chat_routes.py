@@ -85,7 +85,7 @@ def _s3():
 
 
 def test_document_link_is_presigned_for_the_tenants_bucket_only(make_client):
-    client = make_client(ScriptedChatModel(), contextual_data_bucket="tenanta-data")
+    client = make_client(ScriptedChatModel(), contextual_data_bucket="tenanta-data", aws_default_region="us-east-1")
     client.app.state.document_s3 = _s3()
     ok = client.get(DOCUMENT_LINK_PATH, params={"source": "s3://tenanta-data/documents/guide.pdf"})
     assert ok.status_code == 200, ok.text
