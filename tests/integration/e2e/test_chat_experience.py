@@ -14,6 +14,7 @@ import os
 import sqlite3
 import time
 import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote, urlsplit
@@ -38,10 +39,13 @@ from tests.integration.webapp.browser import (
 from tests.support.slow_model import SLOW_MARKER
 from webapp import ui
 from webapp.conversations import URL_PARAM
+from webapp.identity import DEV_SUBJECT_NAMESPACE
 
 #: The stack ingests and starts in this module's first fixture: minutes on a busy 2-core machine.
 pytestmark = pytest.mark.timeout(900)
 DEV_USER = "demo@example.com"
+#: The dev user's subject: the user part of its session ids (conversations are keyed by ``sub``).
+DEV_SUBJECT = str(uuid.uuid5(DEV_SUBJECT_NAMESPACE, DEV_USER))
 Q1 = "Can I use R with SageMaker?"
 Q2 = "What is Amazon SageMaker Studio?"
 
@@ -82,8 +86,8 @@ def page(context: BrowserContext, stack: DemoStack) -> Iterator[Page]:
 
 def api_messages(stack: DemoStack, page: Page) -> list[dict]:
     """The open conversation's messages as the API's history store has them."""
-    uuid = dict(p.split("=", 1) for p in urlsplit(page.url).query.split("&") if "=" in p)[URL_PARAM]
-    sid = quote(f"tenanta:{DEV_USER}:{uuid}", safe="")
+    conversation = dict(p.split("=", 1) for p in urlsplit(page.url).query.split("&") if "=" in p)[URL_PARAM]
+    sid = quote(f"tenanta:{DEV_SUBJECT}:{conversation}", safe="")
     url = f"{stack.endpoints['tenanta'].api_url}/api/v1/sessions/{sid}/messages"
     with urllib.request.urlopen(url, timeout=10) as response:
         return json.loads(response.read())["messages"]
@@ -161,8 +165,8 @@ def test_two_conversations_listed_renamed_resumed_deleted(page: Page, stack: Dem
     page.goto(resumed_url)  # the deleted conversation's link no longer opens anything
     expect(page.get_by_text("not one of yours")).to_be_visible(timeout=30_000)
     assert first_url.split(f"{URL_PARAM}=")[-1] == resumed_url.split(f"{URL_PARAM}=")[-1]
-    uuid = resumed_url.split(f"{URL_PARAM}=")[-1]
-    sid = quote(f"tenanta:{DEV_USER}:{uuid}", safe="")
+    conversation = resumed_url.split(f"{URL_PARAM}=")[-1]
+    sid = quote(f"tenanta:{DEV_SUBJECT}:{conversation}", safe="")
     with urllib.request.urlopen(
         f"{stack.endpoints['tenanta'].api_url}/api/v1/sessions/{sid}/messages", timeout=10
     ) as response:
@@ -210,7 +214,7 @@ def test_stop_during_a_slow_stream_saves_nothing(page: Page, stack: DemoStack):
     saved = api_history(stack, page)
     question = f"What is Amazon SageMaker Studio? {SLOW_MARKER}"
     send(page, question)
-    stop = page.locator('[class*="st-key-stop_answer"] button').last
+    stop = page.locator('[class*="st-key-stop_answer"] button:visible').first
     expect(stop).to_be_visible(timeout=60_000)
     bubble = assistant_messages(page).last
     expect(bubble).to_contain_text("Extractive", timeout=60_000)  # streaming has started
@@ -263,8 +267,8 @@ def test_feedback_survives_a_reload_as_one_record(page: Page, stack: DemoStack):
     expect(thumbs).to_have_attribute("aria-checked", "true", timeout=15_000)  # the rating is shown again
     with sqlite3.connect(stack.workdir / "tenanta" / "feedback.sqlite3") as db:
         records = [json.loads(r[0]) for r in db.execute("SELECT record FROM feedback")]
-    uuid = page.url.split(f"{URL_PARAM}=")[-1]
-    mine = [r for r in records if r["session_id"] == f"tenanta:{DEV_USER}:{uuid}"]
+    conversation = page.url.split(f"{URL_PARAM}=")[-1]
+    mine = [r for r in records if r["session_id"] == f"tenanta:{DEV_SUBJECT}:{conversation}"]
     assert len(mine) == 1 and mine[0]["rating"] == "up"
 
 
