@@ -6,15 +6,15 @@ tests replace any of them with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
-from langchain_classic.chains import ConversationalRetrievalChain
 
 from api.errors import ApiError, classify_exception
 from api.services.admin import AdminDenied, authorize_admin
 from api.services.documents import DocumentServices
 from api.state import IndexHolder, RagState
+from rag.answer.chain import AnswerChain
 from rag.identity import Identity
 from rag.settings import Settings
 from rag.stores.feedback import FeedbackStore
@@ -22,6 +22,9 @@ from rag.stores.history import HistoryStore
 from rag.stores.quota import QuotaService
 from rag.stores.usage import UsageStore
 from rag.tenant import InvalidSessionIdError, InvalidTenantIdError, SessionId, parse_session_id, validate_tenant_id
+
+if TYPE_CHECKING:  # api.services.answer imports this module (check_session)
+    from api.services.answer import AnswerService
 
 
 def get_rag_state(request: Request) -> RagState:
@@ -56,12 +59,20 @@ def get_history(state: RagStateDep) -> HistoryStore:
 HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 
 
-def get_chain(state: RagStateDep) -> ConversationalRetrievalChain:
+def get_chain(state: RagStateDep) -> AnswerChain:
     """The conversational retrieval chain."""
     return state.chain
 
 
-ChainDep = Annotated[ConversationalRetrievalChain, Depends(get_chain)]
+ChainDep = Annotated[AnswerChain, Depends(get_chain)]
+
+
+def get_answer_service(request: Request) -> AnswerService:
+    """The worker's answer service (:class:`api.services.answer.AnswerService`, built by the lifespan)."""
+    return request.app.state.answers
+
+
+AnswerServiceDep = Annotated["AnswerService", Depends(get_answer_service)]
 
 
 def get_index(state: RagStateDep) -> IndexHolder:
@@ -133,6 +144,20 @@ def get_model_id(state: RagStateDep) -> str:
 
 
 ModelIdDep = Annotated[str, Depends(get_model_id)]
+
+
+# --- document links (chat area) ----------------------------------------------------------
+def get_document_s3(request: Request, settings: SettingsDep) -> Any:
+    """The S3 client that signs document links: ``app.state.document_s3`` (tests set it), else one made once."""
+    client = getattr(request.app.state, "document_s3", None)
+    if client is None:
+        from rag.aws import make_client
+
+        client = request.app.state.document_s3 = make_client("s3", settings)
+    return client
+
+
+DocumentS3Dep = Annotated[Any, Depends(get_document_s3)]
 
 
 # --- tenant documents (documents area) ---------------------------------------------------------

@@ -18,6 +18,7 @@
 | an ingestion is queued or running | 409 | ``ingestion_running`` |
 | no document store, job cannot start, keys unreachable | 503 | ``documents_not_configured``, |
 | | | ``ingestion_unavailable``, ``identity_unavailable`` (S3 failing: the store's ``documents_unavailable``) |
+| ``MAX_INFLIGHT_ANSWERS`` answers already running in this worker | 503 + ``Retry-After`` | ``overloaded`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -41,6 +42,7 @@ logger = logging.getLogger("api.errors")
 #: Seconds a client should wait before retrying after a 503 (the ``Retry-After`` header).
 RETRY_AFTER_THROTTLED = 5
 RETRY_AFTER_UNAVAILABLE = 10
+RETRY_AFTER_OVERLOADED = 1
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
     {"ServiceUnavailableException", "ModelNotReadyException", "InternalServerException", "ModelStreamErrorException"}

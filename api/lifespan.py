@@ -19,12 +19,14 @@ from fastapi import FastAPI
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 
+from api.services.answer import AnswerService
 from api.services.documents import build_document_services
 from api.state import IndexHolder, RagState
-from rag.answer.chain import LiveRetriever, build_chain
+from rag.answer.chain import LiveRetriever, build_chain, refers_back
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
+from rag.contract import MAX_MATCHING_DOCS
 from rag.index.store import open_store
 from rag.logs import set_log_context
 from rag.settings import Settings, SettingsError, get_settings
@@ -34,10 +36,6 @@ from rag.stores.quota import CounterStore, InMemoryCounterStore, QuotaLimits, Qu
 from rag.stores.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_store
 
 logger = logging.getLogger("api")
-#: Upper bound of the API's max_matching_docs.
-MAX_MATCHING_DOCS = 20
-#: Threads per worker for answers (one per answer in flight; more answers wait for a thread).
-MODEL_THREADS = 128
 
 
 @dataclass
@@ -100,10 +98,16 @@ async def build_state(parts: Components) -> RagState:
     bedrock = parts.bedrock_client
     if bedrock is None and _needs_bedrock(settings, parts):
         bedrock = await asyncio.to_thread(
-            lambda: make_client(settings.bedrock_service, settings, max_pool_connections=MODEL_THREADS)
+            # one connection per answer in flight (each runs in its own thread: embedding, then the model)
+            lambda: make_client(settings.bedrock_service, settings, max_pool_connections=settings.max_inflight_answers)
         )
     embeddings = parts.embeddings or await asyncio.to_thread(make_embeddings, settings, bedrock_client=bedrock)
     chat_model = parts.chat_model or await asyncio.to_thread(make_chat_model, settings, bedrock_client=bedrock)
+    condense_model = parts.condense_model
+    if condense_model is None and settings.condense_model_id and settings.llm_provider == "bedrock":
+        condense_model = await asyncio.to_thread(
+            make_chat_model, settings, bedrock_client=bedrock, model_id=settings.condense_model_id
+        )
     history = parts.history or await asyncio.to_thread(
         make_history_store, settings, dynamodb_resource=parts.dynamodb_resource
     )
@@ -143,7 +147,13 @@ async def build_state(parts: Components) -> RagState:
         retriever_factory=lambda index: make_retriever(settings, index, embeddings, k=MAX_MATCHING_DOCS),
     )
     holder.on_loaded = retriever.prime
-    chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model)
+    chain = build_chain(
+        retriever=retriever,
+        llm=chat_model,
+        condense_llm=condense_model,
+        needs_condense=refers_back,  # placeholder until rag.answer.followup (grounded answers) lands
+        condense_max_tokens=settings.condense_max_tokens,
+    )
     return RagState(
         settings=settings,
         chain=chain,
@@ -174,15 +184,19 @@ def make_lifespan(parts: Components) -> Any:
 
             configure_logging(logging.getLevelName(logging.getLogger().level), state.settings.log_format)
         setup_tracing(state.settings)
-        # Each answer holds one thread of its own pool for its whole run (embedding, search, model
-        # stream: blocking boto3/FAISS calls); the loop's default executor stays free for index loads.
+        # Each answer holds one thread of its own pool for its whole run (quota, history, embedding,
+        # search, model stream, history write: blocking calls); one thread per admitted answer
+        # (MAX_INFLIGHT_ANSWERS); the loop's default executor stays free for index loads.
         # One FAISS thread per search: requests already run in parallel, and OpenMP's team of threads
         # made a 10k-vector search 5x slower on 2 vCPUs (measured: 16 ms vs 3 ms).
         faiss.omp_set_num_threads(1)
-        executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="ragapi-chain")
+        executor = ThreadPoolExecutor(
+            max_workers=state.settings.max_inflight_answers, thread_name_prefix="ragapi-chain"
+        )
         state.chain_executor = executor
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
+        app.state.answers = AnswerService(state)
         app.state.documents = await asyncio.to_thread(  # documents area (api/services/documents.py)
             build_document_services,
             state.settings,

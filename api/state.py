@@ -18,9 +18,8 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_classic.chains import ConversationalRetrievalChain
-
 from api import metrics
+from rag.answer.chain import AnswerChain
 from rag.answer.retrieval import TenantIndex
 from rag.index.store import BlobStore, load_index_version, read_latest_version_id
 from rag.settings import Settings
@@ -178,7 +177,7 @@ class RagState:
     """
 
     settings: Settings
-    chain: ConversationalRetrievalChain
+    chain: AnswerChain
     history: HistoryStore
     index: IndexHolder
     model_id: str

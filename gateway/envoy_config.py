@@ -43,23 +43,17 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from rag.contract import EMAIL_CLAIM, EMAIL_HEADER, TENANT_CLAIM, TENANT_HEADER, TOKEN_COOKIE
 from rag.tenant import validate_tenant_id
+
+__all__ = ["EMAIL_CLAIM", "EMAIL_HEADER", "TENANT_CLAIM", "TENANT_HEADER", "TOKEN_COOKIE"]  # defined in rag.contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The cluster-wide EnvoyFilter whose Lua code strips client ``x-auth-request-*`` headers.
 STRIP_FILTER_TEMPLATE = REPO_ROOT / "istio" / "cluster" / "envoyfilter-strip-auth-headers.yaml"
 
-#: Claim that carries the tenant id (Cognito custom attribute), as in the RequestAuthentication.
-TENANT_CLAIM = "custom:tenantid"
-#: Header the verified tenant claim is written to.
-TENANT_HEADER = "x-auth-request-tenantid"
-#: Claim and header for the user's e-mail (set by oauth2-proxy in the cluster, by jwt_authn here).
-EMAIL_CLAIM = "email"
-EMAIL_HEADER = "x-auth-request-email"
 #: Every client-sent header with this prefix is removed before any check runs.
 STRIPPED_HEADER_PREFIX = "x-auth-request-"
-#: Cookie the demo login sets; the gateway turns it into ``Authorization: Bearer``.
-TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
 #: Where a browser without a valid token is redirected (served by ``gateway.issuer``).
 LOGIN_PATH = "/oauth2/login"
 #: Clock skew Envoy tolerates on ``exp``/``nbf``, in seconds (Envoy's default, stated explicitly).

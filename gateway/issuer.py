@@ -37,6 +37,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from rag.contract import EMAIL_CLAIM, TENANT_CLAIM, TOKEN_COOKIE
 from rag.tenant import validate_tenant_id
 
 #: Pool id in Cognito's format ``<region>_<id>``; the issuer URL ends with it.
@@ -45,8 +46,6 @@ DEFAULT_POOL_ID = "us-east-1_TESTPOOL"
 DEFAULT_CLIENT_ID = "localtestclient"
 #: Lifetime of a minted token, in seconds (Cognito's default for ID tokens).
 TOKEN_LIFETIME_SECONDS = 3600
-#: Cookie set by ``/oauth2/login`` (the gateway reads it; see ``gateway.envoy_config.TOKEN_COOKIE``).
-TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
 
 
 @dataclass(frozen=True)
@@ -193,8 +192,8 @@ class LocalIssuer:
             "exp": now + self.token_lifetime,
             "iat": now,
             "jti": str(uuid.uuid4()),
-            "email": email,
-            "custom:tenantid": tenant,
+            EMAIL_CLAIM: email,
+            TENANT_CLAIM: tenant,
         }
 
     def mint(

@@ -37,11 +37,27 @@ MAX_MATCHING_DOCS = 20
 #: The request id header: a client may send one; the API echoes it (or a new one) and logs with it.
 REQUEST_ID_HEADER = "X-Request-ID"
 
+# --- identity: what the gateway (Envoy here, Istio + oauth2-proxy in the cluster) hands the web chat ---
+#: Claim that carries the tenant id (Cognito custom attribute), as in the RequestAuthentication.
+TENANT_CLAIM = "custom:tenantid"
+#: Claim of the user's e-mail address.
+EMAIL_CLAIM = "email"
+#: Header the gateway writes the verified tenant claim to.
+TENANT_HEADER = "x-auth-request-tenantid"
+#: Header the gateway writes the verified e-mail claim to.
+EMAIL_HEADER = "x-auth-request-email"
+#: Cookie the demo login sets; the gateway turns it into ``Authorization: Bearer``.
+TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
+
 RAG_PATH = "/api/v1/llm/rag"
 STREAM_PATH = "/api/v1/llm/rag/stream"
 MESSAGES_PATH = "/api/v1/sessions/{session_id}/messages"
 FEEDBACK_PATH = "/api/v1/feedback"
 READY_PATH = "/readyz"
+#: ``GET ?source=s3://bucket/key`` -> :class:`DocumentLinkResponse` (a presigned link to a source document).
+DOCUMENT_LINK_PATH = "/api/v1/documents/link"
+#: Lifetime of a presigned document link, seconds (short: the link is a bearer credential).
+DOCUMENT_LINK_SECONDS = 300
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -59,6 +75,8 @@ class RagRequest(BaseModel):
         stopSequences: up to 4 stop sequences of at most 100 characters.
         topP: nucleus sampling, 0-1.
         topK: top-k sampling, 0-500 (Anthropic models).
+        regenerate: answer again: ``q`` must be the session's last question; the new answer replaces
+            that turn in the history (which keeps one turn, not two).
     """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
@@ -72,6 +90,11 @@ class RagRequest(BaseModel):
     stopSequences: list[StopSequence] = Field(default_factory=list, max_length=4)
     topP: float = Field(default=0.9, ge=0, le=1)
     topK: int = Field(default=250, ge=0, le=500)
+    # --- web chat: regenerate (chat area) ---
+    regenerate: bool = Field(
+        default=False,
+        description="Answer the session's last question again and replace its last turn (409 when `q` is not it).",
+    )
 
     @field_validator("q")
     @classmethod
@@ -192,6 +215,18 @@ class FeedbackResponse(BaseModel):
 
     feedback_id: str
     answer_id: str
+
+
+class DocumentLinkResponse(BaseModel):
+    """``GET /api/v1/documents/link``: a presigned ``GET`` URL for one source document in the tenant's bucket.
+
+    Attributes:
+        url: the presigned HTTPS URL (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ShareObjectPreSignedURL.html).
+        expires_in: seconds the URL stays valid (:data:`DOCUMENT_LINK_SECONDS`).
+    """
+
+    url: str
+    expires_in: int
 
 
 class ErrorBody(BaseModel):

@@ -102,6 +102,23 @@ class Settings(BaseSettings):
         description="streamed answers: the first token is sent at once, later tokens at most this often (seconds)",
     )
 
+    # --- answer path: cost per answer and load shedding (answer service) ----------------------
+    condense_model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Bedrock model for rewriting follow-ups (e.g. a faster one); default: TEXT2TEXT_MODEL_ID",
+    )
+    condense_max_tokens: int = Field(
+        default=48, ge=8, le=1024, description="output tokens of the condense call (a question, not an answer)"
+    )
+    max_inflight_answers: int = Field(
+        default=48,
+        ge=1,
+        le=1024,
+        description="answers one worker runs at once; above it a fast 503 overloaded + Retry-After",
+    )
+
     # --- tenant and storage -------------------------------------------------------------
     tenant_id: TenantId = Field(description="The tenant this pod or job serves.")
     contextual_data_bucket: str | None = Field(
@@ -203,6 +220,15 @@ class Settings(BaseSettings):
     tenant_display_name: str | None = Field(default=None, max_length=100)
     rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # --- web chat: first screen and rendering (chat area) ---
+    tenant_welcome: str | None = Field(default=None, max_length=300, description="One line under the title.")
+    tenant_example_questions: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=4, description='JSON list of up to 4 questions, e.g. ["What is X?"]'
+    )
+    webchat_image_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,253}$")]] = Field(
+        default_factory=list, max_length=20, description="JSON list of hosts whose images answers may show (none)."
+    )
+    # --- end web chat: first screen and rendering ---
 
     # --- tenant documents and on-demand ingestion (documents area; docs/documents.md) ------
     documents_uri: str | None = Field(

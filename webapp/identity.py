@@ -20,6 +20,7 @@ from typing import Any
 
 import jwt
 
+from rag.contract import EMAIL_CLAIM, EMAIL_HEADER, TENANT_CLAIM
 from rag.settings import Settings
 
 #: Where Cognito (and most OIDC issuers) publish their signing keys, relative to ``ISSUER_URI``.
@@ -32,10 +33,8 @@ LEEWAY_SECONDS = 30
 JWKS_TIMEOUT_SECONDS = 5.0
 #: How long a downloaded key set is trusted before it is fetched again, in seconds.
 JWKS_LIFESPAN_SECONDS = 3600.0
-TENANT_CLAIM = "custom:tenantid"
 #: Accepted ``token_use`` values: Cognito id tokens (checked by ``aud``) and access tokens (``client_id``).
 TOKEN_USES = ("id", "access")
-EMAIL_HEADER = "x-auth-request-email"
 
 
 class Denial(StrEnum):
@@ -227,7 +226,7 @@ def resolve_identity(headers: Mapping[str, str], settings: Settings, verifier: T
         raise IdentityError(Denial.UNAVAILABLE, "ISSUER_URI is not configured")
     verifier = verifier or TokenVerifier(settings.issuer_uri, settings.tenant_id, settings.cognito_client_id)
     claims = verifier.verify(token)
-    token_email = claims.get("email")
+    token_email = claims.get(EMAIL_CLAIM)
     token_email = token_email.strip() if isinstance(token_email, str) and token_email.strip() else None
     if token_email and header_email and token_email.lower() != header_email.lower():
         raise IdentityError(Denial.NOT_ALLOWED, "the e-mail header does not match the sign-in token")

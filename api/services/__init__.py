@@ -1,1 +1,1 @@
-"""The work behind the routes (handlers adapt HTTP, services decide)."""
+"""Application services of the RAG API: the work behind the routes (the routes only adapt HTTP to them)."""

@@ -15,9 +15,10 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 from streamlit.testing.v1 import AppTest
 
+from rag.contract import DocumentLinkResponse, Usage
 from tests.conftest import REPO_ROOT
 from webapp import api_client, identity
-from webapp.api_client import ApiError, ChatMessage, DoneEvent, Source, SourcesEvent, TokenEvent
+from webapp.api_client import ApiError, DoneEvent, HistoryMessage, Source, SourcesEvent, TokenEvent
 
 APP_PATH = str(REPO_ROOT / "webapp" / "app.py")
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
@@ -104,29 +105,45 @@ class FakeRagApi:
             )
         ]
     )
-    history_messages: dict[str, list[ChatMessage]] = field(default_factory=dict)
+    history_messages: dict[str, list[HistoryMessage]] = field(default_factory=dict)
     error: ApiError | None = None
     history_error: ApiError | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
-    answer_id: str = "ans-1"
+    answer_id: str | None = None  # None: "ans-<n>" for the n-th call (the API's ids are unique)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     feedback_error: ApiError | None = None
+    links: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
-    def stream_answer(self, question: str, session_id: str, *, request_id: str | None = None) -> Iterator[Any]:
-        self.calls.append({"q": question, "session_id": session_id, "request_id": request_id})
+    def stream_answer(
+        self, question: str, session_id: str, *, request_id: str | None = None, regenerate: bool = False
+    ) -> Iterator[Any]:
+        self.calls.append({"q": question, "session_id": session_id, "request_id": request_id, "regenerate": regenerate})
         if self.error is not None:
             raise self.error
         for word in self.answer.split(" "):
             yield TokenEvent(text=word + " ")
-        yield SourcesEvent(sources=tuple(self.sources))
-        yield DoneEvent(session_id=session_id, answer=self.answer + " ", answer_id=self.answer_id)
+        yield SourcesEvent(sources=list(self.sources))
+        usage = Usage(input_tokens=3, output_tokens=5, total_tokens=8)
+        yield DoneEvent(
+            session_id=session_id,
+            answer=self.answer + " ",
+            usage=usage,
+            model_id="fake",
+            answer_id=self.answer_id if self.answer_id is not None else f"ans-{len(self.calls)}",
+        )
 
-    def history(self, session_id: str) -> list[ChatMessage]:
+    def document_link(self, source: str) -> DocumentLinkResponse:
+        self.links.append(source)
+        return DocumentLinkResponse(url="https://tenanta-data.s3.amazonaws.com/x?X-Amz-Signature=abc", expires_in=300)
+
+    def history(self, session_id: str) -> list[HistoryMessage]:
         if self.history_error is not None:
             raise self.history_error
         return self.history_messages.get(session_id, [])
 
     def delete_history(self, session_id: str) -> None:
+        self.deleted.append(session_id)
         self.history_messages.pop(session_id, None)
 
     def ready(self) -> bool:
