@@ -92,7 +92,7 @@ RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
 def check_session(value: str, tenant: str) -> SessionId:
-    """Parse ``<tenant>:<email>:<uuid>`` and require this pod's tenant.
+    """Parse ``<tenant>:<subject>:<uuid>`` and require this pod's tenant.
 
     Raises:
         ApiError: 422 for a malformed id, 403 for another tenant's session.

@@ -55,9 +55,12 @@ main() {
 
   out="$(tmpdir)/cluster"
   export ISTIO_VERSION
-  render_file "${REPO_ROOT}/istio/cluster/envoyfilter-strip-auth-headers.yaml" \
-    "${out}/envoyfilter-strip-auth-headers.yaml" ISTIO_INGRESS_NAMESPACE ISTIO_VERSION
-  run kubectl apply -f "${out}/envoyfilter-strip-auth-headers.yaml"
+  local filter
+  for filter in envoyfilter-strip-auth-headers envoyfilter-gateway-limits; do
+    render_file "${REPO_ROOT}/istio/cluster/${filter}.yaml" "${out}/${filter}.yaml" \
+      ISTIO_INGRESS_NAMESPACE ISTIO_VERSION
+    run kubectl apply -f "${out}/${filter}.yaml"
+  done
   log "cluster ready. The DNS name of the ingress load balancer (point *.DOMAIN at it):"
   run kubectl get service istio-ingressgateway -n istio-system \
     -o 'jsonpath={.status.loadBalancer.ingress[0].hostname}'

@@ -199,16 +199,24 @@ ensure_cognito() {
   pool_id="$(lookup '' aws cognito-idp list-user-pools --max-results 60 \
     --query "UserPools[?Name=='${COGNITO_POOL_NAME}'].Id | [0]" --output text)"
   if [[ -z "${pool_id}" ]]; then
-    # custom:tenantid is immutable and not writable by the app client: users cannot change it
+    # custom:tenantid is immutable and not writable by the app client: users cannot change it.
+    # A changed e-mail address takes effect only once the user has verified it (until then Cognito
+    # keeps the old, verified one in the ID token). Users are identified by `sub`, never by e-mail
+    # (SECURITY.md, "Which claim identifies a user").
     pool_id="$(run_out '<pool-id>' aws cognito-idp create-user-pool --pool-name "${COGNITO_POOL_NAME}" \
       --schema 'Name=tenantid,AttributeDataType=String,Mutable=false,StringAttributeConstraints={MinLength=3,MaxLength=32}' \
       --admin-create-user-config AllowAdminCreateUserOnly=true \
       --auto-verified-attributes email --username-attributes email \
+      --user-attribute-update-settings AttributesRequireVerificationBeforeUpdate=email \
       --mfa-configuration OPTIONAL --software-token-mfa-configuration Enabled=true \
       --policies 'PasswordPolicy={MinimumLength=12,RequireUppercase=true,RequireLowercase=true,RequireNumbers=true,RequireSymbols=true}' \
       --deletion-protection INACTIVE \
       --user-pool-tags "app.kubernetes.io/part-of=tenant-rag,tenant=${TENANT_ID}" \
       --query UserPool.Id --output text)"
+  else
+    # update-user-pool would reset every setting not passed; the operator applies it (SECURITY.md)
+    log "user pool ${pool_id} exists: check that it requires verification before an e-mail change" \
+      "(UserAttributeUpdateSettings) and that the app client cannot write email (SECURITY.md, upgrading)"
   fi
   domain="$(lookup '' aws cognito-idp describe-user-pool-domain --domain "${COGNITO_DOMAIN_PREFIX}" \
     --query DomainDescription.UserPoolId --output text)"
@@ -227,7 +235,7 @@ ensure_cognito() {
       --callback-urls "${callback}" --logout-urls "https://${TENANT_HOST}/" \
       --supported-identity-providers COGNITO \
       --read-attributes email email_verified name custom:tenantid \
-      --write-attributes email name \
+      --write-attributes name \
       --prevent-user-existence-errors ENABLED \
       --enable-token-revocation \
       --id-token-validity 60 --access-token-validity 60 --refresh-token-validity 12 \

@@ -273,9 +273,11 @@ class DemoStack:
             if self.start_web:
                 for tenant, ep in self.endpoints.items():
                     env = self.base_env(tenant) | {"RAG_API_URL": ep.api_url} | self.first_screen_env(tenant)
+                    if self.oidc:  # the page may be opened through the gateway or (tests) directly
+                        env["WEB_ALLOWED_ORIGINS"] = f"{self.gateway_url(tenant)},{ep.web_url}"
                     self._spawn(
                         f"{tenant}-webapp",
-                        [sys.executable, "-m", "streamlit", "run", "webapp/app.py", "--server.port", str(ep.web_port),
+                        [sys.executable, "-m", "webapp.server", "--server.port", str(ep.web_port),
                          "--server.address", "127.0.0.1", "--server.headless", "true",
                          "--browser.gatherUsageStats", "false"],
                         env,

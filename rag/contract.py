@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from rag.identity import TENANT_CLAIM, TOKEN_COOKIE  # noqa: F401 - re-exported (owned by rag.identity)
 from rag.tenant import MAX_SESSION_ID_CHARS
 
 #: Longest question accepted (characters); the web chat's input box has the same limit.
@@ -38,16 +39,14 @@ MAX_MATCHING_DOCS = 20
 REQUEST_ID_HEADER = "X-Request-ID"
 
 # --- identity: what the gateway (Envoy here, Istio + oauth2-proxy in the cluster) hands the web chat ---
-#: Claim that carries the tenant id (Cognito custom attribute), as in the RequestAuthentication.
-TENANT_CLAIM = "custom:tenantid"
-#: Claim of the user's e-mail address.
+# TENANT_CLAIM (custom:tenantid) and TOKEN_COOKIE (the demo's id_token cookie) are owned by the
+# kernel's token check, rag.identity, and re-exported here.
+#: Claim of the user's e-mail address (display only: users are identified by ``sub``).
 EMAIL_CLAIM = "email"
 #: Header the gateway writes the verified tenant claim to.
 TENANT_HEADER = "x-auth-request-tenantid"
-#: Header the gateway writes the verified e-mail claim to.
+#: Header oauth2-proxy writes the e-mail to in the cluster (the local gateway never sets it).
 EMAIL_HEADER = "x-auth-request-email"
-#: Cookie the demo login sets; the gateway turns it into ``Authorization: Bearer``.
-TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
 
 RAG_PATH = "/api/v1/llm/rag"
 STREAM_PATH = "/api/v1/llm/rag/stream"
@@ -67,7 +66,7 @@ class RagRequest(BaseModel):
 
     Attributes:
         q: the user's question (1-4000 characters, not blank).
-        user_session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's.
+        user_session_id: ``<tenant>:<subject>:<uuid>`` (lower-case UUID); the tenant must be this pod's.
         verbose: also return the full text of the retrieved documents (``docs``).
         max_matching_docs: documents retrieved and given to the model (k), 1-20.
         temperature: sampling temperature, 0-1.
@@ -188,7 +187,7 @@ class FeedbackRequest(BaseModel):
     """``POST /api/v1/feedback``: a rating of one answer, identified by ``answer_id`` or ``turn_index``.
 
     Attributes:
-        session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's (else 403).
+        session_id: ``<tenant>:<subject>:<uuid>`` (lower-case UUID); the tenant must be this pod's (else 403).
         answer_id: the ``answer_id`` of the ``done`` event / the response (preferred).
         turn_index: position of the turn in the session's history (0-based), when no answer id is known.
         rating: ``"up"`` or ``"down"``.

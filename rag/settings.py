@@ -217,6 +217,22 @@ class Settings(BaseSettings):
     issuer_uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
     cognito_client_id: str | None = Field(default=None, max_length=128)
     dev_user_email: str = Field(default="demo@example.com", max_length=254)
+    # --- identity (security area: rag/identity.py) ---------------------------------------
+    id_token_validity_seconds: int = Field(
+        default=3600,
+        ge=300,
+        le=86_400,
+        description="the user pool's ID token validity (Cognito: 5 min to 1 day, default 1 h); longer-lived"
+        " tokens are refused (https://docs.aws.amazon.com/cognito/latest/developerguide/"
+        "amazon-cognito-user-pools-using-the-id-token.html)",
+    )
+    web_allowed_origins: str | None = Field(
+        default=None,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(,https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)*$",
+        description="comma-separated Origins the web chat's page may be opened from, e.g."
+        " https://tenanta.chat.example.com; any other Origin (a cross-site websocket) gets 'Not allowed'."
+        " Unset: not checked (the gateway checks it too)",
+    )
     tenant_display_name: str | None = Field(default=None, max_length=100)
     rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)

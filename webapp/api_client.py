@@ -245,7 +245,7 @@ class RagApiClient:
 
         Args:
             question: the user's text (1-:data:`~rag.contract.MAX_QUESTION_CHARS` characters).
-            session_id: ``<tenant>:<email>:<uuid>``.
+            session_id: ``<tenant>:<subject>:<uuid>``.
             request_id: ``X-Request-ID`` for the turn (default: a new uuid4 hex).
             max_matching_docs: passages to retrieve.
             regenerate: answer the session's last question again and replace its last turn.

@@ -23,7 +23,7 @@ class AnswerStream:
     Args:
         client: the RAG API client.
         question: the user's text.
-        session_id: ``<tenant>:<email>:<uuid>``.
+        session_id: ``<tenant>:<subject>:<uuid>``.
         regenerate: answer the session's last question again, replacing its last turn.
         request_id: ``X-Request-ID`` of the turn (default: a new uuid4 hex).
 

@@ -59,8 +59,9 @@ def session_uuid(conversation_id: str) -> str:
 
 
 def user_id(identity: Identity) -> str:
-    """The user part of the user's conversation ids and of their store key (one place to change)."""
-    return identity.email
+    """The user part of the user's conversation ids and of their store key: the token's ``sub``
+    (never the e-mail, which users can change; see SECURITY.md, "Which claim identifies a user")."""
+    return identity.subject
 
 
 def load_history(client: RagApiClient) -> None:

@@ -39,7 +39,7 @@ from webapp import conversations
 from webapp.api_client import ApiError, RagApiClient
 from webapp.chat import AnswerStream, message_dict
 from webapp.config import ConfigError
-from webapp.identity import Denial, Identity, IdentityError
+from webapp.identity import Denial, Identity, IdentityError, denial_of
 from webapp.render import (
     anchor_id,
     copy_text,
@@ -114,12 +114,13 @@ def stop_with_config_error(error: ConfigError) -> NoReturn:
 
 def stop_with_denial(error: IdentityError) -> NoReturn:
     """Show the sign-in problem (never the token) and stop the script."""
-    title, advice = _DENIAL_PAGES[error.denial]
+    denial = denial_of(error)
+    title, advice = _DENIAL_PAGES[denial]
     log.warning("identity refused: %s", error)
     st.title(title)
-    st.error(f"{error.reason[:1].upper()}{error.reason[1:]}.")
+    st.error(f"{error.message[:1].upper()}{error.message[1:]}.")
     st.write(advice)
-    if error.denial is Denial.UNAVAILABLE:
+    if denial is Denial.UNAVAILABLE:
         st.button("Retry", key="identity_retry")
     st.stop()
 
@@ -153,7 +154,7 @@ def session_store(settings: Settings) -> SessionStore:
 def render_header(settings: Settings, identity: Identity) -> None:
     """The tenant's display name (once), who is signed in, the dev-mode notice."""
     st.title(neutralise_bidi(display_name(settings)))
-    st.caption(f"Signed in as {plain_markdown(identity.email)}")
+    st.caption(f"Signed in as {plain_markdown(identity.display_name)}")
     if identity.dev_mode:
         st.warning("Development mode: sign-in is not checked (AUTH_MODE=dev). For the local demo only.")
 

@@ -375,7 +375,7 @@ class AnswerTurn:
         if not quota.limits.enabled:
             return
         try:
-            quota.admit(tenant, self.session.email)
+            quota.admit(tenant, self.session.subject)
         except QuotaExceededError as exc:
             metrics.QUOTA_REJECTIONS.labels(tenant, exc.scope, exc.kind).inc()
             logger.info("quota exceeded: %s %s (limit %d)", exc.scope, exc.kind, exc.limit)
@@ -405,13 +405,13 @@ class AnswerTurn:
         state, session, usage = self.state, self.session, result.usage
         tenant, model = state.settings.tenant_id, state.model_id
         try:
-            state.quota.add_tokens(tenant, session.email, usage.total_tokens)
+            state.quota.add_tokens(tenant, session.subject, usage.total_tokens)
         except Exception as exc:
             metrics.QUOTA_ERRORS.labels(tenant).inc()
             logger.warning("token quota not updated: %s", exc)
         record = UsageRecord(
             tenant=tenant,
-            user=session.email,
+            user=session.subject,
             session_id=str(session),
             answer_id=self.answer_id,
             model_id=model,

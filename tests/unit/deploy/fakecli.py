@@ -114,7 +114,7 @@ def aws(args: list[str]) -> int:
         if op == "create-user-pool":
             name = one(o, "pool-name")
             pid = f"{region}_{hashlib.sha1(name.encode()).hexdigest()[:9]}"
-            st[f"cognito-pool:{pid}"] = {"name": name, "schema": o.get("schema")}
+            st[f"cognito-pool:{pid}"] = {"name": name, "schema": o.get("schema"), "opts": o}
             resp = {"UserPool": {"Id": pid, "Name": name}}
         elif op == "list-user-pools":
             resp = {"UserPools": [{"Name": n, "Id": i} for n, i in pools.items()]}

@@ -301,9 +301,9 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
     assert set(containers) == {"webapp", "ragapi"}
     web, api = containers["webapp"], containers["ragapi"]
     assert web["command"] == [
-        "streamlit",
-        "run",
-        "webapp/app.py",
+        "python",
+        "-m",
+        "webapp.server",
         "--server.port",
         "8501",
         "--server.address",
@@ -333,6 +333,8 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "AUTH_MODE": "oidc",
         "ADMIN_GROUP": "admins",
         "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
+        "WEB_ALLOWED_ORIGINS": f"https://{tenant}.chat.example.com",
+        "STREAMLIT_SERVER_ALLOWED_HOSTS": f"{tenant}.chat.example.com",
         "LOG_FORMAT": "json",
         "RAG_API_URL": "http://127.0.0.1:8000",
         "AWS_DEFAULT_REGION": "eu-west-1",
@@ -444,9 +446,11 @@ def test_istio_auth_policies(objects: dict, tenant: str) -> None:
     assert rule["outputClaimToHeaders"] == [{"header": "x-auth-request-tenantid", "claim": "custom:tenantid"}]
     allow = by_kind(objects[tenant], "AuthorizationPolicy", "chatbot")[0]["spec"]
     assert allow["action"] == "ALLOW"
-    (r,) = allow["rules"]
-    assert r["from"][0]["source"]["principals"] == ["cluster.local/ns/istio-system/sa/istio-ingressgateway"]
-    assert r["when"] == [{"key": "request.auth.claims[custom:tenantid]", "values": [names["claim"]]}]
+    pages, stream = allow["rules"]  # the chat's pages; its websocket (Origin checked too)
+    for r in (pages, stream):
+        assert r["from"][0]["source"]["principals"] == ["cluster.local/ns/istio-system/sa/istio-ingressgateway"]
+        assert r["when"][0] == {"key": "request.auth.claims[custom:tenantid]", "values": [names["claim"]]}
+    assert stream["when"][1] == {"key": "request.headers[origin]", "values": [f"https://{tenant}.chat.example.com"]}
     custom = by_kind(objects[tenant], "AuthorizationPolicy", f"ext-authz-{tenant}")[0]
     assert custom["metadata"]["namespace"] == "istio-system" and custom["spec"]["action"] == "CUSTOM"
     assert custom["spec"]["provider"]["name"] == f"oauth2-proxy-{tenant}"

@@ -167,6 +167,9 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
     (client,) = [fakes.state_value(k) for k in keys if k.startswith("cognito-client:")]
     assert "custom:tenantid" in client["opts"]["read-attributes"]
     assert "custom:tenantid" not in client["opts"]["write-attributes"], "users must not set their own tenant"
+    # issue 16: an e-mail change must not reach ID tokens unverified, and the app client cannot write it
+    assert pool["opts"]["user-attribute-update-settings"] == ["AttributesRequireVerificationBeforeUpdate=email"]
+    assert client["opts"]["write-attributes"] == ["name"]
     assert client["opts"]["callback-urls"] == ["https://tenanta.chat.example.com/oauth2/callback"]
     secret = json.loads(fakes.state_value("secret:tenant-rag/tenanta/oauth2-proxy")["SecretString"])
     assert set(secret) == {"client-id", "client-secret", "cookie-secret"} and len(secret["cookie-secret"]) == 32

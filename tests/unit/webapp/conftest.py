@@ -3,89 +3,26 @@ and an ``AppTest`` runner with request headers patched in."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from streamlit.testing.v1 import AppTest
 
 from rag.contract import DocumentLinkResponse, Usage
 from tests.conftest import REPO_ROOT
+from tests.support import jwt_issuer
+from tests.support.jwt_issuer import CLIENT_ID, EMAIL, ISSUER, SUBJECT, TENANT, Issuer
 from webapp import api_client, identity
 from webapp.api_client import ApiError, DoneEvent, HistoryMessage, Source, SourcesEvent, TokenEvent
 
 APP_PATH = str(REPO_ROOT / "webapp" / "app.py")
-ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
-CLIENT_ID = "webchat-client"
-TENANT = "tenanta"
-EMAIL = "alice@example.com"
+__all__ = ["CLIENT_ID", "EMAIL", "ISSUER", "SUBJECT", "TENANT", "Issuer"]  # re-exported for the tests
 
-
-@dataclass
-class Issuer:
-    """A fake OIDC issuer: signs RS256 tokens and publishes the JWKS."""
-
-    key: rsa.RSAPrivateKey
-    kid: str = "test-key-1"
-    extra_keys: list[tuple[str, rsa.RSAPrivateKey]] = field(default_factory=list)
-
-    def jwks(self) -> dict[str, Any]:
-        keys = []
-        for kid, key in [(self.kid, self.key), *self.extra_keys]:
-            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-            keys.append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})
-        return {"keys": keys}
-
-    def claims(self, **overrides: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "sub": "0f1e2d3c",
-            "aud": CLIENT_ID,
-            "token_use": "id",
-            "email": EMAIL,
-            "custom:tenantid": TENANT,
-            "iat": now,
-            "exp": now + 3600,
-        }
-        claims.update(overrides)
-        return {k: v for k, v in claims.items() if v is not None}
-
-    def token(self, key: rsa.RSAPrivateKey | None = None, kid: str | None = None, **overrides: Any) -> str:
-        return jwt.encode(
-            self.claims(**overrides), key or self.key, algorithm="RS256", headers={"kid": kid or self.kid}
-        )
-
-
-@pytest.fixture(scope="session")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def issuer(rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch) -> Issuer:
-    """The test issuer; every PyJWKClient gets its JWKS from it instead of the network."""
-    fake = Issuer(key=rsa_key)
-    fetches: list[str] = []
-
-    def fetch_data(self: jwt.PyJWKClient) -> Any:
-        fetches.append(self.uri)
-        data = fake.jwks()
-        if self.jwk_set_cache is not None:
-            self.jwk_set_cache.put(data)
-        return data
-
-    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", fetch_data)
-    fake.fetches = fetches  # type: ignore[attr-defined]
-    identity.jwks_client.cache_clear()
-    yield fake
-    identity.jwks_client.cache_clear()
+rsa_key = jwt_issuer.rsa_key
+issuer = jwt_issuer.issuer
 
 
 @dataclass

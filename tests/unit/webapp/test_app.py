@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 
 from rag.stores import sessions
 from rag.tenant import parse_session_id
-from tests.unit.webapp.conftest import EMAIL, TENANT, FakeRagApi, bearer
+from tests.unit.webapp.conftest import EMAIL, SUBJECT, TENANT, FakeRagApi, bearer
 from webapp import api_client, ui
 from webapp.api_client import ApiError, HistoryMessage, Source
 
@@ -30,63 +30,97 @@ def texts(at) -> str:
     return unescape("\n".join(parts))
 
 
-def assert_denied(at, title: str) -> None:
+def assert_denied(at, title: str, message: str) -> None:
+    """The page is the ``title`` refusal, names the specific ``message`` and offers no chat."""
     assert not at.exception
     assert [t.value for t in at.title] == [title]
+    assert [e.value for e in at.error] == [message]
     assert len(at.chat_input) == 0
 
 
 def test_no_identity_shows_sign_in_page(app):
-    at = app.run()
-    assert_denied(at, "Not signed in")
+    assert_denied(app.run(), "Not signed in", "No sign-in token was sent with the request.")
 
 
 def test_email_header_without_token_is_not_signed_in(app, set_headers):
     set_headers({"X-Auth-Request-Email": EMAIL})
-    assert_denied(app.run(), "Not signed in")
+    assert_denied(app.run(), "Not signed in", "No sign-in token was sent with the request.")
 
 
 def test_token_for_another_tenant_is_denied(app, set_headers, issuer):
     set_headers(bearer(issuer.token(**{"custom:tenantid": "tenantb"})))
-    at = app.run()
-    assert_denied(at, "Not allowed")
-    assert "does not belong to this tenant" in texts(at)
+    assert_denied(app.run(), "Not allowed", "Your account does not belong to this tenant.")
 
 
 def test_expired_token_is_denied(app, set_headers, issuer):
     past = int(time.time()) - 7200
     set_headers(bearer(issuer.token(iat=past, exp=past + 3600)))
-    at = app.run()
-    assert_denied(at, "Sign-in expired")
-    assert len(at.chat_input) == 0
+    assert_denied(app.run(), "Sign-in expired", "Your sign-in has expired.")
 
 
 def test_alg_none_is_denied(app, set_headers, issuer):
     unsigned = jwt.encode(issuer.claims(), key=None, algorithm="none")
     set_headers(bearer(unsigned))
-    assert_denied(app.run(), "Not allowed")
+    assert_denied(app.run(), "Not allowed", "The sign-in token uses an unsupported algorithm.")
 
 
 def test_hs256_with_public_jwk_is_denied(app, set_headers, issuer):
     forged = jwt.encode(issuer.claims(), "s" * 32, algorithm="HS256", headers={"kid": issuer.kid})
     set_headers(bearer(forged))
-    assert_denied(app.run(), "Not allowed")
+    assert_denied(app.run(), "Not allowed", "The sign-in token uses an unsupported algorithm.")
 
 
 def test_wrong_issuer_is_denied(app, set_headers, issuer):
     set_headers(bearer(issuer.token(iss="https://evil.example.com/pool")))
-    assert_denied(app.run(), "Not allowed")
+    assert_denied(app.run(), "Not allowed", "The sign-in token comes from another issuer.")
 
 
 def test_bad_signature_is_denied(app, set_headers, issuer):
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     set_headers(bearer(issuer.token(key=other)))  # right kid, wrong key
-    assert_denied(app.run(), "Not allowed")
+    assert_denied(app.run(), "Not allowed", "The sign-in token's signature is invalid.")
 
 
 def test_email_header_disagreeing_with_token_is_denied(app, set_headers, issuer):
     set_headers(bearer(issuer.token(), email="mallory@example.com"))
-    assert_denied(app.run(), "Not allowed")
+    assert_denied(app.run(), "Not allowed", "The e-mail header does not match the sign-in token.")
+
+
+def test_unverified_email_is_not_allowed(app, set_headers, issuer):
+    set_headers(bearer(issuer.token(email_verified=False)))
+    assert_denied(app.run(), "Not allowed", "The e-mail address of your account is not verified.")
+
+
+@pytest.mark.parametrize("email", ["alice@exa\r\nmple.com", "alice\x07@example.com", "x" * 2048 + "@example.com"])
+def test_unusable_email_is_not_allowed_page(app, set_headers, issuer, email):
+    set_headers(bearer(issuer.token(email=email), email=None))
+    assert_denied(app.run(), "Not allowed", "The e-mail address of your account is not allowed.")
+
+
+def test_overlong_token_lifetime_is_not_allowed(app, set_headers, issuer):
+    now = int(time.time())
+    set_headers(bearer(issuer.token(iat=now, exp=now + 100 * 365 * 86400)))
+    assert_denied(app.run(), "Not allowed", "The sign-in token lives longer than this pool allows.")
+
+
+def test_two_token_cookies_are_not_allowed(app, set_headers, issuer):
+    token = issuer.token()
+    set_headers({**bearer(token), "Cookie": f"id_token={token}; id_token={issuer.token(sub='mallory')}"})
+    assert_denied(app.run(), "Not allowed", "The request carries more than one sign-in cookie.")
+
+
+def test_same_email_with_another_subject_gets_another_session(app, set_headers, issuer, fake_api):
+    set_headers(bearer(issuer.token()))
+    alice = app.run()
+    alice.chat_input[0].set_value("mine").run()
+    set_headers(bearer(issuer.token(sub="9a8b7c6d-0000-4000-8000-000000000001")))
+    other = app.run()  # same browser session, same e-mail, another user
+    assert not other.exception
+    assert [m.name for m in other.chat_message if m.name == "user"] == []
+    other.chat_input[0].set_value("theirs").run()
+    first, second = (parse_session_id(c["session_id"]) for c in fake_api.calls)
+    assert (first.subject, second.subject) == (SUBJECT, "9a8b7c6d-0000-4000-8000-000000000001")
+    assert first.session_uuid != second.session_uuid
 
 
 def test_valid_token_shows_chat_with_tenant_and_email(app, set_headers, issuer):
@@ -120,7 +154,7 @@ def test_chat_turn_renders_answer_and_source_card(app, set_headers, issuer, fake
     assert call["q"] == "What is SageMaker?"
     assert call["regenerate"] is False
     sid = parse_session_id(call["session_id"])
-    assert (sid.tenant, sid.email) == (TENANT, EMAIL)
+    assert (sid.tenant, sid.subject) == (TENANT, SUBJECT)
     assert len(call["request_id"]) == 32
     # the conversation survives a rerun (replayed from session_state)
     at.run()
@@ -225,7 +259,7 @@ def test_idle_timeout_starts_a_new_conversation_and_keeps_the_old(app, set_heade
     first, second, third = (c["session_id"] for c in fake_api.calls)
     assert first == second
     assert third != second
-    assert parse_session_id(third).email == EMAIL
+    assert parse_session_id(third).subject == SUBJECT
     assert at.session_state["conversation_id"] == third
     assert "idle" in " ".join(i.value for i in at.info)
     # only the new conversation is on the page; the old one is still listed in the sidebar
