@@ -46,6 +46,7 @@ eval: install ## retrieval quality on the dev question sets (after `make demo` b
 bench: install
 	$(PY) benchmarks/ingest_bench.py
 	$(PY) benchmarks/api_bench.py
+	$(PY) benchmarks/vector_bench.py --sizes 100000
 
 clean:
 	rm -rf .demo test-artifacts .pytest_cache .ruff_cache

@@ -9,6 +9,8 @@
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
 | a store fails (DynamoDB / SQLite) | 503 + ``Retry-After`` | the store's code, e.g. ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
+| pgvector database down, refusing or slow | 503 + ``Retry-After`` | ``vector_store_unavailable`` |
+| ``MAX_INFLIGHT_ANSWERS`` answers already running in this worker | 503 + ``Retry-After`` | ``overloaded`` |
 | not a tenant admin (documents, ingestions) | 403 | ``admin_token_missing``, ``admin_token_invalid``, |
 | | | ``admin_token_expired``, ``admin_wrong_tenant``, ``not_admin`` |
 | upload refused (name, type, content) | 422 | ``invalid_name``, ``unsupported_type``, ``empty_file``, |
@@ -18,7 +20,6 @@
 | an ingestion is queued or running | 409 | ``ingestion_running`` |
 | no document store, job cannot start, keys unreachable | 503 | ``documents_not_configured``, |
 | | | ``ingestion_unavailable``, ``identity_unavailable`` (S3 failing: the store's ``documents_unavailable``) |
-| ``MAX_INFLIGHT_ANSWERS`` answers already running in this worker | 503 + ``Retry-After`` | ``overloaded`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -35,6 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.answer.chain import IndexNotReadyError
+from rag.index.backend import VectorStoreUnavailableError
 from rag.stores.base import StoreUnavailableError
 
 logger = logging.getLogger("api.errors")
@@ -42,6 +44,8 @@ logger = logging.getLogger("api.errors")
 #: Seconds a client should wait before retrying after a 503 (the ``Retry-After`` header).
 RETRY_AFTER_THROTTLED = 5
 RETRY_AFTER_UNAVAILABLE = 10
+#: A vector database that failed: its pool reconnects in the background within seconds.
+RETRY_AFTER_VECTOR_STORE = 5
 RETRY_AFTER_OVERLOADED = 1
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
@@ -99,6 +103,13 @@ def classify_exception(exc: BaseException) -> ApiError:
     if isinstance(exc, IndexNotReadyError):
         return ApiError(
             503, "index_not_ready", "The document index is not loaded yet; try again shortly.", RETRY_AFTER_UNAVAILABLE
+        )
+    if isinstance(exc, VectorStoreUnavailableError):
+        return ApiError(
+            503,
+            "vector_store_unavailable",
+            "The document index database is unavailable; try again shortly.",
+            RETRY_AFTER_VECTOR_STORE,
         )
     from botocore import exceptions as bx
     from urllib3 import exceptions as ux

@@ -24,6 +24,7 @@ from api.services.documents import build_document_services
 from api.state import IndexHolder, RagState
 from rag.answer.chain import LiveRetriever, build_chain, refers_back
 from rag.answer.models import make_chat_model, model_id_of
+from rag.answer.readers import open_index_reader
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
 from rag.contract import MAX_MATCHING_DOCS
@@ -125,19 +126,22 @@ async def build_state(parts: Components) -> RagState:
     if isinstance(feedback, InMemoryFeedbackStore) and parts.feedback is None:
         logger.warning("no FEEDBACK_URL or FEEDBACK_TABLE: feedback is kept in memory only")
     quota = QuotaService(counters, limits, **({"clock": parts.clock} if parts.clock else {}))
-    uri = settings.resolved_index_uri
     s3 = parts.s3_client
-    if s3 is None and uri.startswith("s3://"):
+    if s3 is None and settings.vector_store == "faiss" and settings.resolved_index_uri.startswith("s3://"):
         s3 = await asyncio.to_thread(make_client, "s3", settings)
-    store = open_store(uri, s3_client=s3)
     embedding_model = getattr(embeddings, "model_id", None) or settings.effective_embedding_model_id
+    reader = await asyncio.to_thread(
+        lambda: open_index_reader(
+            settings, embedding_model=embedding_model, s3_client=s3, prebuild_bm25=settings.retriever_mode == "hybrid"
+        )
+    )
     holder = IndexHolder(
-        store,
         tenant=settings.tenant_id,
         embedding_model=embedding_model,
         prebuild_bm25=settings.retriever_mode == "hybrid",
         freeze_heap=parts.freeze_heap,
         ef_search=settings.hnsw_ef_search,
+        reader=reader,
     )
     retriever = LiveRetriever(
         index_provider=holder.get,
@@ -197,11 +201,21 @@ def make_lifespan(parts: Components) -> Any:
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
         app.state.answers = AnswerService(state)
+        status_root = state.index.store  # where ingestion status objects live: the FAISS index root
+        settings = state.settings
+        if status_root is None and (settings.index_uri or settings.contextual_data_bucket):  # pgvector
+            from rag.aws import make_client
+
+            status_root = open_store(
+                settings.resolved_index_uri,
+                s3_client=parts.s3_client
+                or (make_client("s3", settings) if settings.resolved_index_uri.startswith("s3://") else None),
+            )
         app.state.documents = await asyncio.to_thread(  # documents area (api/services/documents.py)
             build_document_services,
             state.settings,
-            state.index.store,
-            s3_client=parts.s3_client or getattr(state.index.store, "client", None),
+            status_root,
+            s3_client=parts.s3_client or getattr(status_root, "client", None),
             store=parts.document_store,
             runner=parts.ingestion_runner,
         )
@@ -209,7 +223,7 @@ def make_lifespan(parts: Components) -> Any:
         logger.info(
             "ragapi started: tenant=%s index=%s model=%s ready=%s",
             state.settings.tenant_id,
-            state.index.store.uri,
+            state.index.uri,
             state.model_id,
             state.index.get() is not None,
         )
@@ -220,5 +234,8 @@ def make_lifespan(parts: Components) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             executor.shutdown(wait=False, cancel_futures=True)
+            close = getattr(getattr(state.index.reader, "backend", None), "close", None)
+            if close is not None:  # the pgvector connection pool
+                await asyncio.to_thread(close)
 
     return lifespan

@@ -17,7 +17,9 @@ Usage: deploy-scripts/onboard-tenant.sh [--dry-run] TENANT
 
 Creates the AWS resources of TENANT (then run apply-tenant.sh and ingest.sh).
 Required environment: AWS_REGION, CLUSTER_NAME, DOMAIN.
-Optional: EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, BEDROCK_EXTRA_MODEL_ARNS (space separated).
+Optional: EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, BEDROCK_EXTRA_MODEL_ARNS (space separated),
+VECTOR_STORE (faiss | pgvector: also the tenant's schema and login role in the Aurora cluster of
+bootstrap-cluster.sh --with-aurora, and rds-db:connect for that role only), PG_DATABASE (rag).
 USAGE
 }
 
@@ -50,6 +52,15 @@ json_list() { # quoted, comma separated JSON strings from stdin lines
   done
 }
 
+# VECTOR_STORE=pgvector: IAM database authentication as this tenant's role, and no other
+# (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html).
+pg_connect_statement() {
+  [[ "${VECTOR_STORE}" == pgvector ]] || return 0
+  printf ',\n    {"Sid": "TenantDatabaseUser", "Effect": "Allow", "Action": ["rds-db:connect"],\n'
+  printf '     "Resource": "arn:%s:rds-db:%s:%s:dbuser:%s/%s"}' "${AWS_PARTITION}" "${AWS_REGION}" "${ACCOUNT_ID}" \
+    "${PG_CLUSTER_RESOURCE_ID}" "${PG_ROLE}"
+}
+
 # The chat pod: read this tenant's bucket (the index), write and delete only under documents/ (the
 # admins' uploads; never the index), read/write its five tables, invoke both models.
 chatbot_policy() {
@@ -76,7 +87,7 @@ chatbot_policy() {
                   "${tables}/${QUOTA_TABLE}", "${tables}/${FEEDBACK_TABLE}"]},
     {"Sid": "BedrockModels", "Effect": "Allow",
      "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}" | json_list)]}
+     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}" | json_list)]}$(pg_connect_statement)
   ]
 }
 JSON
@@ -97,7 +108,7 @@ ingest_policy() {
      "Resource": "arn:${p}:s3:::${b}/*"},
     {"Sid": "BedrockEmbeddings", "Effect": "Allow",
      "Action": ["bedrock:InvokeModel"],
-     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" | json_list)]}
+     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" | json_list)]}$(pg_connect_statement)
   ]
 }
 JSON
@@ -313,6 +324,10 @@ main() {
   require_cmd aws openssl
   resolve_account
   tenant_env "${ARGS[0]}"
+  if [[ "${VECTOR_STORE}" == pgvector ]]; then
+    require_cmd jq psql
+    resolve_aurora
+  fi
   log "onboarding tenant ${TENANT_ID} in account ${ACCOUNT_ID}, region ${AWS_REGION}"
   ensure_cognito
   ensure_bucket
@@ -325,6 +340,10 @@ main() {
   issuer="$(cluster_oidc_issuer)"
   ensure_role "${CHATBOT_ROLE_NAME}" chatbot chatbot_policy "${issuer}"
   ensure_role "${INGEST_ROLE_NAME}" ingest ingest_policy "${issuer}"
+  if [[ "${VECTOR_STORE}" == pgvector ]]; then
+    # schema + login role (rds_iam) of this tenant, idempotent (rag.index.pgvector.provision_sql)
+    pg_admin_sql provision
+  fi
   log "done: next, deploy-scripts/apply-tenant.sh ${TENANT_ID}"
 }
 

@@ -13,7 +13,6 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -24,20 +23,14 @@ from tqdm import tqdm
 from ingest.embedder import embed_in_batches
 from ingest.loaders import LoaderError, is_supported, load_file
 from ingest.sources import LocalSource, S3Source, SourceFile
+from rag.index.backend import FaissIndexWriter, IndexWriter, as_index_writer
 from rag.index.store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     BlobStore,
-    IndexError_,
-    IndexIntegrityError,
-    IndexNotFoundError,
     SourceRecord,
     index_params_of,
-    list_versions,
-    load_index_version,
-    read_latest_version_id,
     resolve_index_type,
-    write_index_version,
 )
 from rag.tenant import validate_tenant_id
 
@@ -131,21 +124,11 @@ def _document_key(doc: Document) -> tuple[str, object, object]:
     return (str(doc.metadata.get("source")), doc.metadata.get("row"), doc.metadata.get("page"))
 
 
-def _previous_version(store: BlobStore, tenant: str, embedding_model: str) -> Any:
-    try:
-        return load_index_version(store, tenant=tenant, embedding_model=embedding_model)
-    except IndexNotFoundError:
-        return None
-    except IndexIntegrityError as exc:
-        log.warning("published index is not reusable (%s): every source is embedded again", exc)
-        return None
-
-
 def run_ingestion(
     *,
     tenant: str,
     source: LocalSource | S3Source,
-    store: BlobStore,
+    store: BlobStore | IndexWriter,
     embeddings: Embeddings,
     embedding_model: str,
     chunk_size: int = 1500,
@@ -165,7 +148,9 @@ def run_ingestion(
     Args:
         tenant: tenant id (validated before anything is read).
         source: where the documents are (:func:`ingest.sources.open_source`).
-        store: the index root (:func:`rag.index.store.open_store`).
+        store: the index root (:func:`rag.index.store.open_store`), or any
+            :class:`rag.index.backend.IndexWriter` (e.g. the tenant's pgvector schema,
+            :func:`rag.index.backend.open_index_writer`).
         embeddings: the embedding model; ``embedding_model`` is its id, recorded in the manifest.
         embedding_model: e.g. ``amazon.titan-embed-text-v2:0``.
         chunk_size: characters per chunk (a CSV row shorter than this stays one chunk).
@@ -194,8 +179,9 @@ def run_ingestion(
     validate_tenant_id(tenant)
     resolve_index_type(index_type, 0)  # an unknown type fails here, before any paid embedding call
     started = time.perf_counter()
-    summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=store.uri, dry_run=dry_run)
-    previous = _previous_version(store, tenant, embedding_model)
+    writer = as_index_writer(store)
+    summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=writer.uri, dry_run=dry_run)
+    previous = writer.previous(tenant, embedding_model)
     chunking = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap}
     if previous and previous.manifest.chunking != chunking:
         log.info("chunking changed (%s -> %s): every source is chunked and embedded again",
@@ -285,17 +271,14 @@ def run_ingestion(
         )
     report("publishing", 0, 1)
     summary.embedded_chunks = len(new_chunks)
-    parts = []
-    if kept_positions:
-        parts.append(previous.vectors()[kept_positions])
-    if len(new_chunks):
-        parts.append(new_vectors)
-    vectors = np.vstack(parts).astype(np.float32)
-    summary.version = write_index_version(
-        store,
+    summary.version = writer.publish(
         tenant=tenant,
         embedding_model=embedding_model,
-        vectors=vectors,
+        previous=previous,
+        kept_positions=kept_positions,
+        new_vectors=np.asarray(new_vectors, dtype=np.float32)
+        if new_chunks
+        else np.zeros((0, previous.manifest.dim if previous else 0), dtype=np.float32),
         documents=all_chunks,
         sources=records,
         chunking=chunking,
@@ -303,17 +286,11 @@ def run_ingestion(
         hnsw_m=hnsw_m,
         hnsw_ef_construction=hnsw_ef_construction,
     )
-    _prune_versions(store, keep_versions)
+    writer.prune(keep_versions)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _prune_versions(store: BlobStore, keep: int) -> None:
-    """Delete all but the ``keep`` newest versions; never the published one. Failures only log."""
-    try:
-        published = read_latest_version_id(store)
-        old = [v for v in list_versions(store)[:-keep] if v != published] if keep > 0 else []
-        for version in old:
-            store.delete(store.list(f"v/{version}/"))
-    except (IndexError_, OSError) as exc:
-        log.warning("could not prune old index versions: %s", exc)
+    """Delete all but the ``keep`` newest FAISS versions; never the published one. Failures only log."""
+    FaissIndexWriter(store).prune(keep)

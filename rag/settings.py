@@ -16,7 +16,15 @@ import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -173,6 +181,37 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(
         default=128, ge=8, le=4096, description="ragapi: HNSW candidate list per query (at least the chunks asked for)"
     )
+
+    # --- vector store: FAISS files or PostgreSQL/pgvector (area: pgvector backend) --------
+    vector_store: Literal["faiss", "pgvector"] = Field(
+        default="faiss",
+        description="where the index lives: FAISS files under INDEX_URI, or the tenant's PostgreSQL schema",
+    )
+    pgvector_url: str | None = Field(
+        default=None,
+        pattern=r"^postgres(ql)?://[^\s]+$",
+        description="local/dev: a libpq URL (postgresql://user@host:port/db); wins over the PG_* fields",
+    )
+    pg_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$", description="Aurora writer endpoint")
+    pg_port: int = Field(default=5432, ge=1, le=65_535)
+    pg_database: str = Field(default="rag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pg_user: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="login role; default tenant_<TENANT_ID with - as _> (rag.index.pgvector.role_for)",
+    )
+    pg_sslmode: Literal["require", "verify-ca", "verify-full", "prefer", "disable"] = Field(
+        default="require", description="libpq sslmode for PG_HOST (PGVECTOR_URL carries its own)"
+    )
+    pg_sslrootcert: str | None = Field(default=None, max_length=1000, description="CA bundle for verify-ca/full")
+    pg_iam_auth: bool = Field(
+        default=True, description="PG_HOST: password = RDS IAM auth token (rds.generate_db_auth_token, 15 min)"
+    )
+    pg_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    pg_statement_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="ragapi: longest SQL statement (a slow database becomes a 503)"
+    )
+    pg_pool_max_size: int = Field(default=10, ge=1, le=200, description="connections per process")
 
     # --- retrieval ----------------------------------------------------------------------
     retriever_mode: Literal["dense", "hybrid"] = "hybrid"
@@ -336,7 +375,24 @@ class Settings(BaseSettings):
             or (self.usage_url is None and self.usage_table is not None)
             or (self.quota_url is None and self.quota_table is not None)
             or (self.feedback_url is None and self.feedback_table is not None)
+            or self.uses_pgvector_iam
         )
+
+    @field_validator("pgvector_url", "pg_host", "pg_user", "pg_sslrootcert", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _pgvector_target(self) -> Settings:
+        if self.vector_store == "pgvector" and not (self.pgvector_url or self.pg_host):
+            raise ValueError("VECTOR_STORE=pgvector: set PGVECTOR_URL (local) or PG_HOST (Aurora)")
+        return self
+
+    @property
+    def uses_pgvector_iam(self) -> bool:
+        """True when the pgvector password is an RDS IAM token (``PG_HOST`` without ``PGVECTOR_URL``)."""
+        return self.vector_store == "pgvector" and not self.pgvector_url and self.pg_iam_auth
 
     @property
     def resolved_index_uri(self) -> str:

@@ -51,8 +51,9 @@ from rag.answer.models import (
     generation_kwargs_for,
     text_stream_for,
 )
-from rag.answer.retrieval import TenantIndex, TenantRetriever
+from rag.answer.retrieval import TenantRetriever
 from rag.answer.tracing import span
+from rag.index.backend import SearchIndex
 
 _logger = logging.getLogger("rag.chain")
 
@@ -205,20 +206,20 @@ class LiveRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    index_provider: Callable[[], TenantIndex | None]
+    index_provider: Callable[[], SearchIndex | None]
     embeddings: Embeddings
     mode: Literal["dense", "hybrid"] = "hybrid"
     default_k: int = 4
-    retriever_factory: Callable[[TenantIndex], TenantRetriever] | None = None
+    retriever_factory: Callable[[SearchIndex], TenantRetriever] | None = None
     _cache: tuple[int, TenantRetriever] | None = PrivateAttr(default=None)
 
-    def prime(self, index: TenantIndex) -> None:
+    def prime(self, index: SearchIndex) -> None:
         """Build the base retriever for a newly loaded ``index`` now (and drop the previous index's,
         so nothing here keeps the old index alive)."""
         self._cache = None
         self._base(index)
 
-    def _base(self, index: TenantIndex) -> TenantRetriever:
+    def _base(self, index: SearchIndex) -> TenantRetriever:
         cached = self._cache
         if cached is not None and cached[0] == id(index):
             return cached[1]

@@ -13,7 +13,18 @@ from cloudcoil.models.istio.networking import v1 as networking_v1
 from cloudcoil.models.istio.networking import v1alpha3 as networking_v1alpha3
 from cloudcoil.models.istio.security import v1 as security_v1
 
-from .conftest import RENDER_ENV, REPO_ROOT, SCRIPTS, TENANTS, base_env, load_docs, tenant_names, tool
+from .conftest import (
+    PGVECTOR_RENDER_ENV,
+    PGVECTOR_TENANTS,
+    RENDER_ENV,
+    REPO_ROOT,
+    SCRIPTS,
+    TENANTS,
+    base_env,
+    load_docs,
+    tenant_names,
+    tool,
+)
 
 ISTIO_MODELS = {
     ("networking.istio.io/v1", "Gateway"): networking_v1.Gateway,
@@ -33,6 +44,7 @@ CORE_KINDS = {
     "NetworkPolicy",
     "Job",
     "CronJob",
+    "ConfigMap",  # manifests/pgvector/ (tenantb is rendered with VECTOR_STORE=pgvector)
     "Role",
     "RoleBinding",
 }
@@ -91,6 +103,9 @@ def test_every_template_rendered_one_kind_per_file(rendered: Path) -> None:
     for tenant in TENANTS:
         for rel in templates:
             out = rendered / tenant / rel
+            if rel.parts[:2] == ("manifests", "pgvector") and tenant not in PGVECTOR_TENANTS:
+                assert not out.exists(), f"{rel} rendered for the FAISS tenant {tenant}"
+                continue
             assert out.exists(), f"{rel} not rendered for {tenant}"
             docs = load_docs(out)
             assert len(docs) == 1, f"{rel}: one object per file"
@@ -433,6 +448,54 @@ def test_network_policies(objects: dict, tenant: str) -> None:
         egress = pols[(ns, "allow-egress-dns-https")]["spec"]["egress"]
         ports = sorted((p["protocol"], p["port"]) for rule in egress for p in rule["ports"])
         assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 15012), ("UDP", 53)]
+    postgres = pols.get((tenant_names(tenant)["namespace"], "allow-egress-postgres"))
+    if tenant in PGVECTOR_TENANTS:  # out to the Aurora cluster's VPC on 5432, nothing else
+        assert postgres is not None
+        assert postgres["spec"]["egress"] == [
+            {
+                "to": [{"ipBlock": {"cidr": PGVECTOR_RENDER_ENV["PG_EGRESS_CIDR"]}}],
+                "ports": [{"protocol": "TCP", "port": 5432}],
+            }
+        ]
+    else:
+        assert postgres is None, "a FAISS tenant has no egress to PostgreSQL"
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_vector_store_settings(objects: dict, tenant: str) -> None:
+    """The ragapi and ingest containers take the PG_* settings from the optional ConfigMap, which
+    exists (IAM auth, TLS, the tenant's own role) only for a pgvector tenant."""
+    containers = [c for d in by_kind(objects[tenant], "Deployment", "chatbot") for c in pod_specs(d)[0]["containers"]]
+    containers += [
+        c for kind in ("Job", "CronJob") for o in by_kind(objects[tenant], kind) for c in pod_specs(o)[0]["containers"]
+    ]
+    workers = [c for c in containers if c["name"] in ("ragapi", "ingest")]
+    assert len(workers) == 3
+    for container in workers:
+        assert container["envFrom"] == [{"configMapRef": {"name": "vector-store", "optional": True}}]
+    maps = by_kind(objects[tenant], "ConfigMap", "vector-store")
+    if tenant not in PGVECTOR_TENANTS:
+        assert maps == []
+        return
+    (config,) = maps
+    assert config["metadata"]["namespace"] == tenant_names(tenant)["namespace"]
+    assert config["data"] == {
+        "VECTOR_STORE": "pgvector",
+        "PG_HOST": PGVECTOR_RENDER_ENV["PG_HOST"],
+        "PG_PORT": "5432",
+        "PG_DATABASE": "rag",
+        "PG_USER": f"tenant_{tenant}",
+        "PG_SSLMODE": "require",
+        "PG_IAM_AUTH": "true",
+        "PG_CONNECT_TIMEOUT_SECONDS": "3",
+        "PG_STATEMENT_TIMEOUT_SECONDS": "5",
+    }
+    from rag.settings import load_settings
+
+    settings = load_settings(
+        tenant_id=tenant, aws_default_region="eu-west-1", **{k.lower(): v for k, v in config["data"].items()}
+    )
+    assert settings.uses_pgvector_iam and settings.pg_user == f"tenant_{tenant}"
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
