@@ -239,7 +239,7 @@ def build_document_services(
             try:
                 s3_client = make_client("s3", settings)
             except SettingsError as exc:  # e.g. no AWS_DEFAULT_REGION: the rest of the API still serves
-                log.warning("no S3 client for the documents (%s): the document endpoints answer 503", exc)
+                log.warning("document store unavailable (%s): the document endpoints answer 503", exc)
                 return None
         store = open_document_store(
             uri, s3_client=s3_client, sse=settings.documents_sse, kms_key_id=settings.documents_kms_key_id
