@@ -158,6 +158,8 @@ def get_document_s3(request: Request, settings: SettingsDep) -> Any:
 
 
 DocumentS3Dep = Annotated[Any, Depends(get_document_s3)]
+
+
 # --- tenant documents (documents area) ---------------------------------------------------------
 
 

@@ -35,9 +35,7 @@ except identity.IdentityError as exc:
 # Tenant admins get a Documents page (webapp/documents_page.py); everybody else never sees the switch.
 admin = documents.admin_identity(identity.request_headers(), settings)
 if admin is not None and documents_page.choose_page() == documents.PAGE_DOCUMENTS:
-    documents_page.render_documents_page(
-        documents.client_for(settings, admin), settings.tenant_display_name or settings.tenant_id
-    )
+    documents_page.render_documents_page(documents.client_for(settings, admin), ui.display_name(settings))
     st.stop()
 
 manager = sessions.SessionManager(ui.session_store(settings), settings.session_idle_seconds)

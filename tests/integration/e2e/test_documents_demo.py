@@ -114,7 +114,9 @@ def upload(page: Page, files: list[tuple[str, str, bytes]]) -> None:
 
 
 def latest(stack: DemoStack, token: str) -> dict:
-    response = httpx.get(f"{api(stack)}/api/v1/ingestions/latest", headers={"Authorization": f"Bearer {token}"})
+    response = httpx.get(
+        f"{api(stack)}/api/v1/ingestions/latest", headers={"Authorization": f"Bearer {token}"}, timeout=30
+    )
     assert response.status_code == 200, response.text
     return response.json()
 
