@@ -129,7 +129,7 @@ def _ask_api(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ask_local(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    from rag.answer.chain import build_chain, request_scope
+    from rag.answer.chain import build_chain
     from rag.answer.models import GenerationParams, make_chat_model
     from rag.answer.retrieval import TenantIndex, make_retriever
     from rag.index.embeddings import make_embeddings
@@ -143,13 +143,12 @@ def _ask_local(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         raise CliError(f"no usable index: {exc}") from None
     index = TenantIndex(version, ef_search=settings.hnsw_ef_search)
     chain = build_chain(retriever=make_retriever(settings, index, embeddings, k=args.k), llm=make_chat_model(settings))
-    with request_scope(k=args.k, generation=GenerationParams(temperature=0.1, max_tokens=512)):
-        result = chain.invoke({"question": args.question, "chat_history": []})
+    result = chain.run(args.question, k=args.k, generation=GenerationParams(temperature=0.1, max_tokens=512))
     sources = [
         {key: doc.metadata.get(key) for key in ("source", "row", "page", "title", "score") if key in doc.metadata}
-        for doc in result.get("source_documents", [])
+        for doc in result.documents
     ]
-    return {"answer": str(result.get("answer", "")), "sources": sources, "index_version": version.version}
+    return {"answer": result.answer, "grounded": result.grounded, "sources": sources, "index_version": version.version}
 
 
 def _cite(source: dict[str, Any]) -> str:
