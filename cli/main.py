@@ -27,8 +27,8 @@ from rag.settings import Settings, SettingsError, load_settings
 from rag.tenant import InvalidTenantIdError, validate_tenant_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: The user part of session ids ``rag ask`` sends to an API (the CLI has no signed-in user).
-CLI_USER = "operator@rag-cli.local"
+#: The user (subject) part of session ids ``rag ask`` sends to an API (the CLI has no signed-in user).
+CLI_USER = "rag-cli-operator"
 
 
 class CliError(Exception):
