@@ -27,8 +27,8 @@ from rag.settings import Settings, SettingsError, load_settings
 from rag.tenant import InvalidTenantIdError, validate_tenant_id
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-#: The user part of session ids ``rag ask`` sends to an API (the CLI has no signed-in user).
-CLI_USER = "operator@rag-cli.local"
+#: The user (subject) part of session ids ``rag ask`` sends to an API (the CLI has no signed-in user).
+CLI_USER = "rag-cli-operator"
 
 
 class CliError(Exception):
@@ -148,12 +148,7 @@ def _ask_local(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
         {key: doc.metadata.get(key) for key in ("source", "row", "page", "title", "score") if key in doc.metadata}
         for doc in result.documents
     ]
-    return {
-        "answer": result.answer,
-        "grounded": result.grounded,
-        "sources": sources,
-        "index_version": version.version,
-    }
+    return {"answer": result.answer, "grounded": result.grounded, "sources": sources, "index_version": version.version}
 
 
 def _cite(source: dict[str, Any]) -> str:

@@ -73,9 +73,11 @@ CLOCK_SKEW_SECONDS = 60
 MAX_TOKEN_LIFETIME_SECONDS = 3600 + LEEWAY_SECONDS
 #: The paths of a tenant host the web chat needs (Streamlit's page, its icon and manifest, health,
 #: host configuration; the bundled assets under ``/static/``; the websocket). Everything else on a
-#: tenant host is a 404 at the gateway, e.g. ``/_stcore/metrics`` or ``/_stcore/upload_file``.
+#: tenant host is a 404 at the gateway, e.g. ``/_stcore/metrics``. ``/_stcore/upload_file/`` is open
+#: for the Documents page's uploader (documents area): Streamlit accepts a file only for an uploader
+#: widget of the same browser session, and only tenant admins are ever shown one.
 CHAT_EXACT_PATHS = ("/", "/favicon.png", "/manifest.json", "/_stcore/health", "/_stcore/host-config")
-CHAT_PREFIX_PATHS = ("/static/",)
+CHAT_PREFIX_PATHS = ("/static/", "/_stcore/upload_file/")
 #: Streamlit's websocket; accepted only with the tenant's own ``Origin`` (else 403).
 STREAM_PATH = "/_stcore/stream"
 #: Route timeout, in seconds (``istio/virtualservice.yaml``: ``timeout: 300s``).

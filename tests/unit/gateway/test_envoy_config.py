@@ -149,7 +149,7 @@ def test_only_the_chat_paths_are_routed_and_everything_else_is_404() -> None:
     summary = ec.summarize(ec.build_envoy_config(routes(), 10000, login_upstream=("127.0.0.1", 9)))
     host = summary["hosts"]["tenanta.localhost"]
     assert host["exact_paths"] == ["/", "/favicon.png", "/manifest.json", "/_stcore/health", "/_stcore/host-config"]
-    assert host["prefix_paths"] == ["/static/"]
+    assert host["prefix_paths"] == ["/static/", "/_stcore/upload_file/"]  # the uploader of the Documents page
     assert host["refused"] == {"/_stcore/stream": 403, "/": 404}
     vhost = next(v for v in hcm(ec.build_envoy_config(routes(), 10000))["route_config"]["virtual_hosts"])
     names = [r["name"] for r in vhost["routes"]]
