@@ -16,7 +16,7 @@ from api.services.documents import DocumentServices
 from api.state import IndexHolder, RagState
 from rag.answer.chain import AnswerChain
 from rag.identity import Identity
-from rag.settings import Settings
+from rag.settings import Settings, SettingsError
 from rag.stores.feedback import FeedbackStore
 from rag.stores.history import HistoryStore
 from rag.stores.quota import QuotaService
@@ -153,11 +153,12 @@ def get_document_s3(request: Request, settings: SettingsDep) -> Any:
     if client is None:
         from rag.aws import make_client
 
-        client = request.app.state.document_s3 = make_client("s3", settings)
+        try:
+            client = request.app.state.document_s3 = make_client("s3", settings)
+        except SettingsError as exc:  # e.g. no AWS_DEFAULT_REGION: links cannot be signed here
+            raise ApiError(503, "document_links_unavailable", f"Document links are not configured ({exc}).") from None
     return client
 
-
-DocumentS3Dep = Annotated[Any, Depends(get_document_s3)]
 
 
 # --- tenant documents (documents area) ---------------------------------------------------------

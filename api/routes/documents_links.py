@@ -12,10 +12,10 @@ from __future__ import annotations
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from fastapi.concurrency import run_in_threadpool
 
-from api.deps import DocumentS3Dep, SettingsDep
+from api.deps import SettingsDep, get_document_s3
 from api.errors import ApiError
 from rag.contract import DOCUMENT_LINK_PATH, DOCUMENT_LINK_SECONDS, DocumentLinkResponse, ErrorBody
 
@@ -40,14 +40,15 @@ def split_s3_uri(uri: str) -> tuple[str, str]:
 
 @router.get(DOCUMENT_LINK_PATH, response_model=DocumentLinkResponse, responses=_ERRORS)
 async def document_link(
+    request: Request,
     settings: SettingsDep,
-    s3: DocumentS3Dep,
     source: Annotated[str, Query(min_length=6, max_length=1100, description="The source's s3:// URI.")],
 ) -> DocumentLinkResponse:
     """A presigned ``GET`` URL for ``source``, when it is in this tenant's bucket (else 403)."""
     bucket, key = split_s3_uri(source)
     if not settings.contextual_data_bucket or bucket != settings.contextual_data_bucket:
         raise ApiError(403, "forbidden", "this document is not in this tenant's bucket")
+    s3 = get_document_s3(request, settings)  # only once the source is known to be the tenant's (signing needs AWS)
     try:
         url = await run_in_threadpool(
             s3.generate_presigned_url,
