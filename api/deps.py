@@ -160,7 +160,6 @@ def get_document_s3(request: Request, settings: SettingsDep) -> Any:
     return client
 
 
-
 # --- tenant documents (documents area) ---------------------------------------------------------
 
 
