@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, expect
 
+from rag.tenant import parse_session_id
 from tests.conftest import DATA_DIR
 from tests.integration.webapp.browser import (
     ALERT,
@@ -91,7 +92,9 @@ def test_question_streams_answer_with_source_row(browser, chat_url, fake_api):
 
     (request,) = fake_api.requests[n_requests:]
     assert request["q"] == QUESTION
-    assert request["user_session_id"].startswith("tenanta:demo@example.com:")
+    session = parse_session_id(request["user_session_id"])  # canonical <tenant>:<sub>:<uuid>
+    assert session.tenant == "tenanta"
+    assert "@" not in request["user_session_id"]  # keyed by the subject, never the e-mail
     assert len(request["request_id"]) == 32
 
 
