@@ -15,6 +15,7 @@ Per-request generation parameters (the API's ``temperature``, ``maxTokenCount``,
 
 from __future__ import annotations
 
+import abc
 import importlib
 import math
 import re
@@ -127,7 +128,7 @@ def generation_kwargs_for(model: BaseChatModel) -> Callable[[GenerationParams], 
     return kwargs
 
 
-class TextStream:
+class TextStream(abc.ABC):
     """A model's streamed answer as plain text pieces, with the usage the model reported at the end.
 
     Iterate it for the pieces; afterwards :attr:`usage` is ``(input_tokens, output_tokens)`` or None
@@ -136,11 +137,12 @@ class TextStream:
 
     usage: tuple[int, int] | None = None
 
-    def __iter__(self) -> Iterator[str]:  # pragma: no cover - interface
-        raise NotImplementedError
+    @abc.abstractmethod
+    def __iter__(self) -> Iterator[str]:
+        """Yield the answer's text pieces as the model sends them."""
 
-    def close(self) -> None:
-        """Stop reading the model's stream."""
+    def close(self) -> None:  # noqa: B027 - optional hook: streams with nothing to release keep it
+        """Stop reading the model's stream (a no-op unless the stream holds a connection)."""
 
 
 class LangChainTextStream(TextStream):
