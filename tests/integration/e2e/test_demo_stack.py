@@ -54,7 +54,8 @@ def _dev_questions(tenant: str) -> list[dict]:
 
 
 def _rows(source_lines: list[str]) -> list[int]:
-    return [int(m.group(1)) for line in source_lines for m in [re.search(r"row (\d+)", line)] if m]
+    """The 0-based csv rows (as the eval sets count them) behind source cards that show "row N", 1-based."""
+    return [int(m.group(1)) - 1 for line in source_lines for m in [re.search(r"row (\d+)", line)] if m]
 
 
 def test_tenanta_answers_with_the_right_faq_row_and_keeps_context(stack: DemoStack, browser: Browser) -> None:
