@@ -21,6 +21,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 
 from api.state import IndexHolder, RagState
 from rag.answer.chain import LiveRetriever, build_chain
+from rag.answer.grounding import floor_for
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
@@ -137,7 +138,12 @@ async def build_state(parts: Components) -> RagState:
         retriever_factory=lambda index: make_retriever(settings, index, embeddings, k=MAX_MATCHING_DOCS),
     )
     holder.on_loaded = retriever.prime
-    chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model)
+    floor = floor_for(embedding_model, settings.relevance_floor)
+    if floor is None:
+        logger.warning(
+            "no relevance floor for %s: only the model's own refusals mark ungrounded answers", embedding_model
+        )
+    chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model, relevance_floor=floor)
     return RagState(
         settings=settings,
         chain=chain,

@@ -70,6 +70,7 @@ class Source(BaseModel):
         title: document title, when known.
         score: retrieval score (RRF for hybrid, cosine for dense).
         snippet: the first 300 characters of the chunk.
+        cited: the answer cites this source (``[n]``); the others were only retrieved.
     """
 
     id: str
@@ -79,6 +80,7 @@ class Source(BaseModel):
     title: str | None = None
     score: float
     snippet: str
+    cited: bool = False
 
 
 class RetrievedDoc(BaseModel):
@@ -89,10 +91,16 @@ class RetrievedDoc(BaseModel):
 
 
 class RagResponse(BaseModel):
-    """The answer."""
+    """The answer.
+
+    ``grounded`` is False when the tenant's documents hold nothing relevant to the question (the
+    answer model was not called) or the model said they do not answer it; then ``answer`` is the
+    fixed sentence :data:`rag.answer.grounding.NO_ANSWER` and ``sources`` is empty.
+    """
 
     question: str
     answer: str
+    grounded: bool = True
     session_id: str
     sources: list[Source]
     docs: list[RetrievedDoc] | None = None

@@ -120,6 +120,14 @@ class Settings(BaseSettings):
     )
     index_poll_seconds: float = Field(default=60.0, ge=0, le=86_400, description="0 disables polling")
 
+    # --- grounded answers (rag/answer/grounding.py) --------------------------------------
+    relevance_floor: float | None = Field(
+        default=None,
+        ge=-1,
+        le=1,
+        description="no-answer floor (cosine); unset = the embedding model's calibrated default",
+    )
+
     # --- chat history and sessions ------------------------------------------------------
     chathistory_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
     history_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")

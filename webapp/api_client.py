@@ -50,6 +50,7 @@ class Source:
         title: a human title (e.g. the FAQ question).
         score: relevance score as reported by the API (higher is better).
         snippet: a short excerpt of the passage.
+        cited: the answer cites it (False: only retrieved; None: an API that does not say).
     """
 
     id: str = ""
@@ -59,6 +60,7 @@ class Source:
     title: str | None = None
     score: float | None = None
     snippet: str = ""
+    cited: bool | None = None
 
     @classmethod
     def from_json(cls, data: Any) -> Source:
@@ -85,6 +87,7 @@ class Source:
             title=(str(data["title"]) if data.get("title") else None),
             score=score,
             snippet=str(data.get("snippet") or ""),
+            cited=data["cited"] if isinstance(data.get("cited"), bool) else None,
         )
 
     def to_json(self) -> dict[str, Any]:
@@ -135,6 +138,7 @@ class DoneEvent:
         usage: token counts (``input_tokens``, ``output_tokens``, ``total_tokens``).
         model_id: the model that answered.
         answer_id: identifies the answer for feedback (empty from APIs that predate it).
+        grounded: False when the documents do not cover the question (then there are no sources).
     """
 
     session_id: str = ""
@@ -142,6 +146,7 @@ class DoneEvent:
     usage: dict[str, int] = field(default_factory=dict)
     model_id: str = ""
     answer_id: str = ""
+    grounded: bool = True
 
 
 StreamEvent = TokenEvent | SourcesEvent | DoneEvent
@@ -243,6 +248,7 @@ def parse_event(event: str, data: str) -> StreamEvent:
             usage={k: int(v) for k, v in usage.items() if isinstance(v, int | float)},
             model_id=str(payload.get("model_id", "")),
             answer_id=str(payload.get("answer_id") or ""),
+            grounded=payload.get("grounded") is not False,
         )
     if event == "error":
         status = payload.get("status") if isinstance(payload.get("status"), int) else 502

@@ -57,18 +57,36 @@ class AnswerStream:
                         yield missing
                     self.text = event.answer
 
+    @property
+    def grounded(self) -> bool:
+        """False when the API said the documents do not cover the question."""
+        return self.done.grounded if self.done else True
+
     def as_message(self) -> dict[str, Any]:
         """The assistant message to keep in ``st.session_state.messages``."""
-        return message_dict("assistant", self.text, self.sources, answer_id=self.done.answer_id if self.done else None)
+        return message_dict(
+            "assistant",
+            self.text,
+            self.sources if self.grounded else (),
+            answer_id=self.done.answer_id if self.done else None,
+            grounded=self.grounded,
+        )
 
 
 def message_dict(
-    role: str, content: str, sources: tuple[Source, ...] | list[Source] = (), *, answer_id: str | None = None
+    role: str,
+    content: str,
+    sources: tuple[Source, ...] | list[Source] = (),
+    *,
+    answer_id: str | None = None,
+    grounded: bool = True,
 ) -> dict[str, Any]:
     """A chat message as kept in ``st.session_state.messages`` (plain, picklable data)."""
     message: dict[str, Any] = {"role": role, "content": content, "sources": [s.to_json() for s in sources]}
     if answer_id:
         message["answer_id"] = answer_id
+    if not grounded:
+        message["grounded"] = False
     return message
 
 

@@ -37,6 +37,8 @@ IDLE_NOTICE = "Your earlier chat was idle for a while, so this question starts a
 UNEXPECTED = "Something went wrong while answering. Please try again."
 STORE_DOWN = "Your chat session could not be loaded or saved right now. Please try again in a moment."
 FEEDBACK_THANKS = "Thanks for the feedback."
+#: Under an answer the documents do not support (``grounded: false``): no citations, this hint.
+UNGROUNDED_HINT = "Try rephrasing the question, or ask about a topic the documents cover."
 FEEDBACK_FAILED = "Your feedback could not be saved."
 MAX_COMMENT_CHARS = 2000
 _DENIAL_PAGES: dict[Denial, tuple[str, str]] = {
@@ -191,14 +193,20 @@ def source_label(source: Mapping[str, Any]) -> str:
     return " · ".join(parts)
 
 
-def render_sources(sources: list[Mapping[str, Any]]) -> None:
-    """The passages under an answer, in a collapsed expander."""
+def render_sources(sources: list[Mapping[str, Any]], *, grounded: bool = True) -> None:
+    """The passages under an answer, in a collapsed expander; sources the answer does not cite
+    (``cited: false``) are labelled "also retrieved". An ungrounded answer gets the rephrase hint
+    instead of citations."""
+    if not grounded:
+        st.caption(UNGROUNDED_HINT)
+        return
     if not sources:
         return
     with st.expander(f"Sources ({len(sources)})", icon=":material/description:"):
         for i, source in enumerate(sources, start=1):
             title = source.get("title") or file_name(str(source.get("source") or "")) or f"Source {i}"
-            st.markdown(f"**{i}. {title}**  \n{source_label(source)}")
+            also = " · _also retrieved_" if source.get("cited") is False else ""
+            st.markdown(f"**{i}. {title}**  \n{source_label(source)}{also}")
             if source.get("snippet"):
                 st.caption(str(source["snippet"]))
 
@@ -241,7 +249,7 @@ def render_messages(client: RagApiClient | None = None) -> None:
         with st.chat_message(message["role"]):
             st.markdown(message["content"])
             if message["role"] == "assistant":
-                render_sources(message.get("sources") or [])
+                render_sources(message.get("sources") or [], grounded=message.get("grounded", True))
                 render_feedback(message, client)
 
 
@@ -315,8 +323,8 @@ def _stream_answer(answer: AnswerStream, question: str, client: RagApiClient) ->
             state.messages.pop()
             state.failed = {"question": question, "message": UNEXPECTED}
             st.rerun()
-        render_sources([s.to_json() for s in answer.sources])
         message = answer.as_message()
+        render_sources(message["sources"], grounded=answer.grounded)
         render_feedback(message, client)
     usage = answer.done.usage if answer.done else {}
     log.info(

@@ -8,7 +8,7 @@ Stream events (``text/event-stream``, https://html.spec.whatwg.org/multipage/ser
 
     event: token    data: {"text": "..."}                       (many)
     event: sources  data: {"sources": [...]}
-    event: done     data: {"session_id", "answer", "usage", "model_id", "answer_id"}
+    event: done     data: {"session_id", "answer", "grounded", "usage", "model_id", "answer_id"}
     event: error    data: {"status", "error", "message", "retry_after"}   (instead, on failure; then the end)
 
 Before answering, the tenant's and user's quotas are checked (429 + ``Retry-After`` when a limit
@@ -85,6 +85,7 @@ def to_sources(documents: list[Document]) -> list[Source]:
                 title=str(meta["title"]) if meta.get("title") else None,
                 score=float(meta.get("score", 0.0)),
                 snippet=doc.page_content[:SNIPPET_CHARS],
+                cited=bool(meta.get("cited", False)),
             )
         )
     return sources
@@ -168,7 +169,9 @@ async def _run_chain(
     return final, stats
 
 
-def _observe(final: FinalEvent, stats: RequestStats) -> None:
+def _observe(state: RagState, final: FinalEvent, stats: RequestStats) -> None:
+    if not final.grounded:
+        metrics.UNGROUNDED.labels(state.settings.tenant_id, final.ungrounded_reason or "unknown").inc()
     metrics.TOKENS.labels("input").inc(final.usage.input_tokens)
     metrics.TOKENS.labels("output").inc(final.usage.output_tokens)
     if stats.retrieval_seconds is not None:
@@ -194,7 +197,9 @@ async def _save_turn(
         raise classify_exception(exc) from None
 
 
-def _record_usage(state: RagState, session: SessionId, answer_id: str, usage: ChainUsage) -> None:
+def _record_usage(
+    state: RagState, session: SessionId, answer_id: str, usage: ChainUsage, grounded: bool = True
+) -> None:
     """Blocking: add the tokens to the token quotas and store the usage record (errors are logged)."""
     tenant, model = state.settings.tenant_id, state.model_id
     try:
@@ -212,6 +217,7 @@ def _record_usage(state: RagState, session: SessionId, answer_id: str, usage: Ch
         output_tokens=usage.output_tokens,
         cost_usd=state.prices.cost(model, usage.input_tokens, usage.output_tokens),
         at=utc_now_iso(),
+        grounded=grounded,
     )
     metrics.MODEL_TOKENS.labels(tenant, model, "input").inc(usage.input_tokens)
     metrics.MODEL_TOKENS.labels(tenant, model, "output").inc(usage.output_tokens)
@@ -223,8 +229,8 @@ def _record_usage(state: RagState, session: SessionId, answer_id: str, usage: Ch
         logger.warning("usage not recorded: %s", exc)
 
 
-async def _account(state: RagState, session: SessionId, answer_id: str, usage: ChainUsage) -> None:
-    await run_in_threadpool(_record_usage, state, session, answer_id, usage)
+async def _account(state: RagState, session: SessionId, answer_id: str, final: FinalEvent) -> None:
+    await run_in_threadpool(_record_usage, state, session, answer_id, final.usage, final.grounded)
 
 
 def _started(request: Request) -> float:
@@ -236,10 +242,12 @@ def _log_answered(
 ) -> None:
     """One log line per answered question (counts only: never the question, answer or documents)."""
     logger.info(
-        "%s: k=%d docs=%d tokens=%d/%d index=%s",
+        "%s: k=%d docs=%d grounded=%s query=%s tokens=%d/%d index=%s",
         what,
         body.max_matching_docs,
         docs,
+        final.grounded,
+        final.query_kind,
         final.usage.input_tokens,
         final.usage.output_tokens,
         stats.index_version,
@@ -269,14 +277,15 @@ async def rag(body: RagRequest, request: Request, state: RagStateDep, tenant: Te
         if error.status == 500:
             logger.exception("answer failed")
         raise error from None
-    _observe(final, stats)
+    _observe(state, final, stats)
     sources = to_sources(final.documents)
     await _save_turn(state, body, final.answer, sources, asked_at, answer_id)
-    await _account(state, session, answer_id, final.usage)
+    await _account(state, session, answer_id, final)
     _log_answered("answered", state, body, answer_id, final, stats, len(sources))
     return RagResponse(
         question=body.q,
         answer=final.answer,
+        grounded=final.grounded,
         session_id=body.user_session_id,
         sources=sources,
         docs=[RetrievedDoc(page_content=d.page_content, metadata=_plain(d.metadata)) for d in final.documents]
@@ -343,7 +352,7 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
         finally:
             if not task.done():
                 task.cancel()
-        _observe(final, stats)
+        _observe(state, final, stats)
         sources = to_sources(final.documents)
         yield _sse("sources", {"sources": [s.model_dump(exclude_none=True) for s in sources]})
         try:
@@ -352,13 +361,14 @@ async def rag_stream(body: RagRequest, request: Request, state: RagStateDep, ten
             metrics.ANSWER_ERRORS.labels(route, error.error).inc()
             yield _error_event(error)
             return
-        await _account(state, session, answer_id, final.usage)
+        await _account(state, session, answer_id, final)
         _log_answered("answered (stream)", state, body, answer_id, final, stats, len(sources))
         yield _sse(
             "done",
             {
                 "session_id": body.user_session_id,
                 "answer": final.answer,
+                "grounded": final.grounded,
                 "usage": final.usage.as_dict(),
                 "model_id": state.model_id,
                 "answer_id": answer_id,

@@ -26,7 +26,13 @@ from typing import Any, Literal
 from uuid import UUID
 
 from langchain_classic.chains import ConversationalRetrievalChain
-from langchain_core.callbacks import BaseCallbackHandler, CallbackManagerForRetrieverRun
+from langchain_classic.chains.conversational_retrieval.base import _get_chat_history
+from langchain_core.callbacks import (
+    AsyncCallbackManagerForChainRun,
+    BaseCallbackHandler,
+    CallbackManagerForChainRun,
+    CallbackManagerForRetrieverRun,
+)
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -37,9 +43,21 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
+from rag.answer.followup import ALONE_WEIGHT, QueryPlan, plan_query
+from rag.answer.grounding import (
+    NO_ANSWER,
+    REASON_MODEL_REFUSED,
+    REASON_NO_PASSAGE,
+    RelevanceFloor,
+    Verdict,
+    dense_score,
+    is_refusal,
+    judge,
+    mark_cited,
+)
 from rag.answer.models import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
 from rag.answer.models import generation_scope as _generation_scope
-from rag.answer.retrieval import TenantIndex, TenantRetriever
+from rag.answer.retrieval import TenantIndex, TenantRetriever, reciprocal_rank_fusion
 from rag.answer.tracing import end_span, span, start_span
 
 _logger = logging.getLogger("rag.chain")
@@ -64,7 +82,9 @@ ANSWER_TAG = "rag:answer"
 CONDENSE_TEMPLATE = (
     "Given the conversation below and a follow-up question, rewrite the follow-up question as a "
     "standalone question that keeps every subject, product and constraint it refers to from the "
-    "conversation. Reply with the question only, in its original language.\n\n"
+    "conversation. If the follow-up question is already self-contained (it names its own subject "
+    "and does not refer to the conversation, for example a new topic), return it exactly as it is. "
+    "Reply with the question only, in its original language.\n\n"
     "Chat history:\n{chat_history}\n\n"
     "Follow-up question: {question}\n"
     f"{CONDENSE_MARKER}"
@@ -73,15 +93,18 @@ CONDENSE_PROMPT = PromptTemplate.from_template(CONDENSE_TEMPLATE)
 
 ANSWER_SYSTEM = (
     "You are a helpful assistant that answers questions about the organisation's documents. "
-    "Answer only from the documents below; if they do not contain the answer, say that you do not "
-    "know. Cite the documents you used as [n].\n\n"
+    "Answer only from the documents below. If they do not contain the answer, reply with exactly "
+    f"this sentence and nothing else: {NO_ANSWER} "
+    "Cite the documents you used as [n].\n\n"
     "Documents:\n{context}"
 )
 ANSWER_PROMPT = ChatPromptTemplate.from_messages(
     [("system", ANSWER_SYSTEM), ("human", f"{QUESTION_MARKER} {{question}}")]
 )
 #: How one retrieved chunk appears in {context}; ``n`` is its 1-based rank.
-DOCUMENT_PROMPT = PromptTemplate.from_template('<doc n="{rank}" source="{source}">\n{page_content}\n</doc>')
+DOCUMENT_PROMPT = PromptTemplate.from_template(
+    '<doc n="{rank}" source="{source}" title="{title}">\n{page_content}\n</doc>'
+)
 
 
 @dataclass
@@ -185,23 +208,91 @@ class LiveRetriever(BaseRetriever):
             docs = retriever._get_relevant_documents(query, run_manager=run_manager)  # no second callback run
             if current is not None:
                 current.set_attribute("documents", len(docs))
-        if scope:
-            scope.stats.retrieval_seconds = time.perf_counter() - started
+        if scope:  # a follow-up may retrieve twice (question alone + condensed): the times add up
+            scope.stats.retrieval_seconds = (scope.stats.retrieval_seconds or 0.0) + time.perf_counter() - started
             scope.stats.index_version = index.version.version
         return docs
 
+    def vocabulary(self) -> frozenset[str] | None:
+        """The current index's words (for the grounding check), None before the first load."""
+        index = self.index_provider()
+        return index.vocabulary() if index is not None else None
+
 
 def _rank_and_source(docs: list[Document]) -> list[Document]:
-    """Make sure DOCUMENT_PROMPT's variables exist on every document."""
+    """Make sure DOCUMENT_PROMPT's variables exist on every document (``rank`` = position, 1-based)."""
     out = []
     for position, doc in enumerate(docs, start=1):
-        metadata = {"rank": position, "source": "", **doc.metadata}
+        metadata = {"source": "", "title": "", **doc.metadata, "rank": position}
         out.append(Document(page_content=doc.page_content, metadata=metadata, id=doc.id))
     return out
 
 
+def _doc_key(doc: Document) -> str:
+    meta = doc.metadata
+    return str(
+        doc.id or meta.get("id") or (meta.get("source"), meta.get("row"), meta.get("page"), meta.get("start_index"))
+    )
+
+
+def fuse_documents(rankings: list[list[Document]], weights: list[float], k: int) -> list[Document]:
+    """Merge ranked document lists by reciprocal rank fusion (:func:`rag.answer.retrieval.reciprocal_rank_fusion`).
+
+    A chunk found by several lists keeps the metadata of its best-ranked occurrence and the highest
+    ``dense_score`` (each list's cosine is to its own query). Returns the ``k`` best.
+    """
+    by_key: dict[str, Document] = {}
+    keyed: list[list[int]] = []
+    keys: dict[str, int] = {}
+    for ranking in rankings:
+        ids = []
+        for doc in ranking:
+            key = _doc_key(doc)
+            position = keys.setdefault(key, len(keys))
+            ids.append(position)
+            seen = by_key.get(key)
+            if seen is None:
+                by_key[key] = doc
+            elif dense_score(doc) > dense_score(seen):
+                by_key[key] = Document(
+                    page_content=seen.page_content,
+                    metadata={
+                        **seen.metadata,
+                        "dense_score": doc.metadata.get("dense_score"),
+                        "score": doc.metadata.get("score"),
+                    },
+                    id=seen.id,
+                )
+        keyed.append(ids)
+    ordered = [key for key, _ in sorted(keys.items(), key=lambda kv: kv[1])]
+    fused = reciprocal_rank_fusion(keyed, weights)[:k]
+    return [by_key[ordered[position]] for position, _ in fused]
+
+
 class RagChain(ConversationalRetrievalChain):
-    """``ConversationalRetrievalChain`` that guarantees ``rank``/``source`` metadata for the prompt."""
+    """``ConversationalRetrievalChain`` with follow-up aware retrieval and a no-answer path.
+
+    One turn: condense the question with the history (when there is one), retrieve with the
+    question alone, the condensed question or both fused (:func:`rag.answer.followup.plan_query`),
+    apply the relevance floor (:func:`rag.answer.grounding.judge`) and only then call the answer
+    model, with the passages that clear the floor. When none does, the answer is
+    :data:`rag.answer.grounding.NO_ANSWER` and the model is not called; when the model itself says
+    the documents lack the answer (:func:`rag.answer.grounding.is_refusal`), the answer becomes
+    that sentence too. Both return no ``source_documents`` and ``grounded: False``.
+
+    Extra outputs: ``grounded`` (bool), ``ungrounded_reason`` (one of
+    :data:`rag.answer.grounding.UNGROUNDED_REASONS` or None), ``query_kind`` (``alone`` /
+    ``condensed`` / ``fused``). Each source document carries ``metadata["cited"]``.
+
+    Attributes:
+        relevance_floor: the floor (None: every retrieval counts as relevant).
+        vocabulary: returns the index's words for the unknown-word penalty (None: no penalty).
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
+    relevance_floor: RelevanceFloor | None = None
+    vocabulary: Callable[[], frozenset[str] | None] | None = None
 
     def _get_docs(self, question: str, inputs: dict[str, Any], *, run_manager: Any) -> list[Document]:
         return _rank_and_source(super()._get_docs(question, inputs, run_manager=run_manager))
@@ -209,23 +300,103 @@ class RagChain(ConversationalRetrievalChain):
     async def _aget_docs(self, question: str, inputs: dict[str, Any], *, run_manager: Any) -> list[Document]:
         return _rank_and_source(await super()._aget_docs(question, inputs, run_manager=run_manager))
 
+    def _judge(self, query: str, docs: list[Document]) -> Verdict:
+        vocabulary = self.vocabulary() if self.vocabulary is not None else None
+        return judge(query, docs, self.relevance_floor, vocabulary)
+
+    def retrieve_turn(
+        self, question: str, condensed: str, *, has_history: bool, run_manager: Any
+    ) -> tuple[list[Document], Verdict, QueryPlan]:
+        """Retrieve for one turn (see the class docstring); returns documents, verdict and plan."""
+        floor = self.relevance_floor.floor if self.relevance_floor else None
+        alone = self._get_docs(question, {}, run_manager=run_manager)
+        alone_verdict = self._judge(question, alone)
+        if not has_history or condensed.strip() == question.strip():
+            plan = plan_query(question, question, has_history=has_history)
+            return alone, alone_verdict, plan
+        with_history = self._get_docs(condensed, {}, run_manager=run_manager)
+        history_verdict = self._judge(condensed, with_history)
+        plan = plan_query(
+            question,
+            condensed,
+            has_history=True,
+            alone_relevance=alone_verdict.relevance,
+            condensed_relevance=history_verdict.relevance,
+            floor=floor,
+        )
+        if plan.kind == "alone":
+            return alone, alone_verdict, plan
+        if plan.kind == "condensed":
+            return with_history, history_verdict, plan
+        docs = _rank_and_source(
+            fuse_documents([with_history, alone], [1.0, ALONE_WEIGHT], len(alone) or len(with_history))
+        )
+        relevant_keys = {_doc_key(d) for d in (*alone_verdict.relevant, *history_verdict.relevant)}
+        verdict = Verdict(
+            grounded=alone_verdict.grounded or history_verdict.grounded,
+            relevance=max(alone_verdict.relevance, history_verdict.relevance),
+            relevant=[d for d in docs if _doc_key(d) in relevant_keys],
+        )
+        return docs, verdict, plan
+
+    def _call(self, inputs: dict[str, Any], run_manager: CallbackManagerForChainRun | None = None) -> dict[str, Any]:
+        manager = run_manager or CallbackManagerForChainRun.get_noop_manager()
+        question = inputs["question"]
+        chat_history = (self.get_chat_history or _get_chat_history)(inputs["chat_history"])
+        condensed = question
+        if chat_history:
+            condensed = self.question_generator.run(
+                question=question, chat_history=chat_history, callbacks=manager.get_child()
+            )
+        docs, verdict, plan = self.retrieve_turn(
+            question, condensed, has_history=bool(chat_history), run_manager=manager
+        )
+        output: dict[str, Any] = {"generated_question": condensed, "query_kind": plan.kind}
+        if not verdict.grounded:
+            output.update({self.output_key: NO_ANSWER, "grounded": False, "ungrounded_reason": REASON_NO_PASSAGE})
+            output["source_documents"] = []
+            return output
+        given = verdict.relevant if self.relevance_floor is not None else docs
+        answer = self.combine_docs_chain.run(
+            input_documents=given,
+            callbacks=manager.get_child(),
+            **{**inputs, "question": condensed if self.rephrase_question else question, "chat_history": chat_history},
+        )
+        if is_refusal(answer):
+            output.update({self.output_key: NO_ANSWER, "grounded": False, "ungrounded_reason": REASON_MODEL_REFUSED})
+            output["source_documents"] = []
+            return output
+        output.update({self.output_key: answer, "grounded": True, "ungrounded_reason": None})
+        output["source_documents"] = mark_cited(docs, answer, given)
+        return output
+
+    async def _acall(
+        self, inputs: dict[str, Any], run_manager: AsyncCallbackManagerForChainRun | None = None
+    ) -> dict[str, Any]:
+        # One code path: the turn runs synchronously in a thread (see astream_chain for why).
+        sync_manager = run_manager.get_sync() if run_manager is not None else None
+        return await asyncio.to_thread(contextvars.copy_context().run, self._call, inputs, sync_manager)
+
 
 def build_chain(
     *,
     retriever: BaseRetriever,
     llm: BaseChatModel,
     condense_llm: BaseChatModel | None = None,
-) -> ConversationalRetrievalChain:
+    relevance_floor: RelevanceFloor | None = None,
+) -> RagChain:
     """Build the conversational RAG chain (once per process).
 
     Args:
-        retriever: usually a :class:`LiveRetriever`.
+        retriever: usually a :class:`LiveRetriever` (its index's words feed the grounding check).
         llm: the answering chat model; wrapped in :class:`GenerationParamsModel` named ``"answer"``.
         condense_llm: the model that rewrites follow-ups (default: ``llm``), named ``"condense"``.
+        relevance_floor: the no-answer floor (:func:`rag.answer.grounding.floor_for`); None: none.
 
     Returns:
         A chain taking ``{"question", "chat_history": [messages]}`` and returning ``answer``,
-        ``source_documents`` and ``generated_question``.
+        ``source_documents``, ``generated_question``, ``grounded``, ``ungrounded_reason`` and
+        ``query_kind`` (see :class:`RagChain`).
     """
     # streaming=True (explicit): the models always stream, so tokens reach the callbacks as they come.
     answer = GenerationParamsModel(inner=llm, name=ANSWER_RUN_NAME, tags=[ANSWER_TAG], streaming=True)
@@ -239,6 +410,8 @@ def build_chain(
         return_source_documents=True,
         return_generated_question=True,
         rephrase_question=False,  # answer the user's own words; retrieve with the condensed question
+        relevance_floor=relevance_floor,
+        vocabulary=retriever.vocabulary if isinstance(retriever, LiveRetriever) else None,
     )
 
 
@@ -284,12 +457,25 @@ class TokenEvent:
 
 @dataclass(frozen=True)
 class FinalEvent:
-    """The chain's result: the complete answer and the documents it was generated from."""
+    """The chain's result: the complete answer and the documents it was generated from.
+
+    Attributes:
+        answer: the answer text (:data:`rag.answer.grounding.NO_ANSWER` when not grounded).
+        documents: the turn's sources (empty when not grounded), each with ``metadata["cited"]``.
+        generated_question: the condensed question (the question itself without history).
+        usage: tokens of the model calls (none for a no-answer of the first turn).
+        grounded: False when the documents hold nothing relevant or the model said so.
+        ungrounded_reason: one of :data:`rag.answer.grounding.UNGROUNDED_REASONS`, or None.
+        query_kind: what the turn was retrieved with (``alone``, ``condensed``, ``fused``).
+    """
 
     answer: str
     documents: list[Document]
     generated_question: str
     usage: Usage = field(default_factory=Usage)
+    grounded: bool = True
+    ungrounded_reason: str | None = None
+    query_kind: str = "alone"
 
 
 def _message_text(message: Any) -> str:
@@ -500,17 +686,25 @@ async def astream_chain(
         executor, context.run, chain.invoke, {"question": question, "chat_history": chat_history}, config
     )
     run.add_done_callback(lambda _: relay.close())
+    streamed = False
     try:
         while (text := await relay.queue.get()) is not None:
+            streamed = True
             yield TokenEvent(text)
         final = await run
     finally:
         if not run.done():
             cancelled.set()
             run.cancel()
+    answer = str(final.get("answer", ""))
+    if not streamed and answer:  # no model call (the no-answer path): the sentence is the only piece
+        yield TokenEvent(answer)
     yield FinalEvent(
-        answer=str(final.get("answer", "")),
+        answer=answer,
         documents=list(final.get("source_documents", [])),
         generated_question=str(final.get("generated_question", question)),
         usage=collector.usage,
+        grounded=bool(final.get("grounded", True)),
+        ungrounded_reason=final.get("ungrounded_reason"),
+        query_kind=str(final.get("query_kind", "alone")),
     )
