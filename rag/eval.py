@@ -16,8 +16,10 @@ A retrieved chunk is relevant when its ``row`` metadata is one of the ``relevant
 measured for dense and hybrid retrieval (``--mode``), with the relevance floor of the embedding
 model (:func:`rag.answer.grounding.floor_for`, ``RELEVANCE_FLOOR`` overrides).
 
-``--calibrate TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE`` (repeatable, one per tenant) instead
-derives the floor from answerable and unanswerable questions (:func:`rag.answer.grounding.calibrate_floor`).
+``--calibrate TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE[,CONVERSATIONS]`` (repeatable, one per
+tenant) instead derives the floor from answerable questions (the single questions plus the
+self-contained turns of the conversations: ``first`` and ``topic_switch``) and unanswerable ones
+(:func:`rag.answer.grounding.calibrate_floor`).
 
 Usage::
 
@@ -382,7 +384,7 @@ def run_calibration(specs: list[str], max_false_refusals: float) -> str:
     """``--calibrate``: the floor that keeps false refusals within bounds on every given tenant.
 
     Args:
-        specs: ``TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE`` strings.
+        specs: ``TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE[,CONVERSATIONS]`` strings.
         max_false_refusals: allowed share of answerable questions refused, per tenant.
 
     Returns:
@@ -398,17 +400,18 @@ def run_calibration(specs: list[str], max_false_refusals: float) -> str:
     models = set()
     for spec in specs:
         parts = spec.split(",")
-        if len(parts) != 4:
-            raise ValueError(f"--calibrate {spec!r}: expected TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE")
-        tenant, uri, questions, unanswered = parts
+        if len(parts) not in (4, 5):
+            raise ValueError(f"--calibrate {spec!r}: expected TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE[,CONVERSATIONS]")
+        tenant, uri, questions, unanswered = parts[:4]
+        texts = [q.question for q in load_questions(Path(questions))]
+        if len(parts) == 5:  # self-contained conversation turns are answerable questions too
+            texts += [t.question for c in load_conversations(Path(parts[4])) for t in c if t.kind != "follow_up"]
         _, index, embeddings = _open_index(tenant, uri)
         model = index.version.manifest.embedding_model
         models.add(model)
         penalty = DEFAULT_FLOORS.get(model, RelevanceFloor(0.0)).unknown_word_penalty
         floor = RelevanceFloor(0.0, unknown_word_penalty=penalty)
-        answerable[tenant] = [
-            question_relevance(index, embeddings, q.question, floor) for q in load_questions(Path(questions))
-        ]
+        answerable[tenant] = [question_relevance(index, embeddings, text, floor) for text in texts]
         unanswerable[tenant] = [
             question_relevance(index, embeddings, q, floor) for q, _ in load_unanswerable(Path(unanswered))
         ]
@@ -437,7 +440,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--calibrate",
         action="append",
-        metavar="TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE",
+        metavar="TENANT,INDEX_URI,QUESTIONS,UNANSWERABLE[,CONVERSATIONS]",
         help="derive the relevance floor from these sets (repeat per tenant) instead of measuring",
     )
     parser.add_argument("--max-false-refusals", type=float, default=0.05, help="for --calibrate (default 0.05)")

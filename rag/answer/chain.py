@@ -345,9 +345,10 @@ class RagChain(ConversationalRetrievalChain):
         chat_history = (self.get_chat_history or _get_chat_history)(inputs["chat_history"])
         condensed = question
         if chat_history:
-            condensed = self.question_generator.run(
-                question=question, chat_history=chat_history, callbacks=manager.get_child()
+            generated = self.question_generator.invoke(
+                {"question": question, "chat_history": chat_history}, config={"callbacks": manager.get_child()}
             )
+            condensed = str(generated[self.question_generator.output_key]).strip() or question
         docs, verdict, plan = self.retrieve_turn(
             question, condensed, has_history=bool(chat_history), run_manager=manager
         )
@@ -357,11 +358,14 @@ class RagChain(ConversationalRetrievalChain):
             output["source_documents"] = []
             return output
         given = verdict.relevant if self.relevance_floor is not None else docs
-        answer = self.combine_docs_chain.run(
-            input_documents=given,
-            callbacks=manager.get_child(),
-            **{**inputs, "question": condensed if self.rephrase_question else question, "chat_history": chat_history},
-        )
+        combine_inputs = {
+            **inputs,
+            "input_documents": given,
+            "question": condensed if self.rephrase_question else question,
+            "chat_history": chat_history,
+        }
+        result = self.combine_docs_chain.invoke(combine_inputs, config={"callbacks": manager.get_child()})
+        answer = str(result[self.combine_docs_chain.output_key])
         if is_refusal(answer):
             output.update({self.output_key: NO_ANSWER, "grounded": False, "ungrounded_reason": REASON_MODEL_REFUSED})
             output["source_documents"] = []

@@ -33,8 +33,33 @@ QueryKind = Literal["alone", "condensed", "fused"]
 
 #: Pronouns and determiners that point at something said before (English).
 _REFERRING = frozenset(
-    "it its it's itself they them their theirs themselves those these this that such "
-    "he him his she her one ones same former latter above".split()
+    [
+        "it",
+        "its",
+        "it's",
+        "itself",
+        "they",
+        "them",
+        "their",
+        "theirs",
+        "themselves",
+        "those",
+        "these",
+        "this",
+        "that",
+        "such",
+        "he",
+        "him",
+        "his",
+        "she",
+        "her",
+        "one",
+        "ones",
+        "same",
+        "former",
+        "latter",
+        "above",
+    ]
 )
 #: Openings that continue the previous turn ("and for GPUs?", "what about X?", "also, ...").
 _ELLIPTIC_START = re.compile(

@@ -61,7 +61,7 @@ class RelevanceFloor:
 #: Titan has no entry yet (no calibration run against Bedrock here): no floor, only the model's refusal.
 DEFAULT_FLOORS: dict[str, RelevanceFloor] = {
     LOCAL_EMBEDDING_MODEL_ID: RelevanceFloor(
-        floor=0.39, unknown_word_penalty=0.2, calibrated_on="shared/eval dev sets, tenanta + tenantb"
+        floor=0.387, unknown_word_penalty=0.2, calibrated_on="shared/eval dev sets, tenanta + tenantb"
     ),
 }
 
@@ -168,7 +168,8 @@ _REFUSAL_RE = re.compile(
     r"^\W*(?:"
     + re.escape(NO_ANSWER.rstrip(".")).replace(r"\ ", r"\s+")
     + r"|i\s+(?:do\s+not|don'?t|cannot|can'?t)\s+(?:know|find|answer)"
-    + r"|(?:the\s+)?(?:provided\s+)?(?:documents?|context)\s+(?:do(?:es)?\s+not|don'?t)\s+(?:contain|cover|include|mention|say)"
+    + r"|(?:the\s+)?(?:provided\s+)?(?:documents?|context)\s+(?:do(?:es)?\s+not|don'?t)\s+"
+    + r"(?:contain|cover|include|mention|say)"
     + r"|(?:there\s+is\s+)?no\s+information\s+(?:about|on|in)"
     + r")",
     re.IGNORECASE,

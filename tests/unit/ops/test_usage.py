@@ -55,6 +55,7 @@ def test_summarize_totals_and_breakdowns() -> None:
     body = summarize("tenanta", records, lo, hi)
     assert body["totals"] == {
         "requests": 3,
+        "ungrounded": 0,
         "input_tokens": 600,
         "output_tokens": 60,
         "total_tokens": 660,

@@ -109,6 +109,7 @@ class FakeRagApi:
     history_error: ApiError | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
     answer_id: str = "ans-1"
+    grounded: bool = True
     feedback: list[dict[str, Any]] = field(default_factory=list)
     feedback_error: ApiError | None = None
 
@@ -118,8 +119,10 @@ class FakeRagApi:
             raise self.error
         for word in self.answer.split(" "):
             yield TokenEvent(text=word + " ")
-        yield SourcesEvent(sources=tuple(self.sources))
-        yield DoneEvent(session_id=session_id, answer=self.answer + " ", answer_id=self.answer_id)
+        yield SourcesEvent(sources=tuple(self.sources) if self.grounded else ())
+        yield DoneEvent(
+            session_id=session_id, answer=self.answer + " ", answer_id=self.answer_id, grounded=self.grounded
+        )
 
     def history(self, session_id: str) -> list[ChatMessage]:
         if self.history_error is not None:

@@ -119,6 +119,35 @@ def test_chat_turn_renders_answer_and_sources(app, set_headers, issuer, fake_api
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
 
 
+def test_ungrounded_answer_shows_no_citations_and_a_hint(app, set_headers, issuer, fake_api: FakeRagApi):
+    from webapp.ui import UNGROUNDED_HINT
+
+    fake_api.answer, fake_api.grounded = "The documents available to me do not cover this question.", False
+    set_headers(bearer(issuer.token()))
+    at = app.run()
+    at.chat_input[0].set_value("Who won the game?").run()
+    assert not at.exception
+    reply = at.chat_message[1]
+    assert "do not cover this question" in " ".join(md.value for md in reply.markdown)
+    assert len(reply.expander) == 0  # no sources
+    assert UNGROUNDED_HINT in [c.value for c in reply.caption]
+    at.run()  # replayed from session_state: still no sources, still the hint
+    assert len(at.chat_message[1].expander) == 0 and UNGROUNDED_HINT in [c.value for c in at.chat_message[1].caption]
+
+
+def test_uncited_sources_are_labelled_also_retrieved(app, set_headers, issuer, fake_api: FakeRagApi):
+    from dataclasses import replace
+
+    cited = fake_api.sources[0]
+    fake_api.sources = [replace(cited, cited=True), replace(cited, id="faq-4", row=4, cited=False)]
+    set_headers(bearer(issuer.token()))
+    at = app.run()
+    at.chat_input[0].set_value("What is SageMaker?").run()
+    lines = [md.value for md in at.chat_message[1].expander[0].markdown]
+    assert "also retrieved" not in lines[0] and "row 3" in lines[0]
+    assert "also retrieved" in lines[1] and "row 4" in lines[1]
+
+
 def test_api_down_shows_message_and_retry(app, set_headers, issuer, fake_api: FakeRagApi):
     set_headers(bearer(issuer.token()))
     fake_api.error = ApiError("The assistant is not available right now. Please try again in a moment.", code="x")
