@@ -16,8 +16,8 @@ import pytest
 from playwright.sync_api import Browser, expect
 
 from devstack.stack import DemoStack
-from tests.conftest import EVAL_DIR
 from rag.answer.grounding import NO_ANSWER
+from tests.conftest import EVAL_DIR
 from tests.integration.webapp.browser import ASSISTANT, EXPANDER, ask, open_chat, running_browser, screenshot, sources
 from webapp.ui import UNGROUNDED_HINT
 
