@@ -121,45 +121,58 @@ def load_text(data: bytes, source: str) -> list[Document]:
 
 
 def load_html(path: Path, source: str) -> list[Document]:
-    """Load HTML with LangChain's ``BSHTMLLoader`` (text of the page, ``<title>`` as title).
+    """Load HTML with BeautifulSoup (``html.parser``): the page's text, ``<title>`` as title.
+
+    Scripts, styles and templates are dropped. See https://www.crummy.com/software/BeautifulSoup/bs4/doc/.
 
     Raises:
         LoaderError: not UTF-8 or no text.
     """
-    from langchain_community.document_loaders import BSHTMLLoader
+    from bs4 import BeautifulSoup
 
-    _decode(path.read_bytes(), source)  # refuse invalid UTF-8 with a clear message
+    html = _decode(path.read_bytes(), source)  # refuse invalid UTF-8 with a clear message
     try:
-        docs = BSHTMLLoader(str(path), open_encoding="utf-8", bs_kwargs={"features": "html.parser"}).load()
+        soup = BeautifulSoup(html, "html.parser")
+        for tag in soup(["script", "style", "template", "noscript"]):
+            tag.decompose()
+        page_text = soup.get_text()
+        page_title = soup.title.get_text() if soup.title else ""
     except Exception as exc:
         raise LoaderError(f"{source}: cannot parse HTML ({exc})") from exc
-    text = _clean(re.sub(r"\n{3,}", "\n\n", docs[0].page_content)) if docs else ""
+    text = _clean(re.sub(r"\n{3,}", "\n\n", page_text))
     if not text:
         raise LoaderError(f"{source}: no text in HTML")
-    title = (docs[0].metadata.get("title") or Path(source).name).strip()
+    title = (page_title or Path(source).name).strip()
     return [Document(page_content=text, metadata={"source": source, "title": title[:200]})]
 
 
 def load_pdf(path: Path, source: str) -> list[Document]:
-    """Load a PDF with LangChain's ``PyPDFLoader``: one document per page with text, ``page`` 0-based.
+    """Load a PDF with pypdf: one document per page with text, ``page`` 0-based.
+
+    The title is the PDF's ``/Title`` metadata, else the file name. See https://pypdf.readthedocs.io/.
 
     Raises:
         LoaderError: not a PDF, encrypted, or no extractable text.
     """
-    from langchain_community.document_loaders import PyPDFLoader
+    from pypdf import PdfReader
 
     if not path.read_bytes()[:1024].lstrip().startswith(b"%PDF-"):
         raise LoaderError(f"{source}: not a PDF (no %PDF- header)")
     try:
-        pages = PyPDFLoader(str(path)).load()
+        reader = PdfReader(str(path))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoaderError(f"{source}: cannot read PDF (encrypted)")
+        meta_title = (reader.metadata.title if reader.metadata else None) or ""
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except LoaderError:
+        raise
     except Exception as exc:
         raise LoaderError(f"{source}: cannot read PDF ({type(exc).__name__}: {exc})") from exc
+    title = str(meta_title).strip() or Path(source).name
     documents = []
-    for page in pages:
-        text = _clean(page.page_content)
+    for page_number, page_text in enumerate(pages):
+        text = _clean(page_text)
         if text:
-            page_number = int(page.metadata.get("page", 0))
-            title = str(page.metadata.get("title") or Path(source).name)
             documents.append(
                 Document(page_content=text, metadata={"source": source, "page": page_number, "title": title[:200]})
             )

@@ -19,7 +19,7 @@ from fastapi.responses import StreamingResponse
 from api import metrics
 from api.deps import FeedbackStoreDep, HistoryDep, ModelIdDep, TenantDep, UsageStoreDep, check_session
 from api.errors import ApiError, classify_exception
-from api.schemas import ErrorBody, FeedbackRequest, FeedbackResponse
+from rag.contract import ErrorBody, FeedbackRequest, FeedbackResponse
 from rag.stores.feedback import FeedbackRecord, to_jsonl
 from rag.stores.history import utc_now_iso
 from rag.stores.usage import summarize

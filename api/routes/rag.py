@@ -34,7 +34,6 @@ from sse_starlette import EventSourceResponse
 from api import metrics
 from api.deps import RagStateDep, TenantDep, check_session
 from api.errors import ApiError, classify_exception
-from api.schemas import ErrorBody, RagRequest, RagResponse, RetrievedDoc, Source, Usage
 from api.state import RagState
 from rag.answer.chain import (
     FinalEvent,
@@ -47,6 +46,7 @@ from rag.answer.chain import (
 from rag.answer.chain import Usage as ChainUsage
 from rag.answer.models import GenerationParams
 from rag.answer.tracing import span
+from rag.contract import SNIPPET_CHARS, ErrorBody, RagRequest, RagResponse, RetrievedDoc, Source, Usage
 from rag.logs import request_id_var
 from rag.stores.history import Turn, utc_now_iso
 from rag.stores.quota import QuotaExceededError
@@ -58,7 +58,6 @@ router = APIRouter(prefix="/api/v1/llm", tags=["rag"])
 
 #: Past turns given to the condense prompt.
 HISTORY_TURNS = 10
-SNIPPET_CHARS = 300
 #: Seconds between SSE keep-alive comments.
 SSE_PING_SECONDS = 15
 _ERRORS = {

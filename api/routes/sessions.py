@@ -7,7 +7,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from api.deps import HistoryDep, OwnSessionDep
 from api.errors import classify_exception
-from api.schemas import ErrorBody, HistoryMessage, HistoryResponse, Source
+from rag.contract import ErrorBody, HistoryMessage, HistoryResponse, Source
 
 router = APIRouter(prefix="/api/v1/sessions", tags=["sessions"])
 _ERRORS = {403: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}}

@@ -4,7 +4,8 @@ A conversational turn is retrieved with one of three queries (:class:`QueryPlan`
 
 * ``alone`` — the user's question as typed, when it is self-contained: it names its own subject
   (no reference to the conversation, see :func:`refers_back`) and retrieves well by itself (its
-  relevance clears the floor). A new topic is then never outranked by the earlier one.
+  relevance clears the floor), or the history does not make its retrieval any better. A new
+  topic is then never outranked by the earlier one.
 * ``condensed`` — the question rewritten with the history (the condense model's output), when the
   question cannot stand alone: it refers back and retrieves poorly by itself.
 * ``fused`` — both rankings merged by reciprocal rank fusion, when the signals disagree (the
@@ -31,35 +32,10 @@ from rag.text import content_words
 
 QueryKind = Literal["alone", "condensed", "fused"]
 
-#: Pronouns and determiners that point at something said before (English).
+#: Pronouns and demonstratives that point at something said before (English; third person and
+#: demonstratives only: "one", "same", "such" occur as often in self-contained questions).
 _REFERRING = frozenset(
-    [
-        "it",
-        "its",
-        "it's",
-        "itself",
-        "they",
-        "them",
-        "their",
-        "theirs",
-        "themselves",
-        "those",
-        "these",
-        "this",
-        "that",
-        "such",
-        "he",
-        "him",
-        "his",
-        "she",
-        "her",
-        "one",
-        "ones",
-        "same",
-        "former",
-        "latter",
-        "above",
-    ]
+    ["it", "its", "it's", "itself", "they", "them", "their", "theirs", "themselves", "those", "these", "that", "this"]
 )
 #: Openings that continue the previous turn ("and for GPUs?", "what about X?", "also, ...").
 _ELLIPTIC_START = re.compile(
@@ -95,7 +71,7 @@ class QueryPlan:
     Attributes:
         kind: ``alone``, ``condensed`` or ``fused``.
         reason: why (for logs and traces): ``no_history``, ``self_contained``, ``refers_back``,
-            ``retrieves_better_with_history``, ``unchanged_by_condense``.
+            ``history_does_not_help``, ``retrieves_better_with_history``, ``unchanged_by_condense``.
     """
 
     kind: QueryKind
@@ -131,6 +107,10 @@ def plan_query(
         return QueryPlan("alone", "unchanged_by_condense")
     alone_ok = alone_relevance is None or floor is None or alone_relevance >= floor
     if refers_back(question):
+        if alone_relevance is not None and condensed_relevance is not None and alone_relevance >= condensed_relevance:
+            # the pronoun has its antecedent in the question itself ("does EMR meet its SLA?"):
+            # the history does not make the retrieval any better
+            return QueryPlan("alone", "history_does_not_help")
         return QueryPlan("fused" if alone_ok and floor is not None else "condensed", "refers_back")
     if alone_ok:
         return QueryPlan("alone", "self_contained")

@@ -33,8 +33,6 @@ from rag.stores.sqlite import SharedConnections
 
 #: Turns kept per session (oldest dropped first).
 MAX_TURNS = 50
-#: Characters of each source's snippet stored with a turn.
-SNIPPET_CHARS = 300
 
 
 class HistoryUnavailableError(RuntimeError):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
+from pydantic import Field
 
 from rag.answer.chain import build_chain, fuse_documents, history_messages
 from rag.answer.grounding import NO_ANSWER, RelevanceFloor
@@ -22,7 +23,7 @@ class ByQuery(BaseRetriever):
     """Returns the documents listed for the query text; records the queries."""
 
     table: dict[str, list[Document]]
-    queries: list[str] = []
+    queries: list[str] = Field(default_factory=list)
 
     def _get_relevant_documents(self, query: str, *, run_manager) -> list[Document]:
         self.queries.append(query)

@@ -14,6 +14,7 @@ LABELLED = [
     ("What about Spark?", True),
     ("how about the free tier", True),
     ("Can those be shared with other accounts?", True),
+    ("do I have to specify anything when I create them?", True),
     ("Is their data encrypted at rest?", True),
     ("pricing?", True),
     ("why?", True),
@@ -59,6 +60,11 @@ def test_a_reference_uses_the_history() -> None:
         alone_relevance=0.55, condensed_relevance=0.6, floor=0.4,
     )  # fmt: skip
     assert strong_alone == QueryPlan("fused", "refers_back")
+    own_antecedent = plan_query(
+        "What do I get if EMR misses its SLA?", "EMR on EKS: what do I get if EMR misses its SLA?", has_history=True,
+        alone_relevance=0.6, condensed_relevance=0.5, floor=0.4,
+    )  # fmt: skip
+    assert own_antecedent == QueryPlan("alone", "history_does_not_help")
     assert plan_query("And for GPUs?", "Studio and for GPUs?", has_history=True).kind == "condensed"  # no floor
 
 
