@@ -99,6 +99,7 @@ class IndexHolder:
         )
         if self.prebuild_bm25:
             loaded.bm25()
+        loaded.vocabulary()  # the grounding check's word list, built here rather than on the first question
         return loaded
 
     async def refresh(self) -> bool:

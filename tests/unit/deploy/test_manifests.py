@@ -353,7 +353,7 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "LOG_FORMAT": "json",
         "EMBEDDINGS_PROVIDER": "bedrock",
         "LLM_PROVIDER": "bedrock",
-        "RETRIEVER_MODE": "hybrid",
+        "RETRIEVER_MODE": "dense",
         "INDEX_POLL_SECONDS": "60",
         "HOME": "/tmp",
     }
