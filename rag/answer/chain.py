@@ -54,6 +54,7 @@ from rag.answer.grounding import (
     is_refusal,
     judge,
     mark_cited,
+    unknown_share,
 )
 from rag.answer.models import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
 from rag.answer.models import generation_scope as _generation_scope
@@ -315,7 +316,9 @@ class RagChain(ConversationalRetrievalChain):
             plan = plan_query(question, question, has_history=has_history)
             return alone, alone_verdict, plan
         with_history = self._get_docs(condensed, {}, run_manager=run_manager)
-        history_verdict = self._judge(condensed, with_history)
+        # The unknown-word penalty counts the user's own words, not the topic the condensed question
+        # borrows from the history: an off-topic question after an on-topic conversation stays off-topic.
+        history_verdict = self._judge(question, with_history)
         plan = plan_query(
             question,
             condensed,
@@ -323,6 +326,7 @@ class RagChain(ConversationalRetrievalChain):
             alone_relevance=alone_verdict.relevance,
             condensed_relevance=history_verdict.relevance,
             floor=floor,
+            unknown_share=unknown_share(question, self.vocabulary() if self.vocabulary is not None else None),
         )
         if plan.kind == "alone":
             return alone, alone_verdict, plan

@@ -86,6 +86,7 @@ def plan_query(
     alone_relevance: float | None = None,
     condensed_relevance: float | None = None,
     floor: float | None = None,
+    unknown_share: float = 0.0,
 ) -> QueryPlan:
     """Decide between the question alone, the condensed question, or both fused.
 
@@ -97,6 +98,8 @@ def plan_query(
             :func:`rag.answer.grounding.relevance`); None when not measured.
         condensed_relevance: the same for ``condensed``.
         floor: the relevance floor; None: no floor (the lexical signal alone decides).
+        unknown_share: share of the question's content words the index never uses
+            (:func:`rag.answer.grounding.unknown_share`).
 
     Returns:
         The plan (the caller retrieves accordingly).
@@ -115,7 +118,9 @@ def plan_query(
     if alone_ok:
         return QueryPlan("alone", "self_contained")
     condensed_ok = condensed_relevance is not None and floor is not None and condensed_relevance >= floor
-    if condensed_ok:
+    # An elliptic follow-up speaks the documents' language; a new question with words the documents
+    # never use ("who won the game?") is off-topic, and the conversation's topic must not answer it.
+    if condensed_ok and unknown_share == 0.0:
         return QueryPlan("fused", "retrieves_better_with_history")
     return QueryPlan("alone", "self_contained")
 

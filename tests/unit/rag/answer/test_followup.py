@@ -81,6 +81,11 @@ def test_an_elliptic_question_without_pronoun_is_caught_by_retrieval() -> None:
         alone_relevance=0.1, condensed_relevance=0.3, floor=0.4,
     )  # fmt: skip
     assert both_weak.kind == "alone"  # a new (unanswerable) subject stays alone: the floor then refuses it
+    off_topic = plan_query(
+        "Who won the football game", "Can I use R? Who won the football game", has_history=True,
+        alone_relevance=0.2, condensed_relevance=0.5, floor=0.4, unknown_share=0.5,
+    )  # fmt: skip
+    assert off_topic.kind == "alone"  # words the documents never use: the old topic must not answer it
 
 
 def test_offline_condense_keeps_the_topic() -> None:
