@@ -7,7 +7,7 @@
 | session of another tenant | 403 | ``forbidden`` |
 | Bedrock throttled, unavailable, unreachable | 503 + ``Retry-After`` | ``model_throttled``, ``model_unavailable`` |
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
-| DynamoDB / SQLite history failure | 503 + ``Retry-After`` | ``history_unavailable`` |
+| a store fails (DynamoDB / SQLite) | 503 + ``Retry-After`` | the store's code, e.g. ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
@@ -25,7 +25,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.answer.chain import IndexNotReadyError
-from rag.stores.history import HistoryUnavailableError
+from rag.stores.base import StoreUnavailableError
 
 logger = logging.getLogger("api.errors")
 
@@ -76,12 +76,12 @@ def classify_exception(exc: BaseException) -> ApiError:
     """Map any exception raised while answering to an :class:`ApiError`.
 
     Args:
-        exc: the exception (botocore, history, index or anything else).
+        exc: the exception (botocore, a store, the index or anything else).
     """
     if isinstance(exc, ApiError):
         return exc
-    if isinstance(exc, HistoryUnavailableError):
-        return ApiError(503, "history_unavailable", "Chat history is unavailable; try again shortly.", 2)
+    if isinstance(exc, StoreUnavailableError):  # the whole family, each with its own code (rag.stores.base)
+        return ApiError(503, exc.code, exc.public_message, exc.retry_after)
     if isinstance(exc, IndexNotReadyError):
         return ApiError(
             503, "index_not_ready", "The document index is not loaded yet; try again shortly.", RETRY_AFTER_UNAVAILABLE
@@ -129,6 +129,13 @@ def install_error_handlers(app: FastAPI) -> None:
         if exc.status >= 500:
             logger.warning("request failed: %s %s (%s)", exc.status, exc.error, exc.message)
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers())
+
+    @app.exception_handler(StoreUnavailableError)
+    async def _store_unavailable(request: Request, exc: StoreUnavailableError) -> JSONResponse:
+        # a route let a store's failure through: logged once, without a traceback, answered 503
+        logger.warning("store unavailable: %s (%s)", exc.code, exc)
+        error = classify_exception(exc)
+        return JSONResponse(error.body(), status_code=error.status, headers=error.headers())
 
     @app.exception_handler(RequestValidationError)
     async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -64,7 +64,8 @@ chatbot_policy() {
      "Resource": "arn:${p}:s3:::${b}/*"},
     {"Sid": "TenantTables", "Effect": "Allow",
      "Action": ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchWriteItem", "dynamodb:ConditionCheckItem"],
+                "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
+                "dynamodb:ConditionCheckItem"],
      "Resource": ["${tables}/${CHATHISTORY_TABLE}", "${tables}/${SESSIONS_TABLE}", "${tables}/${USAGE_TABLE}",
                   "${tables}/${QUOTA_TABLE}", "${tables}/${FEEDBACK_TABLE}"]},
     {"Sid": "BedrockModels", "Effect": "Allow",
@@ -146,21 +147,36 @@ JSON
   run aws s3api put-bucket-tagging --bucket "${b}" --tagging "${tags}"
 }
 
-ensure_table() { # ensure_table NAME HASH_KEY [RANGE_KEY]  (string keys)
-  local t=$1 key=$2 range=${3:-} ttl
-  local attrs=("AttributeName=${key},AttributeType=S") schema=("AttributeName=${key},KeyType=HASH")
+# ensure_table NAME HASH_KEY [RANGE_KEY [LSI_NAME:NUMBER_ATTRIBUTE]]  (string keys; the optional local
+# secondary index sorts by a Number attribute, all attributes projected). A table's keys cannot change
+# after it is created: an existing table with other keys stops the script with what to do.
+ensure_table() {
+  local t=$1 key=$2 range=${3:-} lsi=${4:-} ttl keys_now want
+  local attrs=("AttributeName=${key},AttributeType=S") schema=("AttributeName=${key},KeyType=HASH") extra=()
   if [[ -n "${range}" ]]; then
     attrs+=("AttributeName=${range},AttributeType=S")
     schema+=("AttributeName=${range},KeyType=RANGE")
+  fi
+  if [[ -n "${lsi}" ]]; then
+    attrs+=("AttributeName=${lsi#*:},AttributeType=N")
+    extra=(--local-secondary-indexes "IndexName=${lsi%%:*},KeySchema=[{AttributeName=${key},KeyType=HASH},{AttributeName=${lsi#*:},KeyType=RANGE}],Projection={ProjectionType=ALL}")
   fi
   if ! exists aws dynamodb describe-table --table-name "${t}"; then
     run aws dynamodb create-table --table-name "${t}" \
       --attribute-definitions "${attrs[@]}" \
       --key-schema "${schema[@]}" \
+      "${extra[@]}" \
       --billing-mode PAY_PER_REQUEST \
       --sse-specification Enabled=true \
       --tags "Key=app.kubernetes.io/part-of,Value=tenant-rag" "Key=tenant,Value=${TENANT_ID}"
     run aws dynamodb wait table-exists --table-name "${t}"
+  else
+    want="${key}${range:+ ${range}}"
+    keys_now="$(lookup "${want}" aws dynamodb describe-table --table-name "${t}" \
+      --query 'Table.KeySchema[].AttributeName' --output text | tr -s '\t' ' ')"
+    if [[ "${keys_now}" != "${want}" ]]; then
+      die "table ${t} has the keys '${keys_now}', expected '${want}' (an older layout): export what you need, delete the table and run this script again (see docs/deploy.md)"
+    fi
   fi
   ttl="$(lookup '' aws dynamodb describe-time-to-live --table-name "${t}" \
     --query 'TimeToLiveDescription.TimeToLiveStatus' --output text)"
@@ -276,7 +292,7 @@ main() {
   ensure_cognito
   ensure_bucket
   ensure_table "${CHATHISTORY_TABLE}" SessionId
-  ensure_table "${SESSIONS_TABLE}" TenantId
+  ensure_table "${SESSIONS_TABLE}" TenantId ConversationId ByLastActivity:last_activity  # rag/stores/sessions.py
   ensure_table "${USAGE_TABLE}" TenantId UsageKey
   ensure_table "${QUOTA_TABLE}" QuotaKey
   ensure_table "${FEEDBACK_TABLE}" TenantId FeedbackId

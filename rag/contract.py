@@ -139,13 +139,19 @@ class RagResponse(BaseModel):
 
 
 class HistoryMessage(BaseModel):
-    """One message of a session's history."""
+    """One message of a session's history.
+
+    Attributes:
+        feedback: the answer's rating (``"up"``/``"down"``) when it was rated (assistant messages;
+            one feedback record per answer, :mod:`rag.stores.feedback`).
+    """
 
     role: Literal["user", "assistant"]
     content: str
     sources: list[Source] | None = None
     created_at: str
     answer_id: str | None = None
+    feedback: Literal["up", "down"] | None = None
 
 
 class HistoryResponse(BaseModel):

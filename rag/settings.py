@@ -13,9 +13,11 @@ A missing or malformed value stops the process with one line per variable
 from __future__ import annotations
 
 import functools
-from typing import Annotated, Literal
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError, ValidationInfo, field_validator
+from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.tenant import validate_tenant_id
@@ -25,6 +27,50 @@ TenantId = Annotated[str, AfterValidator(validate_tenant_id)]
 #: Titan Text Embeddings output sizes (https://docs.aws.amazon.com/bedrock/latest/userguide/titan-embedding-models.html)
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 LOCAL_EMBEDDING_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+# --- stores: the sqlite:/// URL type of HISTORY_URL, SESSIONS_URL, USAGE_URL, QUOTA_URL, FEEDBACK_URL ---
+# (here, in the kernel, because the settings use it; rag.stores.base re-exports it for the stores)
+
+
+class SqliteUrl(str):
+    """A ``sqlite:///path`` URL naming a local database file, validated (a ``str``, usable as a pydantic field).
+
+    The form is SQLAlchemy's (https://docs.sqlalchemy.org/en/20/core/engines.html#sqlite):
+    ``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``. Refused: another scheme,
+    an empty path, ``:memory:`` (each connection would get its own empty database), a query
+    string, NUL or other control characters, and a path over 1024 characters.
+    """
+
+    PREFIX = "sqlite:///"
+    MAX_PATH_CHARS = 1024
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return Path(self[len(self.PREFIX) :])
+
+    @classmethod
+    def parse(cls, value: object) -> SqliteUrl:
+        """Validate ``value``.
+
+        Raises:
+            ValueError: not a usable ``sqlite:///path`` (the message says why).
+        """
+        if not isinstance(value, str) or not value.startswith(cls.PREFIX):
+            raise ValueError("must look like sqlite:///path/to/file.db")
+        path = value[len(cls.PREFIX) :]
+        if not path.strip():
+            raise ValueError("the database path after sqlite:/// is empty")
+        if path == ":memory:" or path.startswith("file:") or "?" in path:
+            raise ValueError("must name a database file (no :memory:, file: URI or query string)")
+        if len(path) > cls.MAX_PATH_CHARS or any(ord(c) < 32 or ord(c) == 127 for c in path):
+            raise ValueError(f"the path must be at most {cls.MAX_PATH_CHARS} printable characters")
+        return cls(value)
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: GetCoreSchemaHandler) -> core_schema.CoreSchema:
+        return core_schema.no_info_after_validator_function(cls.parse, core_schema.str_schema())
 
 
 class SettingsError(RuntimeError):
@@ -132,10 +178,10 @@ class Settings(BaseSettings):
 
     # --- chat history and sessions ------------------------------------------------------
     chathistory_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    history_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    history_url: SqliteUrl | None = None
     history_ttl_seconds: int = Field(default=30 * 86_400, ge=60)
     sessions_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    sessions_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    sessions_url: SqliteUrl | None = None
     session_idle_seconds: int = Field(default=600, ge=10, le=86_400)
 
     # --- operating many tenants: usage, quotas, feedback, logs, traces ------------------
@@ -145,16 +191,16 @@ class Settings(BaseSettings):
         description='{"<model id>": {"input_per_1k": USD, "output_per_1k": USD}}; merged over the defaults.',
     )
     usage_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    usage_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    usage_url: SqliteUrl | None = None
     usage_ttl_seconds: int = Field(default=400 * 86_400, ge=86_400)
     quota_tenant_rpm: int = Field(default=0, ge=0, le=1_000_000, description="0 = unlimited")
     quota_user_rpm: int = Field(default=0, ge=0, le=1_000_000, description="0 = unlimited")
     quota_tenant_tokens_per_day: int = Field(default=0, ge=0, description="0 = unlimited")
     quota_user_tokens_per_day: int = Field(default=0, ge=0, description="0 = unlimited")
     quota_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    quota_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    quota_url: SqliteUrl | None = None
     feedback_table: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_.-]{3,255}$")
-    feedback_url: str | None = Field(default=None, pattern=r"^sqlite:///.+")
+    feedback_url: SqliteUrl | None = None
     log_format: Literal["json", "text"] = "json"
     otel_exporter_otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
     otel_service_name: str | None = Field(default=None, max_length=100)

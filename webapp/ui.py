@@ -76,19 +76,23 @@ def stop_with_denial(error: IdentityError) -> NoReturn:
 
 
 @st.cache_resource(show_spinner=False)
-def _dynamodb_client(region: str | None, _settings: Settings) -> Any:
-    """One boto3 DynamoDB client per region and process (holds no tenant or user state)."""
-    from rag.aws import make_client
-
-    return make_client("dynamodb", _settings)
+def _shared_session_store(
+    url: str | None, table: str | None, region: str | None, ttl_seconds: int, _settings: Settings
+) -> SessionStore:
+    """One sessions store per configuration and process: its DynamoDB resource or SQLite connection is
+    shared by every browser session (the store holds no tenant or user state; every call names the user)."""
+    return store_from_settings(_settings)
 
 
 def session_store(settings: Settings) -> SessionStore:
-    """The sessions store for ``settings`` (the DynamoDB client is shared, the SQLite file reopened)."""
-    client = None
-    if not settings.sessions_url and settings.sessions_table:
-        client = _dynamodb_client(settings.aws_default_region, settings)
-    return store_from_settings(settings, dynamodb_client=client)
+    """The sessions store for ``settings`` (shared by all browser sessions of this process)."""
+    return _shared_session_store(
+        settings.sessions_url,
+        settings.sessions_table,
+        settings.aws_default_region,
+        settings.history_ttl_seconds,
+        settings,
+    )
 
 
 # --- header ----------------------------------------------------------------------------
@@ -280,7 +284,9 @@ def send(question: str, identity: Identity, manager: SessionManager, client: Rag
     """
     state = st.session_state
     try:
-        sid = str(manager.session_for_message(identity.tenant, identity.email))
+        sid = str(
+            manager.session_for_message(identity.tenant, identity.email, state.get("session_id"), question=question)
+        )
     except Exception:
         log.exception("sessions store failed on send")
         state.failed = {"question": question, "message": STORE_DOWN}

@@ -7,10 +7,8 @@ partition, and feedback is accepted only for a session of this tenant (403 other
 from __future__ import annotations
 
 import logging
-import uuid
-from collections.abc import Callable
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from fastapi.concurrency import run_in_threadpool
@@ -18,13 +16,12 @@ from fastapi.responses import StreamingResponse
 
 from api import metrics
 from api.deps import FeedbackStoreDep, HistoryDep, ModelIdDep, TenantDep, UsageStoreDep, check_session
-from api.errors import ApiError, classify_exception
+from api.errors import ApiError
 from rag.contract import ErrorBody, FeedbackRequest, FeedbackResponse
-from rag.stores.feedback import FeedbackRecord, to_jsonl
+from rag.stores.feedback import FeedbackRecord, feedback_key, to_jsonl
 from rag.stores.history import utc_now_iso
 from rag.stores.usage import summarize
 
-T = TypeVar("T")
 logger = logging.getLogger("api.ops")
 router = APIRouter(prefix="/api/v1", tags=["operations"])
 
@@ -61,19 +58,6 @@ def time_range(start: str | None, end: str | None, *, default_days: int = 30) ->
     return lo, hi
 
 
-async def _store_call(call: Callable[..., T], *args: Any, error: str, message: str) -> T:
-    """Run a blocking store call in a worker thread; a failure is logged and answered 503 + Retry-After: 2.
-
-    Raises:
-        ApiError: 503 with ``error`` and ``message`` when the store fails.
-    """
-    try:
-        return await run_in_threadpool(call, *args)
-    except Exception as exc:
-        logger.warning("%s: %s", error, exc)
-        raise ApiError(503, error, message, 2) from None
-
-
 @router.get("/usage", responses=_ERRORS)
 async def usage(
     tenant: TenantDep,
@@ -86,14 +70,7 @@ async def usage(
     Totals plus breakdowns per user, per day (UTC) and per model. Costs are estimates.
     """
     lo, hi = time_range(start, end)
-    records = await _store_call(
-        store.query,
-        tenant,
-        lo,
-        hi,
-        error="usage_unavailable",
-        message="Usage data is unavailable right now; retry later.",
-    )
+    records = await run_in_threadpool(store.query, tenant, lo, hi)  # a store failure is a 503 (api.errors)
     return summarize(tenant, records, lo, hi)
 
 
@@ -103,13 +80,12 @@ async def feedback(
 ) -> FeedbackResponse:
     """Store a thumbs up/down (and comment) on one answer of a session of this tenant.
 
-    The question, answer, sources and model id are copied from the session's history.
+    One record per answer: rating again or adding a comment updates it (the latest rating and
+    comment win; ``feedback_id`` stays the same). The question, answer, sources and model id are
+    copied from the session's history.
     """
     session = check_session(body.session_id, tenant)
-    try:
-        turns = await run_in_threadpool(history.load, body.session_id)
-    except Exception as exc:
-        raise classify_exception(exc) from None
+    turns = await run_in_threadpool(history.load, body.session_id)
     index: int | None = None
     if body.answer_id is not None:
         index = next((i for i, t in enumerate(turns) if t.answer_id == body.answer_id), None)
@@ -119,13 +95,14 @@ async def feedback(
         raise ApiError(404, "answer_not_found", "No such answer in this session (it may have expired).")
     turn = turns[index]
     created_at = utc_now_iso()
-    record = FeedbackRecord(
+    record = FeedbackRecord(  # one record per answer: a second rating or a comment updates it
         tenant=tenant,
-        feedback_id=f"{created_at}#{uuid.uuid4().hex}",
+        feedback_id=feedback_key(str(session), turn.answer_id, index),
         created_at=created_at,
+        updated_at=created_at,
         session_id=str(session),
         user=session.email,
-        answer_id=turn.answer_id or body.answer_id or f"turn-{index}",
+        answer_id=turn.answer_id or f"turn-{index}",
         turn_index=index,
         rating=body.rating,
         comment=body.comment,
@@ -134,9 +111,7 @@ async def feedback(
         sources=turn.sources,
         model_id=turn.model_id or model_id,
     )
-    await _store_call(
-        store.put, record, error="feedback_unavailable", message="Feedback could not be saved right now; retry later."
-    )
+    await run_in_threadpool(store.put, record)
     metrics.FEEDBACK.labels(tenant, body.rating).inc()
     logger.info("feedback stored: %s", body.rating, extra={"answer_id": record.answer_id})
     return FeedbackResponse(feedback_id=record.feedback_id, answer_id=record.answer_id)
@@ -155,14 +130,7 @@ async def export_feedback(
 ) -> StreamingResponse:
     """This tenant's feedback between ``from`` and ``to`` as JSONL (one record per line), for evaluation."""
     lo, hi = time_range(start, end)
-    records = await _store_call(
-        store.query,
-        tenant,
-        lo,
-        hi,
-        error="feedback_unavailable",
-        message="Feedback is unavailable right now; retry later.",
-    )
+    records = await run_in_threadpool(store.query, tenant, lo, hi)
     name = f"feedback-{tenant}-{lo:%Y%m%d}-{hi:%Y%m%d}.jsonl"
     return StreamingResponse(
         iter(list(to_jsonl(records))),

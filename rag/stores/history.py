@@ -15,6 +15,10 @@ only when it is complete, in one write:
 * SQLite (``HISTORY_URL=sqlite:///path``): one row per turn, one ``INSERT``.
 
 Every backend error is raised as :class:`HistoryUnavailableError` (the API answers 503).
+
+The store has no "list" operation: turns are only ever read by their full session id,
+``<tenant>:<user>:<uuid>``, which the API checks against the caller; the list of a user's
+conversations lives in the web chat's sessions store (:mod:`rag.stores.sessions`), keyed by the user.
 """
 
 from __future__ import annotations
@@ -29,14 +33,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
+from rag.stores.base import StoreUnavailableError, dynamodb_errors, dynamodb_table, select_backend
 from rag.stores.sqlite import SharedConnections
 
 #: Turns kept per session (oldest dropped first).
 MAX_TURNS = 50
 
 
-class HistoryUnavailableError(RuntimeError):
+class HistoryUnavailableError(StoreUnavailableError):
     """The history backend failed (DynamoDB throttled/unreachable, SQLite locked or unwritable)."""
+
+    code = "history_unavailable"
+    public_message = "Chat history is unavailable; try again shortly."
 
 
 @dataclass(frozen=True)
@@ -125,12 +133,8 @@ class DynamoDBHistoryStore:
         self.max_turns = max_turns
 
     def _call(self, fn: Any, **kwargs: Any) -> Any:
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with dynamodb_errors(HistoryUnavailableError, "chat history"):
             return fn(**kwargs)
-        except (ClientError, BotoCoreError) as exc:
-            raise HistoryUnavailableError(f"chat history (DynamoDB) failed: {exc}") from exc
 
     def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
         """See :class:`HistoryStore`. Expired items (TTL passed, not yet deleted) count as empty."""
@@ -204,31 +208,19 @@ class SQLiteHistoryStore:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self.max_turns = max_turns
-        self._connections = SharedConnections(self.path)
-        self._init_lock = threading.Lock()
-        self._ready = False
+        self._connections = SharedConnections(
+            self.path, self._SCHEMA, error=HistoryUnavailableError, label="chat history", migrate=self._migrate
+        )
 
-    def _conn(self) -> sqlite3.Connection:
-        try:
-            conn = self._connections.get()
-        except (sqlite3.Error, OSError) as exc:
-            raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
-        if not self._ready:
-            with self._init_lock:
-                if not self._ready:
-                    conn.executescript(self._SCHEMA)
-                    columns = {row[1] for row in conn.execute("PRAGMA table_info(chat_turns)")}
-                    for column in self._ADDED_COLUMNS:
-                        if column not in columns:
-                            conn.execute(f"ALTER TABLE chat_turns ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
-                    self._ready = True
-        return conn
+    @classmethod
+    def _migrate(cls, conn: sqlite3.Connection) -> None:
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(chat_turns)")}
+        for column in cls._ADDED_COLUMNS:
+            if column not in columns:
+                conn.execute(f"ALTER TABLE chat_turns ADD COLUMN {column} TEXT NOT NULL DEFAULT ''")
 
     def _run(self, sql: str, params: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise HistoryUnavailableError(f"chat history (SQLite {self.path}) failed: {exc}") from exc
+        return self._connections.execute(sql, params)
 
     def load(self, session_id: str, *, limit: int | None = None) -> list[Turn]:
         """See :class:`HistoryStore`."""
@@ -301,7 +293,7 @@ class InMemoryHistoryStore:
 
 
 def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> HistoryStore:
-    """The store the settings ask for.
+    """The store the settings ask for (:func:`rag.stores.base.select_backend`).
 
     ``HISTORY_URL=sqlite:///path`` → SQLite; else ``CHATHISTORY_TABLE`` → DynamoDB; else an
     in-memory store (history lost on restart; logged by the caller).
@@ -310,15 +302,12 @@ def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> 
         settings: ``HISTORY_URL``, ``CHATHISTORY_TABLE``, ``HISTORY_TTL_SECONDS``.
         dynamodb_resource: a boto3 DynamoDB resource (tests); from :func:`rag.aws.make_resource` if None.
     """
-    if settings.history_url:
-        return SQLiteHistoryStore(
-            settings.history_url.removeprefix("sqlite:///"), ttl_seconds=settings.history_ttl_seconds
-        )
-    if settings.chathistory_table:
-        from rag.aws import make_resource
-
-        resource = dynamodb_resource or make_resource("dynamodb", settings)
-        return DynamoDBHistoryStore(
-            resource.Table(settings.chathistory_table), ttl_seconds=settings.history_ttl_seconds
-        )
-    return InMemoryHistoryStore()
+    ttl = settings.history_ttl_seconds
+    return select_backend(
+        settings.history_url,
+        settings.chathistory_table,
+        sqlite=lambda path: SQLiteHistoryStore(path, ttl_seconds=ttl),
+        dynamodb=lambda name: DynamoDBHistoryStore(dynamodb_table(settings, name, dynamodb_resource), ttl_seconds=ttl),
+        memory=InMemoryHistoryStore,
+        names="HISTORY_URL or CHATHISTORY_TABLE",
+    )

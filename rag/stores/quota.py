@@ -27,14 +27,21 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
+from rag.stores.base import StoreUnavailableError, dynamodb_errors, dynamodb_table, select_backend
 from rag.stores.sqlite import SharedConnections
 
 #: Counters outlive their window by this much (seconds) before TTL removes them.
 TTL_GRACE_SECONDS = 3600
 
 
-class QuotaUnavailableError(RuntimeError):
-    """The counter backend failed."""
+class QuotaUnavailableError(StoreUnavailableError):
+    """The counter backend failed (the answer path admits the request anyway: quotas fail open)."""
+
+    code = "quota_unavailable"
+    public_message = "Usage limits cannot be checked right now; retry later."
+
+
+_CONDITION_FAILED = frozenset({"ConditionalCheckFailedException"})
 
 
 class QuotaExceededError(Exception):
@@ -117,46 +124,35 @@ class DynamoDBCounterStore:
 
     def increment_if_below(self, key: str, limit: int, expires_at: int) -> bool:
         """See :class:`CounterStore`: one conditional ``UpdateItem``."""
-        from botocore.exceptions import BotoCoreError, ClientError
+        from botocore.exceptions import ClientError
 
         try:
-            self.table.update_item(
-                Key={"QuotaKey": key},
-                UpdateExpression="ADD #count :one SET expires_at = :exp",
-                ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
-                ExpressionAttributeNames={"#count": "count"},  # COUNT is a reserved word
-                ExpressionAttributeValues={":one": 1, ":limit": limit, ":exp": expires_at},
-            )
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") == "ConditionalCheckFailedException":
-                return False
-            raise QuotaUnavailableError(f"quota counters (DynamoDB) failed: {exc}") from exc
-        except BotoCoreError as exc:
-            raise QuotaUnavailableError(f"quota counters (DynamoDB) failed: {exc}") from exc
+            with dynamodb_errors(QuotaUnavailableError, "quota counters", passthrough=_CONDITION_FAILED):
+                self.table.update_item(
+                    Key={"QuotaKey": key},
+                    UpdateExpression="ADD #count :one SET expires_at = :exp",
+                    ConditionExpression="attribute_not_exists(#count) OR #count < :limit",
+                    ExpressionAttributeNames={"#count": "count"},  # COUNT is a reserved word
+                    ExpressionAttributeValues={":one": 1, ":limit": limit, ":exp": expires_at},
+                )
+        except ClientError:  # only ConditionalCheckFailedException passes through: the window is full
+            return False
         return True
 
     def add(self, key: str, amount: int, expires_at: int) -> None:
         """See :class:`CounterStore`: one ``UpdateItem`` ``ADD``."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with dynamodb_errors(QuotaUnavailableError, "quota counters"):
             self.table.update_item(
                 Key={"QuotaKey": key},
                 UpdateExpression="ADD #count :n SET expires_at = :exp",
                 ExpressionAttributeNames={"#count": "count"},
                 ExpressionAttributeValues={":n": amount, ":exp": expires_at},
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise QuotaUnavailableError(f"quota counters (DynamoDB) failed: {exc}") from exc
 
     def get(self, key: str) -> int:
         """See :class:`CounterStore`: a strongly consistent ``GetItem``."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
-        try:
+        with dynamodb_errors(QuotaUnavailableError, "quota counters"):
             item = self.table.get_item(Key={"QuotaKey": key}, ConsistentRead=True).get("Item")
-        except (ClientError, BotoCoreError) as exc:
-            raise QuotaUnavailableError(f"quota counters (DynamoDB) failed: {exc}") from exc
         return int(item.get("count", 0)) if item else 0
 
 
@@ -180,7 +176,7 @@ class SQLiteCounterStore:
 
     def increment_if_below(self, key: str, limit: int, expires_at: int) -> bool:
         """See :class:`CounterStore`."""
-        cursor = self._run(
+        rows = self._run(
             "INSERT INTO quota (key, count, expires_at) VALUES (?, 1, ?) ON CONFLICT(key) DO UPDATE SET "
             "count = quota.count + 1, expires_at = excluded.expires_at WHERE quota.count < ? RETURNING count",
             (key, expires_at, limit),
@@ -188,7 +184,7 @@ class SQLiteCounterStore:
         # RETURNING gives a row only when the insert or the conditional update happened; unlike
         # rowcount (sqlite3_changes() of the connection) it is per statement, so it stays right when
         # threads share the connection (SQLite >= 3.35).
-        return cursor.fetchone() is not None
+        return bool(rows)
 
     def add(self, key: str, amount: int, expires_at: int) -> None:
         """See :class:`CounterStore`."""
@@ -201,8 +197,8 @@ class SQLiteCounterStore:
 
     def get(self, key: str) -> int:
         """See :class:`CounterStore`."""
-        row = self._run("SELECT count FROM quota WHERE key = ?", (key,)).fetchone()
-        return int(row[0]) if row else 0
+        rows = self._run("SELECT count FROM quota WHERE key = ?", (key,))
+        return int(rows[0][0]) if rows else 0
 
 
 @dataclass(frozen=True)
@@ -298,11 +294,11 @@ class QuotaService:
 
 def make_quota_store(settings: Settings, *, dynamodb_resource: Any = None) -> CounterStore:
     """``QUOTA_URL`` (SQLite) wins over ``QUOTA_TABLE`` (DynamoDB); neither → in memory."""
-    if settings.quota_url:
-        return SQLiteCounterStore(settings.quota_url.removeprefix("sqlite:///"))
-    if settings.quota_table:
-        from rag.aws import make_resource
-
-        resource = dynamodb_resource or make_resource("dynamodb", settings)
-        return DynamoDBCounterStore(resource.Table(settings.quota_table))
-    return InMemoryCounterStore()
+    return select_backend(
+        settings.quota_url,
+        settings.quota_table,
+        sqlite=SQLiteCounterStore,
+        dynamodb=lambda name: DynamoDBCounterStore(dynamodb_table(settings, name, dynamodb_resource)),
+        memory=InMemoryCounterStore,
+        names="QUOTA_URL or QUOTA_TABLE",
+    )

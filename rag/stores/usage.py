@@ -5,7 +5,7 @@ Bedrock's Converse ``usage``; estimated at ~4 characters per token for local mod
 an **estimate** from a price table (:class:`PriceTable`: built-in list prices of the default models,
 overridable with ``PRICE_TABLE_JSON``); the bill from AWS is the reference.
 
-Stores, chosen like the history store (:func:`make_usage_store`):
+Stores, chosen like every store (:func:`make_usage_store`, :func:`rag.stores.base.select_backend`):
 
 * DynamoDB (``USAGE_TABLE``, HASH key ``TenantId``, RANGE key ``UsageKey`` =
   ``<ISO time UTC>#<answer id>``, TTL attribute ``expires_at``): one ``PutItem`` per answer; a time
@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from rag.settings import Settings
+from rag.stores.base import StoreUnavailableError, dynamodb_errors, dynamodb_table, select_backend
 from rag.stores.sqlite import SharedConnections
 
 #: List prices in USD per 1000 tokens (Bedrock on-demand, us-east-1, as published in 2025). Estimates:
@@ -51,8 +52,11 @@ COST_NOTE = (
 _GEO_PREFIXES = ("us.", "eu.", "apac.", "jp.", "au.", "ca.", "us-gov.", "global.")
 
 
-class UsageUnavailableError(RuntimeError):
+class UsageUnavailableError(StoreUnavailableError):
     """The usage backend failed (DynamoDB or SQLite)."""
+
+    code = "usage_unavailable"
+    public_message = "Usage data is unavailable right now; retry later."
 
 
 class PriceTable:
@@ -172,11 +176,9 @@ class DynamoDBUsageStore:
 
     def record(self, record: UsageRecord) -> None:
         """See :class:`UsageStore`: one ``PutItem``."""
-        from botocore.exceptions import BotoCoreError, ClientError
-
         item = {k: v for k, v in asdict(record).items() if k != "tenant" and v != ""}
         item["cost_usd"] = Decimal(str(record.cost_usd))
-        try:
+        with dynamodb_errors(UsageUnavailableError, "usage"):
             self.table.put_item(
                 Item={
                     "TenantId": record.tenant,
@@ -185,20 +187,17 @@ class DynamoDBUsageStore:
                     "expires_at": int(time.time()) + self.ttl_seconds,
                 }
             )
-        except (ClientError, BotoCoreError) as exc:
-            raise UsageUnavailableError(f"usage (DynamoDB) failed: {exc}") from exc
 
     def query(self, tenant: str, start: datetime, end: datetime) -> list[UsageRecord]:
         """See :class:`UsageStore`: a paginated ``Query`` on the sort key."""
         from boto3.dynamodb.conditions import Key
-        from botocore.exceptions import BotoCoreError, ClientError
 
         lo, hi = iso_utc(start), iso_utc(end)
         kwargs: dict[str, Any] = {
             "KeyConditionExpression": Key("TenantId").eq(tenant) & Key("UsageKey").between(lo, hi)
         }
         records = []
-        try:
+        with dynamodb_errors(UsageUnavailableError, "usage"):
             while True:
                 page = self.table.query(**kwargs)
                 for item in page.get("Items", []):
@@ -219,8 +218,6 @@ class DynamoDBUsageStore:
                 if "LastEvaluatedKey" not in page:
                     break
                 kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
-        except (ClientError, BotoCoreError) as exc:
-            raise UsageUnavailableError(f"usage (DynamoDB) failed: {exc}") from exc
         return records
 
 
@@ -246,7 +243,7 @@ class SQLiteUsageStore:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self._connections = SharedConnections(self.path, self._SCHEMA, error=UsageUnavailableError, label="usage")
-        columns = {row[1] for row in self._connections.execute("PRAGMA table_info(usage)").fetchall()}
+        columns = {row[1] for row in self._connections.execute("PRAGMA table_info(usage)")}
         if "grounded" not in columns:  # a file written before grounded answers existed
             self._connections.execute("ALTER TABLE usage ADD COLUMN grounded INTEGER NOT NULL DEFAULT 1")
 
@@ -278,7 +275,7 @@ class SQLiteUsageStore:
             "SELECT user, session_id, answer_id, model_id, input_tokens, output_tokens, cost_usd, at, grounded "
             "FROM usage WHERE tenant = ? AND at >= ? AND at < ? ORDER BY at",
             (tenant, iso_utc(start), iso_utc(end)),
-        ).fetchall()
+        )
         return [
             UsageRecord(tenant, u, s, a, m, int(i), int(o), float(c), at, bool(g))
             for u, s, a, m, i, o, c, at, g in rows
@@ -287,14 +284,15 @@ class SQLiteUsageStore:
 
 def make_usage_store(settings: Settings, *, dynamodb_resource: Any = None) -> UsageStore:
     """``USAGE_URL`` (SQLite) wins over ``USAGE_TABLE`` (DynamoDB); neither → in memory."""
-    if settings.usage_url:
-        return SQLiteUsageStore(settings.usage_url.removeprefix("sqlite:///"), ttl_seconds=settings.usage_ttl_seconds)
-    if settings.usage_table:
-        from rag.aws import make_resource
-
-        resource = dynamodb_resource or make_resource("dynamodb", settings)
-        return DynamoDBUsageStore(resource.Table(settings.usage_table), ttl_seconds=settings.usage_ttl_seconds)
-    return InMemoryUsageStore()
+    ttl = settings.usage_ttl_seconds
+    return select_backend(
+        settings.usage_url,
+        settings.usage_table,
+        sqlite=lambda path: SQLiteUsageStore(path, ttl_seconds=ttl),
+        dynamodb=lambda name: DynamoDBUsageStore(dynamodb_table(settings, name, dynamodb_resource), ttl_seconds=ttl),
+        memory=InMemoryUsageStore,
+        names="USAGE_URL or USAGE_TABLE",
+    )
 
 
 def _bucket() -> dict[str, Any]:

@@ -26,17 +26,28 @@ def create_range_table(endpoint: str, name: str, hash_key: str, range_key: str) 
     client.get_waiter("table_exists").wait(TableName=name)
 
 
+def create_sessions_table(endpoint: str, name: str) -> None:
+    """The web chat's conversations table (HASH TenantId, RANGE ConversationId, LSI by activity, TTL)."""
+    from rag.stores.sessions import TABLE_DEFINITION
+
+    client = boto3.client("dynamodb", endpoint_url=endpoint, **FAKE_CREDS)
+    client.create_table(TableName=name, BillingMode="PAY_PER_REQUEST", **TABLE_DEFINITION)
+    client.get_waiter("table_exists").wait(TableName=name)
+    client.update_time_to_live(TableName=name, TimeToLiveSpecification={"Enabled": True, "AttributeName": "expires_at"})
+
+
 @pytest.fixture
 def ddb_tables(dynamodb_local: str, aws_env: None) -> Callable[[], dict[str, str]]:
-    """``ddb_tables()`` → fresh quota/usage/feedback/history table names (unique per call) in DynamoDB Local."""
+    """``ddb_tables()`` → fresh quota/usage/feedback/history/sessions table names (unique per call) in DynamoDB Local."""
 
     def make() -> dict[str, str]:
         suffix = uuid.uuid4().hex[:8]
-        names = {k: f"t-{k}-{suffix}" for k in ("quota", "usage", "feedback", "history")}
+        names = {k: f"t-{k}-{suffix}" for k in ("quota", "usage", "feedback", "history", "sessions")}
         create_table(dynamodb_local, names["quota"], "QuotaKey", ttl_attribute="expires_at")
         create_table(dynamodb_local, names["history"], "SessionId", ttl_attribute="expires_at")
         create_range_table(dynamodb_local, names["usage"], "TenantId", "UsageKey")
         create_range_table(dynamodb_local, names["feedback"], "TenantId", "FeedbackId")
+        create_sessions_table(dynamodb_local, names["sessions"])
         return names
 
     return make

@@ -131,13 +131,14 @@ def test_s3_failing_during_reload_old_index_keeps_serving(
         assert _version(client) == v1
         for mode in ("refuse", "blackhole"):
             failures = _reload_failures()
+            connections = proxy.connections
             proxy.mode = mode
             proxy.drop_all()
             v2 = publish_titan_index(store, sagemaker_docs[: rows + 5])  # a new version the pod cannot fetch
             if mode == "refuse":
                 assert wait_until(lambda f=failures: _reload_failures() >= f + 2, timeout=30)
-            else:
-                time.sleep(1.5)  # the poller hangs on a read; requests must not
+            else:  # the poller is hanging on a read (the proxy holds its connection); requests must not
+                assert wait_until(lambda c=connections: proxy.connections > c, timeout=30)
             assert client.get("/readyz").status_code == 200
             assert _version(client) == v1  # old index keeps serving
             answer = client.post("/api/v1/llm/rag", json={**ASK, "user_session_id": f"tenanta:a@b.c:{uuid.uuid4()}"})
@@ -349,11 +350,25 @@ def test_hung_dynamodb_is_a_quick_503(fake_bedrock, aws_env, tmp_path, sagemaker
         index_poll_seconds=0,
     )
     server = serve(create_app(settings=settings))
+    attempts = settings.aws_data_max_attempts
+    # botocore's budget for one call: every attempt waits the read timeout (the connection is
+    # accepted), plus the standard retry mode's backoff between attempts, at most
+    # rand * min(2**i, 20) s for i = 0 .. attempts - 2 (botocore.retries.standard.ExponentialBackoff)
+    per_attempt = settings.aws_data_connect_timeout_seconds + settings.aws_data_read_timeout_seconds
+    budget = attempts * per_attempt + sum(min(2**i, 20) for i in range(attempts - 1))
     proxy.mode = "blackhole"  # connections accepted, never answered
+    connections = proxy.connections
     try:
-        with httpx.Client(base_url=server.url, timeout=15) as http:
+        with httpx.Client(base_url=server.url, timeout=budget + 30) as http:
+            started = time.monotonic()
             response = http.post("/api/v1/llm/rag", json=ASK)
+            elapsed = time.monotonic() - started
         _assert_503(response, "history_unavailable", "2")
+        print(f"hung DynamoDB: 503 after {elapsed:.2f} s (budget {budget:.2f} s, {attempts} attempts)")
+        # bounded by the configured AWS_DATA_* timeouts and attempts (+1 s for the request's own work),
+        # and it really waited for each attempt's read timeout (not failed for another reason)
+        assert attempts * settings.aws_data_read_timeout_seconds <= elapsed <= budget + 1.0, (elapsed, budget)
+        assert proxy.connections - connections == attempts  # one connection per attempt, no more
     finally:
         proxy.close()  # reset the hung connections so the server thread can finish
 

@@ -163,19 +163,28 @@ def test_history_down_before_answer_is_503(make_client, route):
     assert model.calls == []  # no model tokens spent on an answer that could not be saved
 
 
+HISTORY_DOWN = {"error": "history_unavailable", "message": "Chat history is unavailable; try again shortly."}
+
+
 def test_history_down_after_answer(make_client):
     client = make_client(ScriptedChatModel(), history_store=_BrokenHistory(fail_append=True))
     response = client.post("/api/v1/llm/rag", json=rag_body())
-    assert response.status_code == 503 and response.json()["error"] == "history_unavailable"
+    assert response.status_code == 503 and response.json() == HISTORY_DOWN
+    assert response.headers["retry-after"] == "2"
     events = parse_sse(client.post("/api/v1/llm/rag/stream", json=rag_body()).text)
     assert [n for n, _ in events][-2:] == ["sources", "error"]
-    assert events[-1][1]["error"] == "history_unavailable"
+    assert events[-1][1] == {"status": 503, **HISTORY_DOWN, "retry_after": 2}
 
 
 def test_sessions_routes_map_history_failures(make_client):
     client = make_client(ScriptedChatModel(), history_store=_BrokenHistory(fail_load=True))
-    assert client.get(f"/api/v1/sessions/{SESSION}/messages").status_code == 503
-    assert client.delete(f"/api/v1/sessions/{SESSION}/messages").status_code == 503
+    for response in (
+        client.get(f"/api/v1/sessions/{SESSION}/messages"),
+        client.delete(f"/api/v1/sessions/{SESSION}/messages"),
+    ):
+        assert response.status_code == 503, response.text
+        assert response.json() == HISTORY_DOWN  # the backend's detail ("unreachable") stays in the logs
+        assert response.headers["retry-after"] == "2"
 
 
 def test_unknown_route_is_json_404(make_client):

@@ -30,8 +30,12 @@ def test_history_get_and_delete(make_client):
 
 def test_history_routes_refuse_other_tenants_and_bad_ids(make_client):
     client = make_client(ScriptedChatModel())
-    assert client.get(f"/api/v1/sessions/{OTHER_TENANT_SESSION}/messages").status_code == 403
-    assert client.delete(f"/api/v1/sessions/{OTHER_TENANT_SESSION}/messages").status_code == 403
+    for response in (
+        client.get(f"/api/v1/sessions/{OTHER_TENANT_SESSION}/messages"),
+        client.delete(f"/api/v1/sessions/{OTHER_TENANT_SESSION}/messages"),
+    ):
+        assert response.status_code == 403
+        assert response.json() == {"error": "forbidden", "message": "this session belongs to another tenant"}
     bad = client.get("/api/v1/sessions/tenanta:alice@example.com:not-a-uuid/messages")
     assert bad.status_code == 422 and bad.json()["error"] == "validation_error"
 

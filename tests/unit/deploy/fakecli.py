@@ -93,8 +93,9 @@ def aws(args: list[str]) -> int:
         if op == "create-table":
             st[k] = {"create": o}
         elif op in ("describe-table",):
-            resp = {"Table": {"TableName": one(o, "table-name"), "TableStatus": "ACTIVE"}}
-            need(k)
+            created = need(k).get("create", {})
+            key_schema = [dict(p.split("=", 1) for p in s.split(",")) for s in created.get("key-schema", [])]
+            resp = {"Table": {"TableName": one(o, "table-name"), "TableStatus": "ACTIVE", "KeySchema": key_schema}}
         elif op == "delete-table":
             need(k)
             del st[k]

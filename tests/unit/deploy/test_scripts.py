@@ -135,8 +135,19 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
     assert fakes.state_value("dynamodb:tenanta-chathistory")["create"]["key-schema"] == [
         "AttributeName=SessionId,KeyType=HASH"
     ]
-    assert fakes.state_value("dynamodb:tenanta-sessions")["create"]["key-schema"] == [
-        "AttributeName=TenantId,KeyType=HASH"
+    sessions = fakes.state_value("dynamodb:tenanta-sessions")["create"]  # as rag.stores.sessions.TABLE_DEFINITION
+    assert sessions["key-schema"] == [
+        "AttributeName=TenantId,KeyType=HASH",
+        "AttributeName=ConversationId,KeyType=RANGE",
+    ]
+    assert sessions["attribute-definitions"] == [
+        "AttributeName=TenantId,AttributeType=S",
+        "AttributeName=ConversationId,AttributeType=S",
+        "AttributeName=last_activity,AttributeType=N",
+    ]
+    assert sessions["local-secondary-indexes"] == [
+        "IndexName=ByLastActivity,KeySchema=[{AttributeName=TenantId,KeyType=HASH},"
+        "{AttributeName=last_activity,KeyType=RANGE}],Projection={ProjectionType=ALL}"
     ]
     assert fakes.state_value("dynamodb:tenanta-quota")["create"]["key-schema"] == [
         "AttributeName=QuotaKey,KeyType=HASH"
@@ -169,6 +180,16 @@ def test_onboard_is_idempotent(fakes: Fakes) -> None:
     assert fakes.state_keys() == before
     creates = [c for c in fakes.calls() if c[0] == "aws" and c[2].startswith("create-")]
     assert creates == [], creates
+
+
+def test_onboard_stops_on_a_sessions_table_of_the_old_one_row_per_user_layout(fakes: Fakes) -> None:
+    ok(fakes.run("onboard-tenant.sh", "tenanta"))
+    state = json.loads((fakes.state / "state.json").read_text())
+    state["dynamodb:tenanta-sessions"]["create"]["key-schema"] = ["AttributeName=TenantId,KeyType=HASH"]
+    (fakes.state / "state.json").write_text(json.dumps(state))
+    proc = fakes.run("onboard-tenant.sh", "tenanta")
+    assert proc.returncode != 0
+    assert "table tenanta-sessions has the keys 'TenantId', expected 'TenantId ConversationId'" in proc.stderr
 
 
 def policy_grants(policy: dict) -> dict[str, set[str]]:

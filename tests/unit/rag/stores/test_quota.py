@@ -15,7 +15,7 @@ from rag.stores.quota import (
     SQLiteCounterStore,
 )
 from tests.unit.api.fakes import SESSION, ScriptedChatModel, parse_sse, rag_body
-from tests.unit.ops.conftest import metric_value
+from tests.unit.rag.stores.conftest import metric_value
 
 #: 2030-01-01T12:00:15Z: 45 s left in the minute (in the future, so no counter is cleaned up early).
 NOW = 1_893_499_215.0
@@ -82,11 +82,45 @@ def test_tokens_per_day_checked_before_and_added_after(counters) -> None:
     quota.admit("tenanta", "alice@example.com")
 
 
-def test_unlimited_counts_nothing(counters) -> None:
-    quota = QuotaService(counters, QuotaLimits(), Clock())
+class CallRecorder:
+    """A counter store that records every call it gets (and forwards it)."""
+
+    def __init__(self, inner) -> None:
+        self.inner, self.calls = inner, []
+
+    def __getattr__(self, name):
+        method = getattr(self.inner, name)
+
+        def recorded(*args):
+            self.calls.append((name, *args))
+            return method(*args)
+
+        return recorded
+
+
+def test_unlimited_admits_everything_and_touches_no_counter(counters) -> None:
+    recorder = CallRecorder(counters)
+    quota = QuotaService(recorder, QuotaLimits(), Clock())
+    assert not quota.limits.enabled
+    admitted = 0
     for _ in range(100):
-        quota.admit("tenanta", "alice@example.com")
+        quota.admit("tenanta", "alice@example.com")  # would raise QuotaExceededError if anything were limited
+        admitted += 1
     quota.add_tokens("tenanta", "alice@example.com", 10**9)
+    assert admitted == 100
+    assert recorder.calls == []  # no read, no write: unlimited costs no store round trip
+    minute, _, day, _ = QuotaService._windows(NOW)
+    assert counters.get(f"tenanta#user#alice@example.com#rpm#{minute}") == 0
+    assert counters.get(f"tenanta#user#alice@example.com#tpd#{day}") == 0
+
+
+def test_a_limit_on_one_scope_counts_only_that_scope(counters) -> None:
+    recorder = CallRecorder(counters)
+    quota = QuotaService(recorder, QuotaLimits(user_rpm=5), Clock())
+    quota.admit("tenanta", "alice@example.com")
+    quota.add_tokens("tenanta", "alice@example.com", 500)  # no token limit: not counted
+    minute = QuotaService._windows(NOW)[0]
+    assert [c[:2] for c in recorder.calls] == [("increment_if_below", f"tenanta#user#alice@example.com#rpm#{minute}")]
 
 
 def test_concurrent_requests_are_never_over_admitted(counters) -> None:

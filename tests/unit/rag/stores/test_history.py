@@ -1,0 +1,66 @@
+"""Chat history: a conversation's delete removes all of it, and nothing is readable across sessions or users."""
+
+from __future__ import annotations
+
+import inspect
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from rag.stores.history import DynamoDBHistoryStore, HistoryStore, InMemoryHistoryStore, SQLiteHistoryStore, Turn
+
+ALICE_1 = "tenanta:alice@example.com:2f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+ALICE_2 = "tenanta:alice@example.com:3f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+BOB_1 = "tenanta:bob@example.com:4f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
+
+
+@pytest.fixture(params=["memory", "sqlite", "dynamodb"])
+def history(request, tmp_path, monkeypatch):
+    if request.param == "memory":
+        yield InMemoryHistoryStore()
+    elif request.param == "sqlite":
+        yield SQLiteHistoryStore(tmp_path / "history.db", ttl_seconds=3600, max_turns=5)
+    else:
+        monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+        monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+        with mock_aws():
+            resource = boto3.resource("dynamodb", region_name="us-east-1")
+            resource.create_table(
+                TableName="chathistory",
+                KeySchema=[{"AttributeName": "SessionId", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "SessionId", "AttributeType": "S"}],
+                BillingMode="PAY_PER_REQUEST",
+            )
+            yield DynamoDBHistoryStore(resource.Table("chathistory"), ttl_seconds=3600, max_turns=5)
+
+
+def test_clear_removes_every_turn_of_the_conversation_and_only_that_one(history) -> None:
+    for n in range(8):  # more than max_turns on the SQLite and DynamoDB stores
+        history.append(ALICE_1, Turn(question=f"q{n}", answer=f"a{n}"))
+    history.append(ALICE_2, Turn(question="other chat", answer="kept"))
+    history.append(BOB_1, Turn(question="bob's", answer="kept"))
+    assert history.load(ALICE_1)
+    history.clear(ALICE_1)
+    assert history.load(ALICE_1) == []
+    assert history.load(ALICE_1, limit=1000) == []  # nothing left behind beyond the page either
+    if isinstance(history, SQLiteHistoryStore):
+        rows = history._connections.execute("SELECT COUNT(*) FROM chat_turns WHERE session_id = ?", (ALICE_1,))
+        assert rows == [(0,)]
+    assert [t.answer for t in history.load(ALICE_2)] == ["kept"]
+    assert [t.answer for t in history.load(BOB_1)] == ["kept"]
+    history.clear(ALICE_1)  # idempotent
+
+
+def test_turns_are_read_only_by_the_full_session_id(history) -> None:
+    history.append(BOB_1, Turn(question="bob's secret", answer="x"))
+    for probe in ("tenanta:bob@example.com", "tenanta", BOB_1.upper(), BOB_1 + " ", "%", "*"):
+        assert history.load(probe) == [], probe
+
+
+def test_the_history_store_has_no_operation_that_lists_across_sessions() -> None:
+    public = {name for name, _ in inspect.getmembers(HistoryStore) if not name.startswith("_")}
+    assert public == {"load", "append", "clear"}
+    for backend in (InMemoryHistoryStore, SQLiteHistoryStore, DynamoDBHistoryStore):
+        methods = {n for n, v in inspect.getmembers(backend, inspect.isfunction) if not n.startswith("_")}
+        assert methods == {"load", "append", "clear"}, backend
