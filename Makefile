@@ -18,8 +18,8 @@ install: $(VENV)/.installed ## Python packages into .venv
 deps: install ## also system packages and DynamoDB Local (needs root or sudo for apt)
 	scripts/system-deps.sh
 
-demo: install ## ingest both demo tenants and start their APIs and web chats (Ctrl-C stops)
-	$(PY) -m devstack
+demo: install ## ingest both demo tenants and start their APIs and web chats (Ctrl-C stops); TENANTS=x DOCS=dir for yours
+	$(PY) -m devstack $(if $(TENANTS),--tenants $(TENANTS)) $(if $(DOCS),--documents $(DOCS))
 
 test: deps lint ## everything CI runs: lint, unit tests, integration tests
 	$(PY) -m pytest tests/unit tests/integration
@@ -48,6 +48,7 @@ eval: install ## retrieval, conversation and no-answer quality on the dev sets (
 bench: install
 	$(PY) benchmarks/ingest_bench.py
 	$(PY) benchmarks/api_bench.py
+	$(PY) benchmarks/vector_bench.py --sizes 100000
 
 clean:
 	rm -rf .demo test-artifacts .pytest_cache .ruff_cache

@@ -6,19 +6,25 @@ tests replace any of them with ``app.dependency_overrides``.
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 from fastapi import Depends, Path, Request
-from langchain_classic.chains import ConversationalRetrievalChain
 
-from api.errors import ApiError
+from api.errors import ApiError, classify_exception
+from api.services.admin import AdminDenied, authorize_admin
+from api.services.documents import DocumentServices
 from api.state import IndexHolder, RagState
+from rag.answer.chain import AnswerChain
+from rag.identity import Identity
 from rag.settings import Settings
 from rag.stores.feedback import FeedbackStore
 from rag.stores.history import HistoryStore
 from rag.stores.quota import QuotaService
 from rag.stores.usage import UsageStore
 from rag.tenant import InvalidSessionIdError, InvalidTenantIdError, SessionId, parse_session_id, validate_tenant_id
+
+if TYPE_CHECKING:  # api.services.answer imports this module (check_session)
+    from api.services.answer import AnswerService
 
 
 def get_rag_state(request: Request) -> RagState:
@@ -53,12 +59,20 @@ def get_history(state: RagStateDep) -> HistoryStore:
 HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 
 
-def get_chain(state: RagStateDep) -> ConversationalRetrievalChain:
+def get_chain(state: RagStateDep) -> AnswerChain:
     """The conversational retrieval chain."""
     return state.chain
 
 
-ChainDep = Annotated[ConversationalRetrievalChain, Depends(get_chain)]
+ChainDep = Annotated[AnswerChain, Depends(get_chain)]
+
+
+def get_answer_service(request: Request) -> AnswerService:
+    """The worker's answer service (:class:`api.services.answer.AnswerService`, built by the lifespan)."""
+    return request.app.state.answers
+
+
+AnswerServiceDep = Annotated["AnswerService", Depends(get_answer_service)]
 
 
 def get_index(state: RagStateDep) -> IndexHolder:
@@ -78,7 +92,7 @@ RequestIdDep = Annotated[str, Depends(get_request_id)]
 
 
 def check_session(value: str, tenant: str) -> SessionId:
-    """Parse ``<tenant>:<email>:<uuid>`` and require this pod's tenant.
+    """Parse ``<tenant>:<subject>:<uuid>`` and require this pod's tenant.
 
     Raises:
         ApiError: 422 for a malformed id, 403 for another tenant's session.
@@ -130,3 +144,50 @@ def get_model_id(state: RagStateDep) -> str:
 
 
 ModelIdDep = Annotated[str, Depends(get_model_id)]
+
+
+# --- document links (chat area) ----------------------------------------------------------
+def get_document_s3(request: Request, settings: SettingsDep) -> Any:
+    """The S3 client that signs document links: ``app.state.document_s3`` (tests set it), else one made once."""
+    client = getattr(request.app.state, "document_s3", None)
+    if client is None:
+        from rag.aws import make_client
+
+        client = request.app.state.document_s3 = make_client("s3", settings)
+    return client
+
+
+DocumentS3Dep = Annotated[Any, Depends(get_document_s3)]
+# --- tenant documents (documents area) ---------------------------------------------------------
+
+
+def get_document_services(request: Request) -> DocumentServices:
+    """The document store, status object and ingestion runner (``app.state.documents``).
+
+    Raises:
+        ApiError: 503 ``documents_not_configured`` when neither ``DOCUMENTS_URI`` nor
+            ``CONTEXTUAL_DATA_BUCKET`` is set.
+    """
+    services = getattr(request.app.state, "documents", None)
+    if services is None:
+        raise ApiError(503, "documents_not_configured", "No document store is configured (DOCUMENTS_URI).")
+    return services
+
+
+DocumentServicesDep = Annotated[DocumentServices, Depends(get_document_services)]
+
+
+def require_admin(request: Request, settings: SettingsDep) -> Identity:
+    """The verified tenant admin making the request (its own token; headers claiming groups are ignored).
+
+    Raises:
+        ApiError: 403 with the reason's code (503 ``identity_unavailable`` when the issuer's keys are unreachable).
+    """
+    headers = {k.lower(): v for k, v in request.headers.items()}
+    try:
+        return authorize_admin(headers, settings, jwks_client=getattr(request.app.state, "jwks_client", None))
+    except AdminDenied as exc:
+        raise classify_exception(exc) from None
+
+
+AdminDep = Annotated[Identity, Depends(require_admin)]

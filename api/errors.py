@@ -9,6 +9,17 @@
 | Bedrock read timeout, ``ModelTimeoutException`` | 504 | ``model_timeout`` |
 | a store fails (DynamoDB / SQLite) | 503 + ``Retry-After`` | the store's code, e.g. ``history_unavailable`` |
 | no index loaded yet | 503 + ``Retry-After`` | ``index_not_ready`` |
+| pgvector database down, refusing or slow | 503 + ``Retry-After`` | ``vector_store_unavailable`` |
+| ``MAX_INFLIGHT_ANSWERS`` answers already running in this worker | 503 + ``Retry-After`` | ``overloaded`` |
+| not a tenant admin (documents, ingestions) | 403 | ``admin_token_missing``, ``admin_token_invalid``, |
+| | | ``admin_token_expired``, ``admin_wrong_tenant``, ``not_admin`` |
+| upload refused (name, type, content) | 422 | ``invalid_name``, ``unsupported_type``, ``empty_file``, |
+| | | ``content_mismatch``, ``invalid_encoding`` |
+| upload over ``UPLOAD_MAX_FILE_BYTES`` | 413 | ``file_too_large`` |
+| no such document | 404 | ``document_not_found`` |
+| an ingestion is queued or running | 409 | ``ingestion_running`` |
+| no document store, job cannot start, keys unreachable | 503 | ``documents_not_configured``, |
+| | | ``ingestion_unavailable``, ``identity_unavailable`` (S3 failing: the store's ``documents_unavailable``) |
 | anything else | 500 | ``internal_error`` (no traceback; the request id is in the logs) |
 
 Bedrock error codes: https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html#API_runtime_ConverseStream_Errors
@@ -25,6 +36,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from rag.answer.chain import IndexNotReadyError
+from rag.index.backend import VectorStoreUnavailableError
 from rag.stores.base import StoreUnavailableError
 
 logger = logging.getLogger("api.errors")
@@ -32,6 +44,9 @@ logger = logging.getLogger("api.errors")
 #: Seconds a client should wait before retrying after a 503 (the ``Retry-After`` header).
 RETRY_AFTER_THROTTLED = 5
 RETRY_AFTER_UNAVAILABLE = 10
+#: A vector database that failed: its pool reconnects in the background within seconds.
+RETRY_AFTER_VECTOR_STORE = 5
+RETRY_AFTER_OVERLOADED = 1
 THROTTLING_CODES = frozenset({"ThrottlingException", "TooManyRequestsException", "ServiceQuotaExceededException"})
 UNAVAILABLE_CODES = frozenset(
     {"ServiceUnavailableException", "ModelNotReadyException", "InternalServerException", "ModelStreamErrorException"}
@@ -82,9 +97,19 @@ def classify_exception(exc: BaseException) -> ApiError:
         return exc
     if isinstance(exc, StoreUnavailableError):  # the whole family, each with its own code (rag.stores.base)
         return ApiError(503, exc.code, exc.public_message, exc.retry_after)
+    documents_error = _documents_error(exc)
+    if documents_error is not None:
+        return documents_error
     if isinstance(exc, IndexNotReadyError):
         return ApiError(
             503, "index_not_ready", "The document index is not loaded yet; try again shortly.", RETRY_AFTER_UNAVAILABLE
+        )
+    if isinstance(exc, VectorStoreUnavailableError):
+        return ApiError(
+            503,
+            "vector_store_unavailable",
+            "The document index database is unavailable; try again shortly.",
+            RETRY_AFTER_VECTOR_STORE,
         )
     from botocore import exceptions as bx
     from urllib3 import exceptions as ux
@@ -110,6 +135,30 @@ def classify_exception(exc: BaseException) -> ApiError:
     if code:
         return ApiError(502, "model_error", f"The language model refused the request ({code}).")
     return ApiError(500, "internal_error", "Internal error; the request id identifies it in the logs.")
+
+
+def _documents_error(exc: BaseException) -> ApiError | None:
+    """The document area's exceptions (admin check, uploads, ingestion runs), or None."""
+    from api.services.admin import AdminDenied
+    from api.services.documents import DocumentNotFoundError, IngestionBusyError
+    from api.services.runners import RunnerUnavailableError
+    from rag.documents.rules import DocumentRejected
+
+    if isinstance(exc, AdminDenied):
+        return ApiError(exc.status, exc.code, exc.message, RETRY_AFTER_UNAVAILABLE if exc.status == 503 else None)
+    if isinstance(exc, DocumentRejected):
+        return ApiError(413 if exc.code == "file_too_large" else 422, exc.code, exc.message)
+    if isinstance(exc, DocumentNotFoundError):
+        return ApiError(404, "document_not_found", str(exc))
+    if isinstance(exc, IngestionBusyError):
+        return ApiError(
+            409, "ingestion_running", f"An ingestion is already queued or running ({exc.run_id or 'scheduled'})."
+        )
+    if isinstance(exc, RunnerUnavailableError):
+        return ApiError(
+            503, "ingestion_unavailable", f"The ingestion job could not be started: {exc}", RETRY_AFTER_UNAVAILABLE
+        )
+    return None
 
 
 def _readable(errors: list[dict]) -> tuple[str, list[dict[str, str]]]:

@@ -1,7 +1,7 @@
 """gunicorn settings for the RAG API: ``gunicorn -c api/gunicorn.conf.py api.main:app``.
 
 https://docs.gunicorn.org/en/stable/settings.html. Environment overrides: ``RAGAPI_PORT``
-(default 8000), ``WEB_CONCURRENCY`` (workers, default 2), ``GUNICORN_TIMEOUT`` (seconds),
+(default 8000), ``WEB_CONCURRENCY`` (workers, default 1), ``GUNICORN_TIMEOUT`` (seconds),
 ``PROMETHEUS_MULTIPROC_DIR`` (multiprocess metrics).
 
 The API is reachable only from inside the pod: it binds 127.0.0.1 and the kubelet probes it with
@@ -12,16 +12,25 @@ The API is reachable only from inside the pod: it binds 127.0.0.1 and the kubele
 import glob
 import os
 
+from rag.settings import Settings
+
 _port = int(os.environ.get("RAGAPI_PORT", "8000"))
 bind = [f"127.0.0.1:{_port}"]
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+# One worker per pod (more pods via the HPA): benchmarks/api_bench.py measured the pod's PSS at 10k chunks
+# 221 MiB with one worker against 407 MiB with two (each worker holds its own index), and one worker
+# has no keep-alive imbalance (two split 64 connections 30/48: connections stay on the worker that
+# accepted them, so one worker's GIL queues the burst). See docs/api.md "Workers and memory".
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
 worker_class = "uvicorn.workers.UvicornWorker"
 # A worker that does not heartbeat for this long is killed and replaced (seconds). Long enough for
 # the first index load (which runs in a thread, so the heartbeat continues) and slow model streams.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 # On SIGTERM (pod deletion), workers get this long to finish in-flight answers (seconds); keep it
 # below the pod's terminationGracePeriodSeconds.
-graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "30"))
+# The same variable is Settings.gunicorn_graceful_timeout (the SSE shutdown grace is derived from it): one default.
+graceful_timeout = round(
+    float(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", Settings.model_fields["gunicorn_graceful_timeout"].default))
+)  # gunicorn takes whole seconds
 keepalive = 5  # seconds: the webapp talks to us over keep-alive connections
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # 0: never recycle workers
 max_requests_jitter = 50

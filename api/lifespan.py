@@ -19,12 +19,16 @@ from fastapi import FastAPI
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
 
+from api.services.answer import AnswerService
+from api.services.documents import build_document_services
 from api.state import IndexHolder, RagState
-from rag.answer.chain import LiveRetriever, build_chain
+from rag.answer.chain import LiveRetriever, build_chain, refers_back
 from rag.answer.grounding import floor_for
 from rag.answer.models import make_chat_model, model_id_of
+from rag.answer.readers import open_index_reader
 from rag.answer.retrieval import make_retriever
 from rag.answer.tracing import setup_tracing
+from rag.contract import MAX_MATCHING_DOCS
 from rag.index.store import open_store
 from rag.logs import set_log_context
 from rag.settings import Settings, SettingsError, get_settings
@@ -34,10 +38,6 @@ from rag.stores.quota import CounterStore, InMemoryCounterStore, QuotaLimits, Qu
 from rag.stores.usage import InMemoryUsageStore, PriceTable, UsageStore, make_usage_store
 
 logger = logging.getLogger("api")
-#: Upper bound of the API's max_matching_docs.
-MAX_MATCHING_DOCS = 20
-#: Threads per worker for answers (one per answer in flight; more answers wait for a thread).
-MODEL_THREADS = 128
 
 
 @dataclass
@@ -56,6 +56,8 @@ class Components:
         usage: usage store (``USAGE_URL`` / ``USAGE_TABLE``).
         quota_counters: quota counter store (``QUOTA_URL`` / ``QUOTA_TABLE``).
         feedback: feedback store (``FEEDBACK_URL`` / ``FEEDBACK_TABLE``).
+        document_store: the tenant's documents (default from ``DOCUMENTS_URI`` / the bucket).
+        ingestion_runner: starts ingestion runs (default from ``INGESTION_RUNNER``).
         clock: seconds since the epoch for quota windows (tests).
         freeze_heap: freeze the heap after each index load (:func:`api.state.freeze_long_lived_objects`);
             on in the served app, off for apps created by tests.
@@ -74,6 +76,9 @@ class Components:
     feedback: FeedbackStore | None = None
     clock: Any = None
     freeze_heap: bool = False
+    # --- documents area: the tenant's document store and the ingestion runner (tests pass fakes) ---
+    document_store: Any = None
+    ingestion_runner: Any = None
 
 
 def _needs_bedrock(settings: Settings, parts: Components) -> bool:
@@ -95,10 +100,16 @@ async def build_state(parts: Components) -> RagState:
     bedrock = parts.bedrock_client
     if bedrock is None and _needs_bedrock(settings, parts):
         bedrock = await asyncio.to_thread(
-            lambda: make_client(settings.bedrock_service, settings, max_pool_connections=MODEL_THREADS)
+            # one connection per answer in flight (each runs in its own thread: embedding, then the model)
+            lambda: make_client(settings.bedrock_service, settings, max_pool_connections=settings.max_inflight_answers)
         )
     embeddings = parts.embeddings or await asyncio.to_thread(make_embeddings, settings, bedrock_client=bedrock)
     chat_model = parts.chat_model or await asyncio.to_thread(make_chat_model, settings, bedrock_client=bedrock)
+    condense_model = parts.condense_model
+    if condense_model is None and settings.condense_model_id and settings.llm_provider == "bedrock":
+        condense_model = await asyncio.to_thread(
+            make_chat_model, settings, bedrock_client=bedrock, model_id=settings.condense_model_id
+        )
     history = parts.history or await asyncio.to_thread(
         make_history_store, settings, dynamodb_resource=parts.dynamodb_resource
     )
@@ -116,19 +127,22 @@ async def build_state(parts: Components) -> RagState:
     if isinstance(feedback, InMemoryFeedbackStore) and parts.feedback is None:
         logger.warning("no FEEDBACK_URL or FEEDBACK_TABLE: feedback is kept in memory only")
     quota = QuotaService(counters, limits, **({"clock": parts.clock} if parts.clock else {}))
-    uri = settings.resolved_index_uri
     s3 = parts.s3_client
-    if s3 is None and uri.startswith("s3://"):
+    if s3 is None and settings.vector_store == "faiss" and settings.resolved_index_uri.startswith("s3://"):
         s3 = await asyncio.to_thread(make_client, "s3", settings)
-    store = open_store(uri, s3_client=s3)
     embedding_model = getattr(embeddings, "model_id", None) or settings.effective_embedding_model_id
+    reader = await asyncio.to_thread(
+        lambda: open_index_reader(
+            settings, embedding_model=embedding_model, s3_client=s3, prebuild_bm25=settings.retriever_mode == "hybrid"
+        )
+    )
     holder = IndexHolder(
-        store,
         tenant=settings.tenant_id,
         embedding_model=embedding_model,
         prebuild_bm25=settings.retriever_mode == "hybrid",
         freeze_heap=parts.freeze_heap,
         ef_search=settings.hnsw_ef_search,
+        reader=reader,
     )
     retriever = LiveRetriever(
         index_provider=holder.get,
@@ -143,7 +157,14 @@ async def build_state(parts: Components) -> RagState:
         logger.warning(
             "no relevance floor for %s: only the model's own refusals mark ungrounded answers", embedding_model
         )
-    chain = build_chain(retriever=retriever, llm=chat_model, condense_llm=parts.condense_model, relevance_floor=floor)
+    chain = build_chain(
+        retriever=retriever,
+        llm=chat_model,
+        condense_llm=condense_model,
+        needs_condense=refers_back,
+        relevance_floor=floor,
+        condense_max_tokens=settings.condense_max_tokens,
+    )
     return RagState(
         settings=settings,
         chain=chain,
@@ -174,20 +195,42 @@ def make_lifespan(parts: Components) -> Any:
 
             configure_logging(logging.getLevelName(logging.getLogger().level), state.settings.log_format)
         setup_tracing(state.settings)
-        # Each answer holds one thread of its own pool for its whole run (embedding, search, model
-        # stream: blocking boto3/FAISS calls); the loop's default executor stays free for index loads.
+        # Each answer holds one thread of its own pool for its whole run (quota, history, embedding,
+        # search, model stream, history write: blocking calls); one thread per admitted answer
+        # (MAX_INFLIGHT_ANSWERS); the loop's default executor stays free for index loads.
         # One FAISS thread per search: requests already run in parallel, and OpenMP's team of threads
         # made a 10k-vector search 5x slower on 2 vCPUs (measured: 16 ms vs 3 ms).
         faiss.omp_set_num_threads(1)
-        executor = ThreadPoolExecutor(max_workers=MODEL_THREADS, thread_name_prefix="ragapi-chain")
+        executor = ThreadPoolExecutor(
+            max_workers=state.settings.max_inflight_answers, thread_name_prefix="ragapi-chain"
+        )
         state.chain_executor = executor
         await state.index.refresh()  # first load; on failure the app starts unready and retries
         app.state.rag = state
+        app.state.answers = AnswerService(state)
+        status_root = state.index.store  # where ingestion status objects live: the FAISS index root
+        settings = state.settings
+        if status_root is None and (settings.index_uri or settings.contextual_data_bucket):  # pgvector
+            from rag.aws import make_client
+
+            status_root = open_store(
+                settings.resolved_index_uri,
+                s3_client=parts.s3_client
+                or (make_client("s3", settings) if settings.resolved_index_uri.startswith("s3://") else None),
+            )
+        app.state.documents = await asyncio.to_thread(  # documents area (api/services/documents.py)
+            build_document_services,
+            state.settings,
+            status_root,
+            s3_client=parts.s3_client or getattr(status_root, "client", None),
+            store=parts.document_store,
+            runner=parts.ingestion_runner,
+        )
         poller = asyncio.create_task(state.index.run(state.settings.index_poll_seconds), name="index-poller")
         logger.info(
             "ragapi started: tenant=%s index=%s model=%s ready=%s",
             state.settings.tenant_id,
-            state.index.store.uri,
+            state.index.uri,
             state.model_id,
             state.index.get() is not None,
         )
@@ -198,5 +241,8 @@ def make_lifespan(parts: Components) -> Any:
             with contextlib.suppress(asyncio.CancelledError):
                 await poller
             executor.shutdown(wait=False, cancel_futures=True)
+            close = getattr(getattr(state.index.reader, "backend", None), "close", None)
+            if close is not None:  # the pgvector connection pool
+                await asyncio.to_thread(close)
 
     return lifespan

@@ -41,6 +41,15 @@ RETRIEVAL = Histogram(
     "Query embedding + index search (seconds).",
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
 )
+INFLIGHT = Gauge(
+    "ragapi_answers_in_flight",
+    "Answers being run now (summed over the pod's workers; the HPA's per-pod metric).",
+    multiprocess_mode="livesum",
+)
+SHED = Counter(
+    "ragapi_answers_shed_total",
+    "Answers refused with 503 overloaded because MAX_INFLIGHT_ANSWERS were running.",
+)
 ANSWER_ERRORS = Counter("ragapi_answer_errors_total", "Failed answers by error code and route.", ["route", "error"])
 INDEX_INFO = Gauge(
     "ragapi_index_info",
@@ -90,6 +99,8 @@ EXPORTED = (
     TOKENS,
     RETRIEVAL,
     ANSWER_ERRORS,
+    INFLIGHT,
+    SHED,
     INDEX_INFO,
     INDEX_CHUNKS,
     INDEX_RELOADS,

@@ -20,9 +20,10 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api import metrics
 from rag import logs
+from rag.contract import REQUEST_ID_HEADER
 from rag.logs import request_id_var
 
-REQUEST_ID_HEADER = "x-request-id"
+_REQUEST_ID_KEY = REQUEST_ID_HEADER.lower().encode()  # ASGI header names are lower-case bytes
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._:-]{1,128}$")
 #: Routes logged at DEBUG (the kubelet's probes and Prometheus' scrapes would drown the rest).
 QUIET_ROUTES = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -54,7 +55,7 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = _header(scope, REQUEST_ID_HEADER.encode())
+        incoming = _header(scope, _REQUEST_ID_KEY)
         request_id = incoming if incoming and _REQUEST_ID_RE.fullmatch(incoming) else uuid.uuid4().hex
         token = request_id_var.set(request_id)
         started = time.perf_counter()
@@ -65,8 +66,8 @@ class RequestContextMiddleware:
         async def send_wrapper(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status["code"] = message["status"]
-                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
-                headers.append((b"x-request-id", request_id.encode()))
+                headers = [(k, v) for k, v in message.get("headers", []) if k.lower() != _REQUEST_ID_KEY]
+                headers.append((_REQUEST_ID_KEY, request_id.encode()))
                 message = {**message, "headers": headers}
             await send(message)
 
@@ -100,11 +101,13 @@ class BodySizeLimitMiddleware:
     Args:
         app: the wrapped ASGI app.
         max_bytes: the limit in bytes (default 64 KiB).
+        exempt_prefixes: paths that enforce their own limit while streaming the body (document uploads).
     """
 
-    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024) -> None:
+    def __init__(self, app: ASGIApp, max_bytes: int = 64 * 1024, exempt_prefixes: tuple[str, ...] = ()) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.exempt_prefixes = exempt_prefixes
 
     async def _reject(self, send: Send) -> None:
         body = json.dumps(
@@ -120,7 +123,7 @@ class BodySizeLimitMiddleware:
         await send({"type": "http.response.body", "body": body})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or (self.exempt_prefixes and scope.get("path", "").startswith(self.exempt_prefixes)):
             await self.app(scope, receive, send)
             return
         length = _header(scope, b"content-length")

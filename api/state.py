@@ -18,11 +18,11 @@ from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any
 
-from langchain_classic.chains import ConversationalRetrievalChain
-
 from api import metrics
-from rag.answer.retrieval import TenantIndex
-from rag.index.store import BlobStore, load_index_version, read_latest_version_id
+from rag.answer.chain import AnswerChain
+from rag.answer.readers import FaissIndexReader
+from rag.index.backend import IndexReader, SearchIndex
+from rag.index.store import BlobStore
 from rag.settings import Settings
 from rag.stores.feedback import FeedbackStore, InMemoryFeedbackStore
 from rag.stores.history import HistoryStore
@@ -55,7 +55,7 @@ class IndexHolder:
     """The current index of this worker and the loop that keeps it fresh.
 
     Args:
-        store: the index root (local directory or S3 prefix).
+        store: the FAISS index root (local directory or S3 prefix); None when ``reader`` is given.
         tenant: this pod's tenant id.
         embedding_model: the query embedding model id (the manifest must match).
         prebuild_bm25: build the BM25 side while loading (hybrid retrieval), not on the first query.
@@ -64,43 +64,61 @@ class IndexHolder:
         ef_search: HNSW candidate list per query for HNSW indexes (``HNSW_EF_SEARCH``).
         on_loaded: called with each newly loaded index before the heap is frozen (e.g.
             :meth:`rag.answer.chain.LiveRetriever.prime`, which also drops its reference to the old index).
+        reader: the backend to poll and load from (:func:`rag.index.backend.open_index_reader`,
+            e.g. pgvector); default: a :class:`rag.index.backend.FaissIndexReader` over ``store``.
     """
 
     def __init__(
         self,
-        store: BlobStore,
+        store: BlobStore | None = None,
         *,
         tenant: str,
         embedding_model: str,
         prebuild_bm25: bool,
         freeze_heap: bool = False,
         ef_search: int = 128,
-        on_loaded: Callable[[TenantIndex], None] | None = None,
+        on_loaded: Callable[[SearchIndex], None] | None = None,
+        reader: IndexReader | None = None,
     ) -> None:
+        if reader is None:
+            if store is None:
+                raise ValueError("IndexHolder needs a store or a reader")
+            reader = FaissIndexReader(
+                store, tenant=tenant, embedding_model=embedding_model, ef_search=ef_search, prebuild_bm25=prebuild_bm25
+            )
+        self.reader = reader
+        self.uri = reader.uri
         self.on_loaded = on_loaded
         self.freeze_heap = freeze_heap
         self.ef_search = ef_search
-        self.store = store
+        self.store = store if store is not None else getattr(reader, "store", None)  # FAISS: the index root
         self.tenant = tenant
         self.embedding_model = embedding_model
         self.prebuild_bm25 = prebuild_bm25
-        self.current: TenantIndex | None = None
+        self.current: SearchIndex | None = None
         self.last_error: str | None = None
         self._lock = asyncio.Lock()
 
-    def get(self) -> TenantIndex | None:
+    def get(self) -> SearchIndex | None:
         """The index to search now (None until the first successful load)."""
         return self.current
 
-    def _load(self, version: str) -> TenantIndex:
-        loaded = TenantIndex(
-            load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model),
-            ef_search=self.ef_search,
-        )
-        if self.prebuild_bm25:
-            loaded.bm25()
-        loaded.vocabulary()  # the grounding check's word list, built here rather than on the first question
-        return loaded
+    def _load(self, version: str) -> SearchIndex:
+        return self.reader.load(version)
+
+    async def unavailable(self) -> str | None:
+        """Why the loaded index cannot serve now (the vector database is down or slow), else None.
+
+        FAISS indexes live in memory: always None. For pgvector one pooled ``SELECT 1``, bounded
+        by ``PG_CONNECT_TIMEOUT_SECONDS``.
+        """
+        from rag.index.backend import VectorStoreUnavailableError
+
+        try:
+            await asyncio.to_thread(self.reader.check)
+        except VectorStoreUnavailableError as exc:
+            return str(exc)
+        return None
 
     async def refresh(self) -> bool:
         """Load ``LATEST`` if it differs from the current version.
@@ -111,7 +129,7 @@ class IndexHolder:
         """
         async with self._lock:
             try:
-                latest = await asyncio.to_thread(read_latest_version_id, self.store)
+                latest = await asyncio.to_thread(self.reader.latest_version_id)
                 if self.current is not None and self.current.version.version == latest:
                     return False
                 loaded = await asyncio.to_thread(self._load, latest)
@@ -119,7 +137,7 @@ class IndexHolder:
                 metrics.INDEX_RELOAD_FAILURES.inc()
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 keeping = f"keeping {self.current.version.version}" if self.current else "no index loaded"
-                logger.warning("index load from %s failed (%s): %s", self.store.uri, keeping, self.last_error)
+                logger.warning("index load from %s failed (%s): %s", self.uri, keeping, self.last_error)
                 return False
             previous, self.current, self.last_error = self.current, loaded, None
             manifest = loaded.version.manifest
@@ -179,7 +197,7 @@ class RagState:
     """
 
     settings: Settings
-    chain: ConversationalRetrievalChain
+    chain: AnswerChain
     history: HistoryStore
     index: IndexHolder
     model_id: str

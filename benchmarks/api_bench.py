@@ -1,21 +1,25 @@
-"""RAG API benchmark: latency, time to first token and overhead over the model; RSS; index load time.
+"""RAG API benchmark: answers/s, overhead and time to first token by kind of question, CPU per answer, PSS.
 
-Not a test: it starts the fake Bedrock endpoint (``tests/support/fake_bedrock.py``, fixed time to
-first token and token rate), writes synthetic indexes (Titan v2 size vectors, FAQ-like texts), runs
-the API under gunicorn exactly as in the pod (``api/gunicorn.conf.py``, uvicorn workers), streams
-answers at several concurrencies with an async HTTP client, and prints a Markdown table.
-
-Each index type (``--index-types flat hnsw``) is written, loaded, searched in this process
-(time per query, recall@10 against the exact flat scan) and served. Synthetic vectors cluster
-around 500 centres (text embeddings cluster by topic).
+Not a test: it starts the fake Bedrock endpoint (``tests/support/fake_bedrock.py``: fixed time to
+first token, token rate and embedding latency), writes a synthetic index (Titan v2 size vectors,
+FAQ-like texts), runs the API under gunicorn exactly as in the pod (``api/gunicorn.conf.py``,
+uvicorn workers) and drives it with closed-loop virtual users (first question, then a follow-up in
+the same session, alternately one that refers back and one that stands alone) at several stream
+counts, and prints Markdown tables: answers/s, TTFT and overhead p50/p95 per kind, API CPU per
+answer (master + workers), errors by kind, connections per worker, PSS per process idle and under
+load (``/proc/<pid>/smaps_rollup``), and with ``--profile`` py-spy's top frames of one worker.
 
 "Overhead" is the API's latency minus the fake model's own latency measured by the same client at
 the same concurrency (ConverseStream called directly): what retrieval, the chain, history and
-server-sent events add.
+server-sent events add (a follow-up that refers back also pays the condense call).
 
-    .venv/bin/python benchmarks/api_bench.py                   # 10k and 100k chunks, c = 1, 16, 64
-    .venv/bin/python benchmarks/api_bench.py --chunks 10000 --concurrency 1 16
-    .venv/bin/python benchmarks/api_bench.py --chunks 10000 --words 200    # realistic answer length
+``--compare DIR`` serves another checkout first (e.g. ``git worktree add /tmp/before main``), so
+"before" and "after" run back to back under the same conditions.
+
+    .venv/bin/python benchmarks/api_bench.py                                # 1/16/64/128 streams, 1 worker
+    .venv/bin/python benchmarks/api_bench.py --workers 1 2 --seconds 20
+    .venv/bin/python benchmarks/api_bench.py --compare /tmp/before --profile
+    .venv/bin/python benchmarks/api_bench.py --index-report                 # + index load/search table
 """
 
 from __future__ import annotations
@@ -33,9 +37,11 @@ import sys
 import tempfile
 import time
 import uuid
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import faiss
 import httpx
@@ -192,31 +198,132 @@ def search_stats(index: TenantIndex, exact: TenantIndex | None, queries: np.ndar
     return ms, float(np.mean(hits))
 
 
+def pct(values: list[float], q: float) -> float:
+    values = sorted(values)
+    return values[min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))]
+
+
+def _cpu(process: psutil.Process) -> float:
+    times = process.cpu_times()
+    return times.user + times.system
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size of one process (MiB), from ``/proc/<pid>/smaps_rollup``: shared pages
+    (copy-on-write after fork, libraries) are divided among the processes that map them."""
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no Pss in /proc/{pid}/smaps_rollup")
+
+
+def server_processes(master_pid: int) -> list[psutil.Process]:
+    """The gunicorn master and its workers."""
+    master = psutil.Process(master_pid)
+    return [master, *sorted(master.children(), key=lambda p: p.pid)]
+
+
+def start_fake_bedrock(ttft: float, tps: float, words: int, embed_ms: float = 0.0) -> tuple[subprocess.Popen, str]:
+    """The fake Bedrock endpoint in its own process: (process, endpoint URL)."""
+    fake = subprocess.Popen(
+        [sys.executable, "-m", "tests.support.fake_bedrock", "--ttft", str(ttft), "--tps", str(tps),
+         "--words", str(words), "--embed-ms", str(embed_ms)],
+        cwd=REPO, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    return fake, fake.stdout.readline().strip()
+
+
+def start_gunicorn(
+    index: Path, work: Path, fake_endpoint: str, workers: int, mode: str, app_dir: Path = REPO,
+    extra_env: dict[str, str] | None = None,
+) -> tuple[subprocess.Popen, str, int]:  # fmt: skip
+    """gunicorn as in the pod (``api/gunicorn.conf.py``) serving ``app_dir``'s code: (process, base URL, port)."""
+    port = free_port()
+    prom = work / f"prom-{port}"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_") and k != "PYTHONPATH"},
+        "PYTHONPATH": str(app_dir),
+        "TENANT_ID": "tenanta",
+        "INDEX_URI": str(index),
+        "INDEX_POLL_SECONDS": "0",
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": fake_endpoint,
+        "LLM_PROVIDER": "bedrock",
+        "EMBEDDINGS_PROVIDER": "bedrock",
+        "TEXT2TEXT_MODEL_ID": MODEL,
+        "RETRIEVER_MODE": mode,
+        "HISTORY_URL": f"sqlite:///{work}/history-{port}.db",
+        "RAGAPI_PORT": str(port),
+        "WEB_CONCURRENCY": str(workers),
+        "PROMETHEUS_MULTIPROC_DIR": str(prom),
+        "LOG_LEVEL": "warning",
+        **(extra_env or {}),
+    }
+    log = (work / f"gunicorn-{port}.log").open("wb")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"],
+        cwd=app_dir,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    return proc, f"http://127.0.0.1:{port}", port
+
+
+# --------------------------------------------------------------------------------------------
+# closed-loop clients: each virtual user asks a first question, then a follow-up in the same session
+
+#: Kinds of question: a first question (new session), a follow-up that refers back to the previous
+#: turn ("it", "that": needs the condense step) and a follow-up that stands alone.
+KINDS = ("first", "follow-up (refers back)", "follow-up (stands alone)")
+
+
 @dataclass
 class Sample:
+    kind: str
     ttft: float
     total: float
-    ok: bool
+    error: str | None  # None: the answer ended with `done`
+    retry_after: float = 0.0  # seconds the API asked the client to wait (503 + Retry-After)
 
 
-async def api_stream(client: httpx.AsyncClient, base: str) -> Sample:
-    body = {
-        "q": " ".join(random.choices(WORDS, k=8)) + "?",
-        "user_session_id": f"tenanta:bench@example.com:{uuid.uuid4()}",
-    }
+def _question(kind: str) -> str:
+    words = random.choices(WORDS, k=8)
+    if kind == "follow-up (refers back)":
+        return f"And how is it priced for {words[0]} {words[1]}?"
+    return " ".join(words).capitalize() + "?"
+
+
+async def api_stream(client: httpx.AsyncClient, base: str, kind: str, session: str) -> Sample:
+    body = {"q": _question(kind), "user_session_id": session}
     started = time.perf_counter()
     ttft = None
-    ok = False
-    async with client.stream("POST", f"{base}/api/v1/llm/rag/stream", json=body) as response:
-        async for line in response.aiter_lines():
-            if ttft is None and line.startswith("event: token"):
-                ttft = time.perf_counter() - started
-            if line.startswith("event: done"):
-                ok = True
-            if line.startswith("event: error"):
-                ok = False
+    error: str | None = "no done event"
+    retry_after = 0.0
+    try:
+        async with client.stream("POST", f"{base}/api/v1/llm/rag/stream", json=body) as response:
+            if response.status_code != 200:
+                data = json.loads(await response.aread() or b"{}")
+                error = f"HTTP {response.status_code} {data.get('error', '')}".strip()
+                retry_after = float(response.headers.get("retry-after") or 0)
+            else:
+                event = None
+                async for line in response.aiter_lines():
+                    if line.startswith("event: "):
+                        event = line[7:]
+                        if ttft is None and event == "token":
+                            ttft = time.perf_counter() - started
+                        elif event == "done":
+                            error = None
+                    elif line.startswith("data: ") and event == "error":
+                        error = f"stream error {json.loads(line[6:]).get('error')}"
+    except httpx.HTTPError as exc:
+        error = f"client {type(exc).__name__}"
     total = time.perf_counter() - started
-    return Sample(ttft if ttft is not None else total, total, ok)
+    return Sample(kind, ttft if ttft is not None else total, total, error, retry_after)
 
 
 async def model_stream(client: httpx.AsyncClient, endpoint: str) -> Sample:
@@ -232,160 +339,213 @@ async def model_stream(client: httpx.AsyncClient, endpoint: str) -> Sample:
                 if ttft is None and message.headers.get(":event-type") == "contentBlockDelta":
                     ttft = time.perf_counter() - started
     total = time.perf_counter() - started
-    return Sample(ttft or total, total, True)
+    return Sample("model", ttft or total, total, None)
 
 
-async def run_level(kind: str, target: str, concurrency: int, requests: int) -> tuple[list[Sample], float]:
-    limits = httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-        for _ in range(min(concurrency, 4)):  # warm-up
-            await (api_stream(client, target) if kind == "api" else model_stream(client, target))
-        queue: asyncio.Queue[int] = asyncio.Queue()
-        for i in range(requests):
-            queue.put_nowait(i)
-        samples: list[Sample] = []
-
-        async def worker() -> None:
-            while not queue.empty():
-                queue.get_nowait()
-                samples.append(await (api_stream(client, target) if kind == "api" else model_stream(client, target)))
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return samples, time.perf_counter() - started
+def _limits(concurrency: int) -> httpx.Limits:
+    return httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
 
 
-def pct(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, max(0, round(q / 100 * len(values) + 0.5) - 1))]
+async def run_api_level(base: str, concurrency: int, seconds: float, on_tick: Any = None) -> list[Sample]:
+    """``concurrency`` virtual users for ``seconds``: first question, then a follow-up (alternately one
+    that refers back and one that stands alone), then a new session."""
+    samples: list[Sample] = []
+    async with httpx.AsyncClient(timeout=120, limits=_limits(concurrency)) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def user(n: int) -> None:
+            follow = KINDS[1 + n % 2]
+            while time.perf_counter() < deadline:
+                session = f"tenanta:bench@example.com:{uuid.uuid4()}"
+                first = await api_stream(client, base, "first", session)
+                samples.append(first)
+                if first.error is None and time.perf_counter() < deadline:
+                    samples.append(second := await api_stream(client, base, follow, session))
+                    first = second
+                    follow = KINDS[1] if follow == KINDS[2] else KINDS[2]
+                if first.retry_after:  # shed: wait as Retry-After asks
+                    await asyncio.sleep(first.retry_after)
+
+        async def ticker() -> None:
+            while time.perf_counter() < deadline:
+                await asyncio.sleep(2)
+                if on_tick is not None:
+                    on_tick()
+
+        await asyncio.gather(ticker(), *(user(n) for n in range(concurrency)))
+    return samples
 
 
-def workers_cpu_seconds(master_pid: int) -> float:
-    """User + system CPU seconds of all gunicorn workers so far."""
-    return sum(_cpu(c) for c in psutil.Process(master_pid).children())
+async def run_model_level(endpoint: str, concurrency: int, seconds: float) -> list[Sample]:
+    samples: list[Sample] = []
+    async with httpx.AsyncClient(timeout=120, limits=_limits(concurrency)) as client:
+        deadline = time.perf_counter() + seconds
+
+        async def user() -> None:
+            while time.perf_counter() < deadline:
+                samples.append(await model_stream(client, endpoint))
+
+        await asyncio.gather(*(user() for _ in range(concurrency)))
+    return samples
 
 
-def worker_rss_mib(master_pid: int) -> list[float]:
-    children = psutil.Process(master_pid).children()
-    return sorted(c.memory_info().rss / 2**20 for c in children)
+def _connections(worker: psutil.Process, port: int) -> int:
+    try:
+        return sum(1 for c in worker.net_connections("tcp") if c.laddr.port == port and c.status == "ESTABLISHED")
+    except psutil.Error:
+        return 0
 
 
-def start_fake_bedrock(ttft: float, tps: float, words: int) -> tuple[subprocess.Popen, str]:
-    """The fake Bedrock endpoint in its own process: (process, endpoint URL)."""
-    fake = subprocess.Popen(
-        [sys.executable, "-m", "tests.support.fake_bedrock", "--ttft", str(ttft), "--tps", str(tps),
-         "--words", str(words)],
-        cwd=REPO, stdout=subprocess.PIPE, text=True,
+def py_spy_top(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
+    """``py-spy record`` of one worker (raw collapsed stacks), or None when py-spy is not installed."""
+    exe = Path(sys.executable).with_name("py-spy")
+    if not exe.exists():
+        return None
+    return subprocess.Popen(
+        [str(exe), "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "100", "--format", "raw",
+         "--output", str(out)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
-    return fake, fake.stdout.readline().strip()
 
 
-def start_gunicorn(
-    index: Path, work: Path, fake_endpoint: str, workers: int, mode: str
-) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("AWS_")},
-        "TENANT_ID": "tenanta",
-        "INDEX_URI": str(index),
-        "INDEX_POLL_SECONDS": "0",
-        "AWS_DEFAULT_REGION": "us-east-1",
-        "AWS_ACCESS_KEY_ID": "bench",
-        "AWS_SECRET_ACCESS_KEY": "bench",
-        "AWS_EC2_METADATA_DISABLED": "true",
-        "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": fake_endpoint,
-        "LLM_PROVIDER": "bedrock",
-        "EMBEDDINGS_PROVIDER": "bedrock",
-        "TEXT2TEXT_MODEL_ID": MODEL,
-        "RETRIEVER_MODE": mode,
-        "HISTORY_URL": f"sqlite:///{work}/history.db",
-        "RAGAPI_PORT": str(port),
-        "WEB_CONCURRENCY": str(workers),
-        "PROMETHEUS_MULTIPROC_DIR": str(work / "prom"),
-        "LOG_LEVEL": "warning",
-    }
-    log = (work / "gunicorn.log").open("wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"],
-        cwd=REPO,
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    return proc, f"http://127.0.0.1:{port}"
+#: Innermost frames of a thread that waits (network, locks, the selector) rather than computes.
+IDLE_LEAVES = ("SocketIO.readinto", "readinto", "recv", "wait (", "Condition.wait", "Event.wait", "select (",
+               "EpollSelector.select", "sleep", "acquire", "_worker (concurrent", "run_forever", "poll (")  # fmt: skip
+
+
+def top_frames(raw: Path, n: int = 15) -> list[tuple[str, float, float]]:
+    """(function, % of busy samples inside it, % of busy samples where it is the innermost frame), top ``n``
+    by own share, from py-spy's collapsed stacks; samples of waiting threads (:data:`IDLE_LEAVES`) left out."""
+    inclusive: Counter[str] = Counter()
+    own: Counter[str] = Counter()
+    total = 0
+    for line in raw.read_text().splitlines():
+        stack, _, count = line.rpartition(" ")
+        frames = stack.split(";")[1:]  # first entry: the thread
+        if not frames or any(frames[-1].startswith(i) for i in IDLE_LEAVES):
+            continue
+        weight = int(count)
+        total += weight
+        for frame in set(frames):
+            inclusive[frame] += weight
+        own[frames[-1]] += weight
+    if not total:
+        return []
+    return [(f, 100 * inclusive[f] / total, 100 * c / total) for f, c in own.most_common(n)]
+
+
+@dataclass
+class Level:
+    concurrency: int
+    samples: list[Sample]
+    model: list[Sample]
+    seconds: float
+    cpu_ms_per_answer: float
+    connections: list[int]
+    pss_load: list[float]
+
+
+@dataclass
+class Config:
+    label: str
+    workers: int
+    levels: list[Level]
+    pss_idle: list[float]
+    profile: list[tuple[str, float, float]]
+
+
+def run_config(args: argparse.Namespace, label: str, app_dir: Path, workers: int, index: Path, work: Path,
+               fake_endpoint: str) -> Config:  # fmt: skip
+    proc, base, port = start_gunicorn(index, work, fake_endpoint, workers, args.mode, app_dir)
+    try:
+        wait_http(f"{base}/readyz")
+        asyncio.run(run_api_level(base, max(2, workers), 3))  # warm-up: every worker answers once
+        procs = server_processes(proc.pid)
+        pss_idle = [pss_mib(p.pid) for p in procs]
+        levels, profile = [], []
+        for c in args.concurrency:
+            model = asyncio.run(run_model_level(fake_endpoint, c, args.seconds / 2))
+            connections = [0] * (len(procs) - 1)
+            pss_load = list(pss_idle)
+
+            def tick(pss_load: list[float] = pss_load, connections: list[int] = connections) -> None:
+                for i, p in enumerate(procs):
+                    pss_load[i] = max(pss_load[i], pss_mib(p.pid))
+                for i, worker in enumerate(procs[1:]):
+                    connections[i] = max(connections[i], _connections(worker, port))
+
+            before = sum(_cpu(p) for p in procs)
+            started = time.perf_counter()
+            samples = asyncio.run(run_api_level(base, c, args.seconds, tick))
+            elapsed = time.perf_counter() - started
+            cpu = sum(_cpu(p) for p in procs) - before
+            answers = sum(s.error is None for s in samples)
+            if args.profile and c == args.profile_concurrency:  # an extra run: py-spy costs the worker CPU
+                out = work / f"profile-{label.replace(' ', '-')}.txt"
+                spy = py_spy_top(procs[1].pid, int(args.seconds) - 2, out)
+                asyncio.run(run_api_level(base, c, args.seconds))
+                if spy is not None and spy.wait(timeout=60) == 0:
+                    profile = top_frames(out)
+            levels.append(Level(c, samples, model, elapsed, cpu * 1000 / max(1, answers), connections, pss_load))
+        return Config(label, workers, levels, pss_idle, profile)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=60)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--chunks", type=int, nargs="+", default=[10_000, 100_000])
-    parser.add_argument("--index-types", nargs="+", choices=["flat", "hnsw"], default=["flat", "hnsw"],
-                        help="FAISS index types to compare (FAISS_INDEX_TYPE)")  # fmt: skip
-    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64])
-    parser.add_argument("--rounds", type=int, default=8, help="requests per concurrency level = rounds * c (min 30)")
+    parser.add_argument("--chunks", type=int, default=10_000, help="index size served")
+    parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 16, 64, 128])
+    parser.add_argument("--seconds", type=float, default=20.0, help="closed-loop seconds per concurrency level")
     parser.add_argument("--ttft", type=float, default=0.3, help="fake model time to first token, seconds")
     parser.add_argument("--tps", type=float, default=50.0, help="fake model tokens per second")
-    parser.add_argument("--words", type=int, default=20, help="tokens per answer")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--words", type=int, default=60, help="tokens per answer")
+    parser.add_argument("--embed-ms", type=float, default=20.0, help="fake embedding call, milliseconds")
+    parser.add_argument("--workers", type=int, nargs="+", default=[1], help="gunicorn workers (one config each)")
     parser.add_argument("--mode", choices=["hybrid", "dense"], default="hybrid", help="RETRIEVER_MODE")
-    parser.add_argument("--latency-chunks", type=int, default=10_000, help="index size used for latency runs")
+    parser.add_argument("--compare", type=Path, default=None,
+                        help="another checkout of the project (e.g. `git worktree add /tmp/before main`): served "
+                             "first, as the 'before' of the same run")  # fmt: skip
+    parser.add_argument("--compare-workers", type=int, nargs="+", default=None,
+                        help="gunicorn workers of the --compare tree (default: --workers)")  # fmt: skip
+    parser.add_argument("--profile", action="store_true", help="py-spy one worker at --profile-concurrency")
+    parser.add_argument("--profile-concurrency", type=int, default=64)
+    parser.add_argument("--index-report", action="store_true",
+                        help="also the index table (flat, HNSW; 10k, 100k)")  # fmt: skip
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="api-bench-"))
-    fake, fake_endpoint = start_fake_bedrock(args.ttft, args.tps, args.words)
-    fake_proc, client_proc = psutil.Process(fake.pid), psutil.Process()
-    queries = synthetic_vectors(200, seed=11)
-    index_rows = []
-    latency_rows = []
+    fake, fake_endpoint = start_fake_bedrock(args.ttft, args.tps, args.words, args.embed_ms)
+    configs: list[Config] = []
     try:
-        for chunks in args.chunks:
-            exact: TenantIndex | None = None
-            for index_type in args.index_types:
-                root = work / f"index-{index_type}-{chunks}"
-                write_s = build_index(root, chunks, index_type)
-                load_s, bm25_s, index = index_load_seconds(root)
-                search_ms, recall = search_stats(index, exact, queries)
-                if index_type == "flat":
-                    exact = index
-                proc, base = start_gunicorn(root, work, fake_endpoint, args.workers, args.mode)
-                t0 = time.perf_counter()
-                wait_http(f"{base}/readyz")
-                ready_s = time.perf_counter() - t0
-                asyncio.run(run_level("api", base, 2, 4))  # touch every worker
-                rss = worker_rss_mib(proc.pid)
-                index_rows.append((index_type, chunks, write_s, load_s, bm25_s, ready_s, rss, search_ms, recall))
-                if chunks == args.latency_chunks:
-                    for c in args.concurrency:
-                        n = max(30, args.rounds * c)
-                        model, _model_wall = asyncio.run(run_level("model", fake_endpoint, c, n))
-                        before = (workers_cpu_seconds(proc.pid), _cpu(fake_proc), _cpu(client_proc))
-                        api, api_wall = asyncio.run(run_level("api", base, c, n))
-                        after = (workers_cpu_seconds(proc.pid), _cpu(fake_proc), _cpu(client_proc))
-                        per_request = [(b - a) * 1000 / (n + min(c, 4)) for a, b in zip(before, after, strict=True)]
-                        latency_rows.append((index_type, c, n, model, per_request, api, api_wall))
-                proc.send_signal(signal.SIGTERM)
-                proc.wait(timeout=60)
+        index = work / "index"
+        build_index(index, args.chunks, "flat")
+        trees = ([("before", args.compare)] if args.compare else []) + [("after" if args.compare else "this", REPO)]
+        for label, tree in trees:
+            for workers in (args.compare_workers or args.workers) if label == "before" else args.workers:
+                configs.append(run_config(args, f"{label} w{workers}", tree, workers, index, work, fake_endpoint))
     finally:
         fake.terminate()
         fake.wait(timeout=10)
-    print_report(args, index_rows, latency_rows)
-    raw = {
-        "latency": [
-            {"index_type": t, "c": c, "n": n, "api_ttft": [s.ttft for s in api], "api_total": [s.total for s in api],
-             "model_ttft": [s.ttft for s in model], "model_total": [s.total for s in model], "cpu_ms": cpu}
-            for t, c, n, model, cpu, api, _ in latency_rows
-        ]
-    }  # fmt: skip
+    print_report(args, configs)
+    if args.index_report:
+        print_index_report(work)
+    raw = [
+        {"config": cfg.label, "c": lv.concurrency, "cpu_ms_per_answer": lv.cpu_ms_per_answer,
+         "samples": [s.__dict__ for s in lv.samples], "model": [s.__dict__ for s in lv.model]}
+        for cfg in configs for lv in cfg.levels
+    ]  # fmt: skip
     (work / "raw.json").write_text(json.dumps(raw))
     print(f"\nraw samples: {work / 'raw.json'}")
 
 
-def _cpu(process: psutil.Process) -> float:
-    times = process.cpu_times()
-    return times.user + times.system
+def _ms(values: list[float], q: float) -> float:
+    return pct(values, q) * 1000 if values else float("nan")
 
 
-def print_report(args: argparse.Namespace, index_rows: list, latency_rows: list) -> None:
-    """Markdown tables: latency by index type and concurrency, then index size, load and search."""
+def print_report(args: argparse.Namespace, configs: list[Config]) -> None:
+    """Markdown: per config and concurrency, answers/s, overhead and TTFT by kind, CPU, errors, PSS."""
     try:
         model_name = next(
             line.split(":", 1)[1].strip()
@@ -397,44 +557,74 @@ def print_report(args: argparse.Namespace, index_rows: list, latency_rows: list)
     print(f"\n### RAG API benchmark ({datetime.now(UTC):%Y-%m-%d %H:%M} UTC)\n")
     print(
         f"Machine: {os.cpu_count()} vCPU ({model_name}), {psutil.virtual_memory().total / 2**30:.0f} GiB RAM, "
-        f"Python {platform.python_version()}. gunicorn {args.workers} uvicorn workers; client, fake model and API "
-        f"share the machine. Fake model: TTFT {args.ttft * 1000:.0f} ms, {args.tps:.0f} tokens/s, "
-        f"{args.words} tokens per answer. Retrieval: {args.mode}, Titan v2 size (1024-d) vectors, "
-        f"index of {args.latency_chunks:,} chunks; SQLite history; every request a new session. "
-        "CPU per request: API workers / fake model / load-generating client.\n"
+        f"Python {platform.python_version()}; client, fake model and API share the machine. Fake Bedrock: TTFT "
+        f"{args.ttft * 1000:.0f} ms, {args.tps:.0f} tokens/s, {args.words} tokens per answer, embeddings "
+        f"{args.embed_ms:.0f} ms. {args.chunks:,} chunks ({args.mode}), SQLite history, {args.seconds:.0f} s closed "
+        "loop per level; each virtual user: first question, then a follow-up in the same session. Overhead = API "
+        "latency minus the fake model's own (ConverseStream alone at the same concurrency); a follow-up that refers "
+        "back also pays the condense call. CPU = API processes (master + workers) per completed answer.\n"
     )
     print(
-        "| index | concurrency | requests | req/s | TTFT p50 / p95 (ms) | latency p50 / p95 (ms) "
-        "| model alone latency p50 / p95 | overhead latency p50 / p95 (ms) | overhead TTFT p50 / p95 (ms) "
-        "| CPU ms per request: API / model / client | errors |"
+        "| config | streams | answers/s | kind | n | TTFT p50 / p95 (ms) | overhead p50 / p95 (ms) "
+        "| API CPU ms / answer | errors | connections per worker |"
     )
-    print("|---|---:|---:|---:|---|---|---|---|---|---|---:|")
-    for index_type, c, n, model, cpu, api, api_wall in latency_rows:
-        a_t = [s.ttft * 1000 for s in api]
-        a_l = [s.total * 1000 for s in api]
-        m_t = [s.ttft * 1000 for s in model]
-        m_l = [s.total * 1000 for s in model]
-        errors = sum(not s.ok for s in api)
+    print("|---|---:|---:|---|---:|---|---|---:|---|---|")
+    for cfg in configs:
+        for lv in cfg.levels:
+            ok = [s for s in lv.samples if s.error is None]
+            m_total = [s.total for s in lv.model]
+            errors = Counter(s.error for s in lv.samples if s.error)
+            for i, kind in enumerate(KINDS):
+                mine = [s for s in ok if s.kind == kind]
+                if not mine:
+                    continue
+                ttft = [s.ttft for s in mine]
+                total = [s.total for s in mine]
+                head = f"| {cfg.label} | {lv.concurrency} | {len(ok) / lv.seconds:.1f} |" if i == 0 else "| | | |"
+                tail = (
+                    f" {lv.cpu_ms_per_answer:.1f} | {', '.join(f'{k}: {v}' for k, v in errors.items()) or 0} | "
+                    f"{'/'.join(map(str, lv.connections))} |"
+                    if i == 0
+                    else " | | |"
+                )
+                print(
+                    f"{head} {kind} | {len(mine)} | {_ms(ttft, 50):.0f} / {_ms(ttft, 95):.0f} | "
+                    f"{_ms(total, 50) - _ms(m_total, 50):.0f} / {_ms(total, 95) - _ms(m_total, 95):.0f} |{tail}"
+                )
+    print("\n| config | PSS idle, MiB (master, workers…) | PSS under load (max) | pod total idle / load |")
+    print("|---|---|---|---|")
+    for cfg in configs:
+        load = [max(lv.pss_load[i] for lv in cfg.levels) for i in range(len(cfg.pss_idle))]
         print(
-            f"| {index_type} | {c} | {n} | {n / api_wall:.1f} | {pct(a_t, 50):.0f} / {pct(a_t, 95):.0f} | "
-            f"{pct(a_l, 50):.0f} / {pct(a_l, 95):.0f} | {pct(m_l, 50):.0f} / {pct(m_l, 95):.0f} | "
-            f"{pct(a_l, 50) - pct(m_l, 50):.1f} / {pct(a_l, 95) - pct(m_l, 95):.1f} | "
-            f"{pct(a_t, 50) - pct(m_t, 50):.1f} / {pct(a_t, 95) - pct(m_t, 95):.1f} | "
-            f"{cpu[0]:.1f} / {cpu[1]:.1f} / {cpu[2]:.1f} | {errors} |"
+            f"| {cfg.label} | {', '.join(f'{v:.0f}' for v in cfg.pss_idle)} | {', '.join(f'{v:.0f}' for v in load)} | "
+            f"{sum(cfg.pss_idle):.0f} / {sum(load):.0f} |"
         )
-    print(
-        "\n| index | chunks | write (s) | load + verify (s) | BM25 build (s) | gunicorn start → ready (s) "
-        "| RSS per worker (MiB) | dense search, 1 thread (ms) | speed-up vs flat | recall@10 vs flat |"
-    )
-    print("|---|---:|---:|---:|---:|---:|---|---:|---:|---:|")
-    flat_ms = {chunks: ms for t, chunks, *_, ms, _ in index_rows if t == "flat"}
-    for index_type, chunks, write_s, load_s, bm25_s, ready_s, rss, search_ms, recall in index_rows:
-        ratio = f"{flat_ms[chunks] / search_ms:.1f}x" if chunks in flat_ms else "-"
-        print(
-            f"| {index_type} | {chunks:,} | {write_s:.2f} | {load_s:.2f} | {bm25_s:.2f} | {ready_s:.1f} | "
-            f"{', '.join(f'{r:.0f}' for r in rss)} | {search_ms:.2f} | {ratio} | "
-            f"{'exact' if recall is None else f'{recall:.3f}'} |"
-        )
+    for cfg in configs:
+        if cfg.profile:
+            print(f"\npy-spy, one worker of '{cfg.label}' at {args.profile_concurrency} streams (busy samples only):\n")
+            print("| function | % inclusive | % own |")
+            print("|---|---:|---:|")
+            for frame, inclusive, own in cfg.profile:
+                print(f"| `{frame[:110]}` | {inclusive:.1f} | {own:.1f} |")
+
+
+def print_index_report(work: Path) -> None:
+    """Index size, load, BM25 build, search time and recall for flat and HNSW at 10k and 100k chunks."""
+    queries = synthetic_vectors(200, seed=11)
+    print(+"\n| index | chunks | write (s) | load + verify (s) | BM25 (s) | search, 1 thread (ms) | recall@10 |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for chunks in (10_000, 100_000):
+        exact = None
+        for index_type in ("flat", "hnsw"):
+            root = work / f"index-{index_type}-{chunks}"
+            write_s = build_index(root, chunks, index_type)
+            load_s, bm25_s, index = index_load_seconds(root)
+            search_ms, recall = search_stats(index, exact, queries)
+            exact = exact or index
+            print(
+                f"| {index_type} | {chunks:,} | {write_s:.2f} | {load_s:.2f} | {bm25_s:.2f} | {search_ms:.2f} | "
+                f"{'exact' if recall is None else f'{recall:.3f}'} |"
+            )
 
 
 if __name__ == "__main__":

@@ -95,7 +95,7 @@ def start_stack(args: argparse.Namespace, work: Path) -> tuple[subprocess.Popen,
     fake, endpoint = ab.start_fake_bedrock(args.ttft, args.tps, args.words)
     root = work / "index"
     ab.build_index(root, args.chunks)
-    proc, base = ab.start_gunicorn(root, work, endpoint, args.workers, args.mode)
+    proc, base, _ = ab.start_gunicorn(root, work, endpoint, args.workers, args.mode)
     ab.wait_http(f"{base}/readyz")
     return fake, proc, base
 

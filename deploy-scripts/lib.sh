@@ -111,6 +111,8 @@ cluster_env() {
   : "${ISTIO_INGRESS_SERVICE_ACCOUNT:=istio-ingressgateway}"
   check_value AWS_REGION '^[a-z]{2}(-gov)?-[a-z]+-[0-9]$' "an AWS region such as eu-west-1"
   check_value CLUSTER_NAME '^[A-Za-z][A-Za-z0-9-]{0,99}$' "an EKS cluster name"
+  : "${AURORA_CLUSTER_ID:=${CLUSTER_NAME,,}-rag-pg}"
+  check_value AURORA_CLUSTER_ID '^[a-z][a-z0-9-]{0,62}$' "an Aurora cluster identifier"
 }
 
 # All names of one tenant, derived (never typed by hand). Needs ACCOUNT_ID and DOMAIN.
@@ -122,9 +124,11 @@ tenant_env() {
   : "${ACCOUNT_ID:?set ACCOUNT_ID (the scripts look it up with aws sts get-caller-identity)}"
   : "${DOMAIN:?set DOMAIN, the parent domain of the tenants subdomains, e.g. chat.example.com}"
   : "${AWS_PARTITION:=aws}"
+  : "${ADMIN_GROUP:=admins}" # documents area: the Cognito group of the tenant's admins
   : "${ISTIO_INGRESS_NAMESPACE:=istio-system}"
   : "${ISTIO_INGRESS_SERVICE_ACCOUNT:=istio-ingressgateway}"
   check_value AWS_REGION '^[a-z]{2}(-gov)?-[a-z]+-[0-9]$' "an AWS region such as eu-west-1"
+  check_value ADMIN_GROUP '^[A-Za-z0-9_+=,.@-]{1,128}$' "a Cognito group name"
   check_value ACCOUNT_ID '^([0-9]{12}|<account-id>)$' "a 12-digit AWS account id"
   check_value DOMAIN '^([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$' "a DNS name such as chat.example.com"
 
@@ -157,6 +161,16 @@ tenant_env() {
   : "${TEXT2TEXT_MODEL_ID:=anthropic.claude-3-haiku-20240307-v1:0}"
   check_value EMBEDDING_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id"
   check_value TEXT2TEXT_MODEL_ID '^[A-Za-z0-9.:/_-]+$' "a Bedrock model id or inference profile"
+  # pgvector backend (area: pgvector): VECTOR_STORE=pgvector keeps the index in the shared Aurora
+  # cluster, in schema PG_ROLE owned by the login role PG_ROLE (rag.index.pgvector.role_for)
+  : "${VECTOR_STORE:=faiss}"
+  : "${PG_DATABASE:=rag}"
+  : "${PG_PORT:=5432}"
+  check_value VECTOR_STORE '^(faiss|pgvector)$' "faiss or pgvector"
+  check_value PG_DATABASE '^[a-z_][a-z0-9_]{0,62}$' "a database name"
+  check_value PG_PORT '^[0-9]{2,5}$' "a port number"
+  PG_ROLE="tenant_${TENANT_ID//-/_}"
+  export VECTOR_STORE PG_DATABASE PG_PORT PG_ROLE
   export TENANT_ID NAMESPACE AUTH_NAMESPACE TENANT_HOST CONTEXTUAL_DATA_BUCKET CHATHISTORY_TABLE \
     SESSIONS_TABLE USAGE_TABLE QUOTA_TABLE FEEDBACK_TABLE CHATBOT_ROLE_ARN INGEST_ROLE_ARN TLS_SECRET_NAME EMBEDDING_MODEL_ID TEXT2TEXT_MODEL_ID AWS_REGION \
     ISTIO_INGRESS_NAMESPACE ISTIO_INGRESS_SERVICE_ACCOUNT
@@ -181,9 +195,12 @@ deploy_env() {
   check_value MIN_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
   check_value MAX_REPLICAS '^[1-9][0-9]?$' "a number of replicas"
   check_value INGEST_SCHEDULE '^[0-9*/,-]+( [0-9*/,-]+){4}$' "a cron schedule with five fields"
+  # documents area: the chatbot pod may reach the Kubernetes API server (ENIs in the cluster VPC)
+  : "${KUBE_API_CIDR:?set KUBE_API_CIDR to the CIDR of the cluster VPC (apply-tenant.sh looks it up)}"
+  check_value KUBE_API_CIDR '^([0-9]{1,3}(\.[0-9]{1,3}){3}/[0-9]{1,2}|<vpc-cidr>)$' "an IPv4 CIDR such as 10.0.0.0/16"
   ISSUER_URI="https://cognito-idp.${AWS_REGION}.amazonaws.com/${COGNITO_USER_POOL_ID}"
   export IMAGE_REGISTRY IMAGE_TAG APP_VERSION COGNITO_USER_POOL_ID COGNITO_CLIENT_ID MIN_REPLICAS \
-    MAX_REPLICAS INGEST_SCHEDULE ISSUER_URI OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION ISTIO_VERSION
+    MAX_REPLICAS INGEST_SCHEDULE ISSUER_URI OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION ISTIO_VERSION KUBE_API_CIDR
 }
 
 # --- rendering ---------------------------------------------------------------------------------
@@ -195,7 +212,7 @@ readonly TENANT_RENDER_VARS=(
   USAGE_TABLE QUOTA_TABLE FEEDBACK_TABLE
   TEXT2TEXT_MODEL_ID ISSUER_URI COGNITO_CLIENT_ID OAUTH2_PROXY_IMAGE OAUTH2_PROXY_VERSION
   INGEST_SCHEDULE MIN_REPLICAS MAX_REPLICAS TLS_SECRET_NAME ISTIO_INGRESS_NAMESPACE
-  ISTIO_INGRESS_SERVICE_ACCOUNT
+  ISTIO_INGRESS_SERVICE_ACCOUNT KUBE_API_CIDR ADMIN_GROUP
 )
 
 # render_file SRC DEST VAR... : envsubst with exactly these variables; fails on an empty variable
@@ -223,12 +240,61 @@ tenant_templates() {
     -not -path 'manifests/observability/*' | LC_ALL=C sort)
 }
 
-# render_tenant OUTDIR: renders every tenant template into OUTDIR (same relative paths).
+# render_tenant OUTDIR: renders every tenant template into OUTDIR (same relative paths); the
+# manifests/pgvector/ ones only with VECTOR_STORE=pgvector (they need PG_HOST and PG_EGRESS_CIDR).
 render_tenant() {
-  local outdir=$1 rel
+  local outdir=$1 rel vars=("${TENANT_RENDER_VARS[@]}")
+  if [[ "${VECTOR_STORE}" == pgvector ]]; then
+    check_value PG_HOST '^[a-z0-9.<>-]+$' "the Aurora cluster endpoint"
+    check_value PG_EGRESS_CIDR '^([0-9]{1,3}\.){3}[0-9]{1,3}/[0-9]{1,2}$|^<vpc-cidr>$' "the VPC CIDR, e.g. 192.168.0.0/16"
+    vars+=(VECTOR_STORE PG_HOST PG_PORT PG_DATABASE PG_ROLE PG_EGRESS_CIDR)
+  fi
   while IFS= read -r rel; do
-    render_file "${REPO_ROOT}/${rel}" "${outdir}/${rel}" "${TENANT_RENDER_VARS[@]}"
+    if [[ "${rel}" == manifests/pgvector/* && "${VECTOR_STORE}" != pgvector ]]; then continue; fi
+    render_file "${REPO_ROOT}/${rel}" "${outdir}/${rel}" "${vars[@]}"
   done < <(tenant_templates)
+}
+
+# resolve_aurora: with VECTOR_STORE=pgvector, the shared Aurora cluster's endpoint (PG_HOST), resource
+# id (for rds-db:connect ARNs), master secret and the VPC CIDR (for the egress NetworkPolicy),
+# unless already set. Needs cluster_env.
+resolve_aurora() {
+  [[ "${VECTOR_STORE}" == pgvector ]] || return 0
+  local q="DBClusters[0]"
+  if [[ -z "${PG_HOST:-}" ]]; then
+    PG_HOST="$(lookup '<aurora-endpoint>' aws rds describe-db-clusters --db-cluster-identifier "${AURORA_CLUSTER_ID}" \
+      --query "${q}.Endpoint" --output text)"
+  fi
+  [[ -n "${PG_HOST}" ]] || die "no Aurora cluster ${AURORA_CLUSTER_ID}: run bootstrap-cluster.sh --with-aurora first"
+  : "${PG_CLUSTER_RESOURCE_ID:=$(lookup 'cluster-<resource-id>' aws rds describe-db-clusters \
+    --db-cluster-identifier "${AURORA_CLUSTER_ID}" --query "${q}.DbClusterResourceId" --output text)}"
+  : "${PG_ADMIN_SECRET_ARN:=$(lookup '<secret-arn>' aws rds describe-db-clusters \
+    --db-cluster-identifier "${AURORA_CLUSTER_ID}" --query "${q}.MasterUserSecret.SecretArn" --output text)}"
+  : "${PG_EGRESS_CIDR:=${KUBE_API_CIDR:-}}"  # the cluster VPC's CIDR, when deploy_env has it already
+  if [[ -z "${PG_EGRESS_CIDR}" ]]; then
+    local vpc
+    vpc="$(lookup '<vpc-id>' aws eks describe-cluster --name "${CLUSTER_NAME}" \
+      --query cluster.resourcesVpcConfig.vpcId --output text)"
+    PG_EGRESS_CIDR="$(lookup '<vpc-cidr>' aws ec2 describe-vpcs --vpc-ids "${vpc}" --query 'Vpcs[0].CidrBlock' \
+      --output text)"
+  fi
+  export PG_HOST PG_CLUSTER_RESOURCE_ID PG_ADMIN_SECRET_ARN PG_EGRESS_CIDR
+}
+
+# pg_admin_sql ACTION: the onboarding/offboarding SQL of rag.index.pgvector (one source of truth)
+# run by psql as the cluster's master user (password from its Secrets Manager secret, through the
+# environment, never a command line), over TLS.
+pg_admin_sql() {
+  local action=$1 sql_file secret user password
+  sql_file="$(tmpdir)/pgvector-${action}.sql"
+  PYTHONPATH="${REPO_ROOT}" "${PYTHON:-python3}" -m rag.index.pgvector "${action}" --tenant "${TENANT_ID}" \
+    --database "${PG_DATABASE}" --iam >"${sql_file}"
+  secret="$(lookup '{"username":"<user>","password":"<password>"}' aws secretsmanager get-secret-value \
+    --secret-id "${PG_ADMIN_SECRET_ARN}" --query SecretString --output text)"
+  user="$(jq -r .username <<<"${secret}")"
+  password="$(jq -r .password <<<"${secret}")"
+  PGPASSWORD="${password}" PGSSLMODE=require run psql --no-psqlrc --set ON_ERROR_STOP=1 --quiet \
+    --host "${PG_HOST}" --port "${PG_PORT}" --username "${user}" --dbname "${PG_DATABASE}" --file "${sql_file}"
 }
 
 # --- shared cluster operations -------------------------------------------------------------------
@@ -300,6 +366,17 @@ resolve_cognito() {
   export COGNITO_USER_POOL_ID COGNITO_CLIENT_ID
 }
 
+# KUBE_API_CIDR (unless set): the CIDR of the cluster's VPC, where EKS puts the API server's ENIs.
+resolve_kube_api_cidr() {
+  local vpc
+  [[ -z "${KUBE_API_CIDR:-}" ]] || return 0
+  vpc="$(lookup '<vpc-id>' aws eks describe-cluster --name "${CLUSTER_NAME}" \
+    --query cluster.resourcesVpcConfig.vpcId --output text)"
+  [[ -n "${vpc}" ]] || die "cluster ${CLUSTER_NAME} has no VPC id: set KUBE_API_CIDR"
+  KUBE_API_CIDR="$(lookup '<vpc-cidr>' aws ec2 describe-vpcs --vpc-ids "${vpc}" --query 'Vpcs[0].CidrBlock' --output text)"
+  export KUBE_API_CIDR
+}
+
 # Everything apply-tenant.sh and ingest.sh need to render: tenant names, Cognito ids, images.
 resolve_deploy_env() {
   validate_tenant "${1-}"
@@ -309,7 +386,9 @@ resolve_deploy_env() {
   resolve_cognito
   [[ -n "${COGNITO_USER_POOL_ID}" && -n "${COGNITO_CLIENT_ID}" ]] \
     || die "no Cognito user pool/app client for ${TENANT_ID}: run deploy-scripts/onboard-tenant.sh ${TENANT_ID} first"
+  resolve_kube_api_cidr
   deploy_env
+  resolve_aurora
 }
 
 # Parses the standard options of every script: --dry-run, -h/--help. Sets ARGS to the rest.

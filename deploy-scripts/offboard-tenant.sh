@@ -13,6 +13,7 @@ Usage: deploy-scripts/offboard-tenant.sh [--dry-run] --yes TENANT
 
 Deletes TENANT's Kubernetes objects and AWS resources, data included (documents, index, chat
 history, usage, feedback, users). Required environment: AWS_REGION, CLUSTER_NAME, DOMAIN.
+With VECTOR_STORE=pgvector also the tenant's schema (every index version) and login role.
 USAGE
 }
 
@@ -93,6 +94,12 @@ main() {
   tenant_env "${ARGS[0]}"
   log "offboarding tenant ${TENANT_ID} (account ${ACCOUNT_ID}, region ${AWS_REGION})"
   delete_kubernetes
+  if [[ "${VECTOR_STORE}" == pgvector ]]; then
+    require_cmd psql
+    resolve_aurora
+    # after the pods are gone: DROP SCHEMA ... CASCADE, DROP OWNED, DROP ROLE (rag.index.pgvector.deprovision_sql)
+    pg_admin_sql deprovision
+  fi
   delete_aws
   log "done: ${TENANT_ID} removed"
 }

@@ -3,8 +3,10 @@
 # when missing): Cognito user pool (custom:tenantid) + hosted-UI domain + app client, the oauth2-proxy
 # secret in Secrets Manager, S3 bucket (encrypted, versioned, public access blocked, TLS only),
 # DynamoDB tables (chat history, sessions, usage, quota counters, feedback; TTL, point-in-time
-# recovery), and two IRSA roles scoped to this tenant only
-# (chatbot: read the bucket, use the tables and both models; ingest: write the bucket, embed).
+# recovery), the Cognito group of the tenant's admins (ADMIN_GROUP, default admins: they manage the
+# documents from the web chat), and two IRSA roles scoped to this tenant only
+# (chatbot: read the bucket, write only under documents/, use the tables and both models;
+# ingest: write the bucket, embed).
 set -Eeuo pipefail
 # shellcheck source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -15,7 +17,9 @@ Usage: deploy-scripts/onboard-tenant.sh [--dry-run] TENANT
 
 Creates the AWS resources of TENANT (then run apply-tenant.sh and ingest.sh).
 Required environment: AWS_REGION, CLUSTER_NAME, DOMAIN.
-Optional: EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, BEDROCK_EXTRA_MODEL_ARNS (space separated).
+Optional: EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, BEDROCK_EXTRA_MODEL_ARNS (space separated),
+VECTOR_STORE (faiss | pgvector: also the tenant's schema and login role in the Aurora cluster of
+bootstrap-cluster.sh --with-aurora, and rds-db:connect for that role only), PG_DATABASE (rag).
 USAGE
 }
 
@@ -48,7 +52,17 @@ json_list() { # quoted, comma separated JSON strings from stdin lines
   done
 }
 
-# The chat pod: read this tenant's bucket (the index), read/write its five tables, invoke both models.
+# VECTOR_STORE=pgvector: IAM database authentication as this tenant's role, and no other
+# (https://docs.aws.amazon.com/AmazonRDS/latest/AuroraUserGuide/UsingWithRDS.IAMDBAuth.IAMPolicy.html).
+pg_connect_statement() {
+  [[ "${VECTOR_STORE}" == pgvector ]] || return 0
+  printf ',\n    {"Sid": "TenantDatabaseUser", "Effect": "Allow", "Action": ["rds-db:connect"],\n'
+  printf '     "Resource": "arn:%s:rds-db:%s:%s:dbuser:%s/%s"}' "${AWS_PARTITION}" "${AWS_REGION}" "${ACCOUNT_ID}" \
+    "${PG_CLUSTER_RESOURCE_ID}" "${PG_ROLE}"
+}
+
+# The chat pod: read this tenant's bucket (the index), write and delete only under documents/ (the
+# admins' uploads; never the index), read/write its five tables, invoke both models.
 chatbot_policy() {
   local p=${AWS_PARTITION} b=${CONTEXTUAL_DATA_BUCKET}
   local tables="arn:${p}:dynamodb:${AWS_REGION}:${ACCOUNT_ID}:table"
@@ -62,6 +76,9 @@ chatbot_policy() {
     {"Sid": "TenantObjectsRead", "Effect": "Allow",
      "Action": ["s3:GetObject"],
      "Resource": "arn:${p}:s3:::${b}/*"},
+    {"Sid": "TenantDocumentsWrite", "Effect": "Allow",
+     "Action": ["s3:PutObject", "s3:DeleteObject"],
+     "Resource": "arn:${p}:s3:::${b}/documents/*"},
     {"Sid": "TenantTables", "Effect": "Allow",
      "Action": ["dynamodb:DescribeTable", "dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
                 "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:BatchGetItem", "dynamodb:BatchWriteItem",
@@ -70,7 +87,7 @@ chatbot_policy() {
                   "${tables}/${QUOTA_TABLE}", "${tables}/${FEEDBACK_TABLE}"]},
     {"Sid": "BedrockModels", "Effect": "Allow",
      "Action": ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}" | json_list)]}
+     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" "${TEXT2TEXT_MODEL_ID}" | json_list)]}$(pg_connect_statement)
   ]
 }
 JSON
@@ -91,7 +108,7 @@ ingest_policy() {
      "Resource": "arn:${p}:s3:::${b}/*"},
     {"Sid": "BedrockEmbeddings", "Effect": "Allow",
      "Action": ["bedrock:InvokeModel"],
-     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" | json_list)]}
+     "Resource": [$(bedrock_model_arns "${EMBEDDING_MODEL_ID}" | json_list)]}$(pg_connect_statement)
   ]
 }
 JSON
@@ -193,16 +210,24 @@ ensure_cognito() {
   pool_id="$(lookup '' aws cognito-idp list-user-pools --max-results 60 \
     --query "UserPools[?Name=='${COGNITO_POOL_NAME}'].Id | [0]" --output text)"
   if [[ -z "${pool_id}" ]]; then
-    # custom:tenantid is immutable and not writable by the app client: users cannot change it
+    # custom:tenantid is immutable and not writable by the app client: users cannot change it.
+    # A changed e-mail address takes effect only once the user has verified it (until then Cognito
+    # keeps the old, verified one in the ID token). Users are identified by `sub`, never by e-mail
+    # (SECURITY.md, "Which claim identifies a user").
     pool_id="$(run_out '<pool-id>' aws cognito-idp create-user-pool --pool-name "${COGNITO_POOL_NAME}" \
       --schema 'Name=tenantid,AttributeDataType=String,Mutable=false,StringAttributeConstraints={MinLength=3,MaxLength=32}' \
       --admin-create-user-config AllowAdminCreateUserOnly=true \
       --auto-verified-attributes email --username-attributes email \
+      --user-attribute-update-settings AttributesRequireVerificationBeforeUpdate=email \
       --mfa-configuration OPTIONAL --software-token-mfa-configuration Enabled=true \
       --policies 'PasswordPolicy={MinimumLength=12,RequireUppercase=true,RequireLowercase=true,RequireNumbers=true,RequireSymbols=true}' \
       --deletion-protection INACTIVE \
       --user-pool-tags "app.kubernetes.io/part-of=tenant-rag,tenant=${TENANT_ID}" \
       --query UserPool.Id --output text)"
+  else
+    # update-user-pool would reset every setting not passed; the operator applies it (SECURITY.md)
+    log "user pool ${pool_id} exists: check that it requires verification before an e-mail change" \
+      "(UserAttributeUpdateSettings) and that the app client cannot write email (SECURITY.md, upgrading)"
   fi
   domain="$(lookup '' aws cognito-idp describe-user-pool-domain --domain "${COGNITO_DOMAIN_PREFIX}" \
     --query DomainDescription.UserPoolId --output text)"
@@ -221,7 +246,7 @@ ensure_cognito() {
       --callback-urls "${callback}" --logout-urls "https://${TENANT_HOST}/" \
       --supported-identity-providers COGNITO \
       --read-attributes email email_verified name custom:tenantid \
-      --write-attributes email name \
+      --write-attributes name \
       --prevent-user-existence-errors ENABLED \
       --enable-token-revocation \
       --id-token-validity 60 --access-token-validity 60 --refresh-token-validity 12 \
@@ -229,7 +254,18 @@ ensure_cognito() {
       --query UserPoolClient.ClientId --output text)"
   fi
   ensure_oauth_secret "${pool_id}" "${client_id}"
+  ensure_admin_group "${pool_id}"
   log "Cognito user pool ${pool_id}, app client ${client_id}"
+}
+
+# The tenant's admins: members of this group (cognito:groups in their ID token) manage the documents.
+# Add a user with: aws cognito-idp admin-add-user-to-group --user-pool-id POOL --username USER --group-name admins
+ensure_admin_group() {
+  local pool_id=$1 group=${ADMIN_GROUP}
+  if ! exists aws cognito-idp get-group --user-pool-id "${pool_id}" --group-name "${group}"; then
+    run aws cognito-idp create-group --user-pool-id "${pool_id}" --group-name "${group}" \
+      --description "tenant ${TENANT_ID}: manage the documents from the web chat"
+  fi
 }
 
 # The oauth2-proxy credentials live in Secrets Manager; apply-tenant.sh copies them into the
@@ -288,6 +324,10 @@ main() {
   require_cmd aws openssl
   resolve_account
   tenant_env "${ARGS[0]}"
+  if [[ "${VECTOR_STORE}" == pgvector ]]; then
+    require_cmd jq psql
+    resolve_aurora
+  fi
   log "onboarding tenant ${TENANT_ID} in account ${ACCOUNT_ID}, region ${AWS_REGION}"
   ensure_cognito
   ensure_bucket
@@ -300,6 +340,10 @@ main() {
   issuer="$(cluster_oidc_issuer)"
   ensure_role "${CHATBOT_ROLE_NAME}" chatbot chatbot_policy "${issuer}"
   ensure_role "${INGEST_ROLE_NAME}" ingest ingest_policy "${issuer}"
+  if [[ "${VECTOR_STORE}" == pgvector ]]; then
+    # schema + login role (rds_iam) of this tenant, idempotent (rag.index.pgvector.provision_sql)
+    pg_admin_sql provision
+  fi
   log "done: next, deploy-scripts/apply-tenant.sh ${TENANT_ID}"
 }
 

@@ -10,9 +10,11 @@ usage() {
 Usage: deploy-scripts/render.sh [--dry-run] TENANT OUTDIR
 
 Renders manifests/ and istio/ (tenant templates) for TENANT into OUTDIR.
-Required environment: AWS_REGION, ACCOUNT_ID, DOMAIN, IMAGE_TAG, COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID.
+Required environment: AWS_REGION, ACCOUNT_ID, DOMAIN, IMAGE_TAG, COGNITO_USER_POOL_ID, COGNITO_CLIENT_ID,
+KUBE_API_CIDR (the cluster VPC's CIDR: the chatbot pod may reach the Kubernetes API server there).
 Optional: IMAGE_REGISTRY, APP_VERSION, EMBEDDING_MODEL_ID, TEXT2TEXT_MODEL_ID, MIN_REPLICAS,
-MAX_REPLICAS, INGEST_SCHEDULE, ISTIO_INGRESS_NAMESPACE, ISTIO_INGRESS_SERVICE_ACCOUNT.
+MAX_REPLICAS, INGEST_SCHEDULE, ISTIO_INGRESS_NAMESPACE, ISTIO_INGRESS_SERVICE_ACCOUNT,
+VECTOR_STORE (faiss | pgvector; pgvector also needs PG_HOST and PG_EGRESS_CIDR), PG_DATABASE, PG_PORT.
 Fails when a variable is missing or any ${...} is left in the output.
 USAGE
 }

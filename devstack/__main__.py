@@ -20,12 +20,24 @@ def main(argv: list[str] | None = None) -> int:
     """Start the demo stack, print one URL per tenant, run until interrupted."""
     parser = argparse.ArgumentParser(prog="python -m devstack", description=__doc__)
     parser.add_argument("--workdir", type=Path, default=REPO_ROOT / ".demo")
-    parser.add_argument("--tenants", nargs="+", default=list(DEMO_CORPORA))
-    parser.add_argument("--base-port", type=int, default=int(os.environ.get("DEMO_BASE_PORT", "8501")))
+    parser.add_argument("--tenants", nargs="+", default=list(DEMO_CORPORA), help="tenant ids to start")
+    parser.add_argument(
+        "--documents",
+        type=Path,
+        help="a folder (or file) of your own documents (CSV, PDF, TXT, MD, HTML) for the tenants that have no "
+        "demo corpus, e.g. --tenants mydocs --documents ~/papers",
+    )
+    parser.add_argument(
+        "--base-port",
+        type=int,
+        default=int(os.environ.get("DEMO_BASE_PORT", "8501")),
+        help="web chats listen on BASE, BASE+1, ...; their APIs on BASE+100, BASE+101, ... (default 8501)",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     log = logging.getLogger("devstack")
-    stack = DemoStack(workdir=args.workdir, tenants=tuple(args.tenants), base_port=args.base_port)
+    documents = {t: args.documents for t in args.tenants if t not in DEMO_CORPORA} if args.documents else {}
+    stack = DemoStack(workdir=args.workdir, tenants=tuple(args.tenants), base_port=args.base_port, documents=documents)
     env = stack.base_env(args.tenants[0])
     log.info(
         "providers: embeddings=%s llm=%s history=%s auth=%s retriever=%s",
@@ -48,11 +60,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  {ep.tenant:<10} {stack.gateway_url(ep.tenant)}/   ({ep.display_name}; via Envoy)")
         print(f"Sign-in (local test issuer {stack.issuer.issuer_url}, no passwords):")
         for user in stack.issuer.users.values():
-            print(f"  {user.username:<10} {user.email}  tenant {user.tenant}: "
+            role = " (admin: Documents page)" if "admins" in user.groups else ""
+            print(f"  {user.username:<10} {user.email}  tenant {user.tenant}{role}: "
                   f"{stack.gateway_url(user.tenant)}/oauth2/login?user={user.username}")  # fmt: skip
     else:
         for ep in stack.endpoints.values():
-            print(f"  {ep.tenant:<10} {ep.web_url}   ({ep.display_name}; API {ep.api_url})")
+            print(f"  {ep.tenant:<10} {ep.web_url}   ({ep.display_name}; API {ep.api_url}, docs {ep.api_url}/docs)")
     print(f"Logs: {stack.log_dir}. Press Ctrl-C to stop.\n", flush=True)
     try:
         signal.pause()

@@ -12,6 +12,8 @@ SQLite; setting ``EMBEDDINGS_PROVIDER=bedrock`` / ``LLM_PROVIDER=bedrock`` (plus
 
 from __future__ import annotations
 
+import csv
+import json
 import logging
 import os
 import shutil
@@ -37,6 +39,38 @@ DEMO_CORPORA = {
     "tenanta": ("Amazon_SageMaker_FAQs.csv", "SageMaker FAQ assistant"),
     "tenantb": ("Amazon_EMR_FAQs.csv", "EMR FAQ assistant"),
 }
+#: Example questions shown on a tenant's first screen (at most 4, as ``TENANT_EXAMPLE_QUESTIONS`` allows).
+EXAMPLE_QUESTIONS = 3
+#: Longest example question taken from a corpus, characters.
+MAX_EXAMPLE_CHARS = 70
+
+
+def example_questions(documents: Path, count: int = EXAMPLE_QUESTIONS) -> list[str]:
+    """Example questions from a tenant's corpus: the first column of question/answer CSV files.
+
+    Picks short questions spread over the file (not only its first rows), in file order. Other
+    formats give none (the first screen then shows only the welcome line).
+
+    Args:
+        documents: the tenant's documents directory.
+        count: how many to return.
+    """
+    found: list[str] = []
+    for path in sorted(documents.glob("*.csv")):
+        with path.open(encoding="utf-8-sig", newline="") as f:
+            rows = [" ".join(r[0].split()) for r in csv.reader(f) if len(r) >= 2 and r[0].strip()]
+        found.extend(q for q in rows if q.endswith("?") and len(q) <= MAX_EXAMPLE_CHARS)
+    if len(found) <= count:
+        return found
+    step = len(found) / count
+    return [found[int(i * step)] for i in range(count)]
+
+
+def welcome_line(documents: Path) -> str:
+    """The one-line welcome of a tenant's first screen, naming its documents (the title names the tenant)."""
+    names = sorted(p.name for p in documents.iterdir() if p.is_file()) if documents.is_dir() else []
+    what = names[0] if len(names) == 1 else f"{len(names)} documents"
+    return f"Ask about {what}: every answer cites the passages it comes from."
 
 
 @dataclass
@@ -74,6 +108,8 @@ class DemoStack:
             its tokens, and a real Envoy (:mod:`gateway`) in front of them listens on
             ``gateway_port`` (default ``base_port + 200``): ``http://<tenant>.localhost:<port>/``.
         gateway_port: TCP port of the Envoy gateway in oidc mode.
+        documents: tenant → a directory or file of the tenant's own documents ("try it on your own
+            documents"); tenants not listed use their demo corpus (or the project's docs).
     """
 
     workdir: Path
@@ -81,6 +117,7 @@ class DemoStack:
     base_port: int = 8501
     env: dict[str, str] = field(default_factory=dict)
     start_web: bool = True
+    documents: dict[str, Path] = field(default_factory=dict)
     # --- oidc mode (owned by gateway/; see SECURITY.md) ---
     auth_mode: str | None = None
     gateway_port: int | None = None
@@ -121,6 +158,8 @@ class DemoStack:
             INDEX_POLL_SECONDS=env.get("INDEX_POLL_SECONDS", "5"),
             PYTHONPATH=str(REPO_ROOT),
         )
+        env.setdefault("DOCUMENTS_URI", str(tenant_dir / "documents"))  # the Documents page writes here
+        env.setdefault("INGESTION_RUNNER", "local")  # "Re-index now": python -m ingest as a child process
         env.setdefault("HISTORY_URL", f"sqlite:///{tenant_dir / 'history.sqlite3'}")
         env.setdefault("SESSIONS_URL", f"sqlite:///{tenant_dir / 'sessions.sqlite3'}")
         env.setdefault("USAGE_URL", f"sqlite:///{tenant_dir / 'usage.sqlite3'}")
@@ -136,6 +175,12 @@ class DemoStack:
         """
         target = self.workdir / tenant / "documents"
         target.mkdir(parents=True, exist_ok=True)
+        own = self.documents.get(tenant)
+        if own is not None:  # the user's documents: ingested from where they are (nothing copied)
+            own = own.expanduser().resolve()
+            if not own.exists():
+                raise RuntimeError(f"{tenant}: documents not found: {own}")
+            return own
         corpus = DEMO_CORPORA.get(tenant, ("", ""))[0]
         candidates = [SHARED_DATA / corpus] if corpus and (SHARED_DATA / corpus).is_file() else []
         if not candidates:
@@ -147,6 +192,22 @@ class DemoStack:
                 if not destination.exists() or destination.read_bytes() != path.read_bytes():
                     shutil.copyfile(path, destination)
         return target
+
+    def first_screen_env(self, tenant: str) -> dict[str, str]:
+        """``TENANT_DISPLAY_NAME``, ``TENANT_WELCOME`` and ``TENANT_EXAMPLE_QUESTIONS`` from the tenant's corpus.
+
+        Values already in the environment (or ``env``) win, so a user can set their own.
+        """
+        documents = self.prepare_documents(tenant)
+        folder = documents if documents.is_dir() else documents.parent
+        name = self.endpoints[tenant].display_name
+        values = {
+            "TENANT_DISPLAY_NAME": name,
+            "TENANT_WELCOME": welcome_line(folder),
+            "TENANT_EXAMPLE_QUESTIONS": json.dumps(example_questions(folder)),
+        }
+        given = os.environ | self.env
+        return {k: given.get(k, v) for k, v in values.items()}
 
     def ingest(self, tenant: str) -> None:
         """Run ``python -m ingest`` for the tenant (incremental).
@@ -211,10 +272,12 @@ class DemoStack:
                 self._wait_http(f"{ep.api_url}/readyz", f"{tenant} RAG API", timeout=180)
             if self.start_web:
                 for tenant, ep in self.endpoints.items():
-                    env = self.base_env(tenant) | {"RAG_API_URL": ep.api_url, "TENANT_DISPLAY_NAME": ep.display_name}
+                    env = self.base_env(tenant) | {"RAG_API_URL": ep.api_url} | self.first_screen_env(tenant)
+                    if self.oidc:  # the page may be opened through the gateway or (tests) directly
+                        env["WEB_ALLOWED_ORIGINS"] = f"{self.gateway_url(tenant)},{ep.web_url}"
                     self._spawn(
                         f"{tenant}-webapp",
-                        [sys.executable, "-m", "streamlit", "run", "webapp/app.py", "--server.port", str(ep.web_port),
+                        [sys.executable, "-m", "webapp.server", "--server.port", str(ep.web_port),
                          "--server.address", "127.0.0.1", "--server.headless", "true",
                          "--browser.gatherUsageStats", "false"],
                         env,

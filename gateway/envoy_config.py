@@ -16,7 +16,12 @@ Istio object (template)                                Envoy equivalent generate
 (``istio/authorizationpolicy.yaml``)                    ``iss`` is the tenant's issuer (Istio's
                                                        ``requestPrincipals: <issuer>/*``) and
                                                        ``custom:tenantid`` equals the tenant
-``VirtualService chatbot`` (``istio/virtualservice.yaml``) one virtual host per tenant host, route timeout
+``VirtualService chatbot`` (``istio/virtualservice.yaml``) one virtual host per tenant host, route timeout;
+                                                       only the chat's paths are routed (the rest: 404),
+                                                       the websocket only with the tenant's ``Origin``
+``EnvoyFilter gateway-connection-limits``               the same HttpConnectionManager fields (read from
+(``istio/cluster/envoyfilter-gateway-limits.yaml``)    that file): request headers timeout, idle and
+                                                       stream idle timeouts, header count and size
 =====================================================  ==============================================
 
 Two deliberate differences, both documented in ``SECURITY.md``:
@@ -24,10 +29,12 @@ Two deliberate differences, both documented in ``SECURITY.md``:
 - A JWT is *required* on tenant hosts (no token -> 401). In the cluster a request without a token
   never reaches the sidecar: oauth2-proxy (ext_authz at the gateway) redirects it to sign in, and
   the sidecar's AuthorizationPolicy would answer 403.
-- oauth2-proxy is not run locally. Its two jobs are replaced by (a) ``claim_to_headers`` ``email``
-  -> ``x-auth-request-email`` and (b) a small Lua filter that turns the demo's ``id_token`` cookie
-  (set by :mod:`gateway.issuer`'s ``/oauth2/login``) into ``Authorization: Bearer <jwt>``, which
-  ``jwt_authn`` verifies and forwards (``forward: true``) so the web chat can verify it again.
+- oauth2-proxy is not run locally. Its job is replaced by a small Lua filter that turns the demo's
+  ``id_token`` cookie (set by :mod:`gateway.issuer`'s ``/oauth2/login``) into
+  ``Authorization: Bearer <jwt>``, which ``jwt_authn`` verifies and forwards (``forward: true``) so
+  the web chat can verify it again; a request with two such cookies is refused (400). The e-mail
+  claim is not copied into a header: the web chat reads it from the verified token (a claim with a
+  control character would otherwise make an invalid header value and a 503).
 
 The configuration is a plain ``dict`` (JSON-serialisable); :mod:`gateway.runner` writes and runs it.
 """
@@ -43,29 +50,34 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from rag.contract import EMAIL_HEADER, TENANT_CLAIM, TENANT_HEADER, TOKEN_COOKIE
+from rag.identity import LEEWAY_SECONDS
 from rag.tenant import validate_tenant_id
+
+__all__ = ["EMAIL_HEADER", "TENANT_CLAIM", "TENANT_HEADER", "TOKEN_COOKIE"]  # defined in rag.contract
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: The cluster-wide EnvoyFilter whose Lua code strips client ``x-auth-request-*`` headers.
 STRIP_FILTER_TEMPLATE = REPO_ROOT / "istio" / "cluster" / "envoyfilter-strip-auth-headers.yaml"
+#: The cluster-wide EnvoyFilter with the gateway's timeouts and header limits.
+LIMITS_FILTER_TEMPLATE = REPO_ROOT / "istio" / "cluster" / "envoyfilter-gateway-limits.yaml"
 
-#: Claim that carries the tenant id (Cognito custom attribute), as in the RequestAuthentication.
-TENANT_CLAIM = "custom:tenantid"
-#: Header the verified tenant claim is written to.
-TENANT_HEADER = "x-auth-request-tenantid"
-#: Claim and header for the user's e-mail (set by oauth2-proxy in the cluster, by jwt_authn here).
-EMAIL_CLAIM = "email"
-EMAIL_HEADER = "x-auth-request-email"
 #: Every client-sent header with this prefix is removed before any check runs.
 STRIPPED_HEADER_PREFIX = "x-auth-request-"
-#: Cookie the demo login sets; the gateway turns it into ``Authorization: Bearer``.
-TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
 #: Where a browser without a valid token is redirected (served by ``gateway.issuer``).
 LOGIN_PATH = "/oauth2/login"
 #: Clock skew Envoy tolerates on ``exp``/``nbf``, in seconds (Envoy's default, stated explicitly).
 CLOCK_SKEW_SECONDS = 60
-#: Largest request header block accepted, in KiB (Envoy's and Istio's default); larger -> 431.
-MAX_REQUEST_HEADERS_KB = 60
+#: Longest ID token lifetime (``exp - iat``) the gateway accepts, in seconds: the user pool's ID
+#: token validity (``ID_TOKEN_VALIDITY_SECONDS``, Cognito's default 1 h) plus the web chat's leeway.
+MAX_TOKEN_LIFETIME_SECONDS = 3600 + LEEWAY_SECONDS
+#: The paths of a tenant host the web chat needs (Streamlit's page, its icon and manifest, health,
+#: host configuration; the bundled assets under ``/static/``; the websocket). Everything else on a
+#: tenant host is a 404 at the gateway, e.g. ``/_stcore/metrics`` or ``/_stcore/upload_file``.
+CHAT_EXACT_PATHS = ("/", "/favicon.png", "/manifest.json", "/_stcore/health", "/_stcore/host-config")
+CHAT_PREFIX_PATHS = ("/static/",)
+#: Streamlit's websocket; accepted only with the tenant's own ``Origin`` (else 403).
+STREAM_PATH = "/_stcore/stream"
 #: Route timeout, in seconds (``istio/virtualservice.yaml``: ``timeout: 300s``).
 ROUTE_TIMEOUT_SECONDS = 300
 #: How long Envoy caches a downloaded JWKS, in seconds.
@@ -92,6 +104,8 @@ class TenantRoute:
         audiences: accepted ``aud`` values (the app client id); ``${COGNITO_CLIENT_ID}``.
         upstream_host: IP address of the web chat.
         jwks_uri: where the signing keys are; default ``<issuer>/.well-known/jwks.json`` (Cognito's).
+        origins: the ``Origin`` values a browser on this tenant's page sends (the websocket is refused
+            with any other); default ``http://<host>:<listen port>`` (see :func:`build_envoy_config`).
     """
 
     tenant_id: str
@@ -101,6 +115,7 @@ class TenantRoute:
     audiences: tuple[str, ...]
     upstream_host: str = "127.0.0.1"
     jwks_uri: str = field(default="")
+    origins: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_tenant_id(self.tenant_id)
@@ -112,6 +127,9 @@ class TenantRoute:
             raise ValueError(f"{self.tenant_id}: upstream port {self.upstream_port} is out of range")
         if not self.jwks_uri:
             object.__setattr__(self, "jwks_uri", self.issuer.rstrip("/") + "/.well-known/jwks.json")
+        for origin in self.origins:
+            if not re.fullmatch(r"https?://" + re.escape(self.host) + r"(:[0-9]{1,5})?", origin):
+                raise ValueError(f"{self.tenant_id}: origin {origin!r} is not http(s)://{self.host}[:port]")
 
 
 @functools.cache
@@ -136,29 +154,63 @@ def strip_headers_lua() -> str:
     return source
 
 
+@functools.cache
+def gateway_limits() -> dict[str, Any]:
+    """The HttpConnectionManager fields of the Istio EnvoyFilter ``gateway-connection-limits``.
+
+    Read from :data:`LIMITS_FILTER_TEMPLATE` so the local gateway applies exactly the cluster's
+    timeouts and header limits (``request_headers_timeout``, ``stream_idle_timeout``,
+    ``max_request_headers_kb``, ``common_http_protocol_options.idle_timeout``, ...).
+
+    Raises:
+        ValueError: the template no longer has the expected shape.
+    """
+    import yaml
+
+    doc = yaml.safe_load(LIMITS_FILTER_TEMPLATE.read_text())
+    try:
+        patch = doc["spec"]["configPatches"][0]["patch"]
+        fields = dict(patch["value"]["typed_config"])
+    except (KeyError, IndexError, TypeError) as exc:
+        raise ValueError(f"{LIMITS_FILTER_TEMPLATE}: no HttpConnectionManager fields found ({exc!r})") from None
+    if patch.get("operation") != "MERGE" or not str(fields.pop("@type", "")).endswith(".HttpConnectionManager"):
+        raise ValueError(f"{LIMITS_FILTER_TEMPLATE}: expected a MERGE of HttpConnectionManager fields")
+    return fields
+
+
 def cookie_to_bearer_lua(cookie: str = TOKEN_COOKIE) -> str:
     """Lua code that copies cookie ``cookie`` into ``Authorization: Bearer`` when no such header is sent.
 
     Stands in for oauth2-proxy's ``--set-authorization-header`` in the demo. Only a value made of
-    JWT characters (base64url and dots) is copied; ``jwt_authn`` then verifies it like any bearer token.
+    JWT characters (base64url and dots) is copied; ``jwt_authn`` then verifies it like any bearer
+    token. A request carrying the cookie more than once (e.g. one planted by another page with a
+    different ``Path``) is refused with 400 instead of trusting whichever comes first.
     """
     if not re.fullmatch(r"[A-Za-z0-9_]+", cookie):
         raise ValueError(f"cookie name {cookie!r} is not a plain token")
     return f"""function envoy_on_request(handle)
   local headers = handle:headers()
-  if headers:get("authorization") ~= nil then
-    return
-  end
-  local cookies = headers:get("cookie")
-  if cookies == nil then
-    return
-  end
-  for pair in string.gmatch(cookies, "[^;]+") do
-    local name, value = string.match(pair, "^%s*([^=%s]+)%s*=%s*(.-)%s*$")
-    if name == "{cookie}" and value ~= nil and string.match(value, "^[%w%-_]+%.[%w%-_]+%.[%w%-_]*$") then
-      headers:add("authorization", "Bearer " .. value)
-      return
+  local found = nil
+  local count = 0
+  for index = 0, headers:getNumValues("cookie") - 1 do
+    for pair in string.gmatch(headers:getAtIndex("cookie", index), "[^;]+") do
+      local name, value = string.match(pair, "^%s*([^=%s]+)%s*=%s*(.-)%s*$")
+      if name == "{cookie}" then
+        count = count + 1
+        found = value
+      end
     end
+  end
+  if count > 1 then
+    handle:respond({{[":status"] = "400", ["content-type"] = "text/plain"}},
+      "more than one {cookie} cookie: refused; sign in again at {LOGIN_PATH}\\n")
+    return
+  end
+  if found == nil or headers:get("authorization") ~= nil then
+    return
+  end
+  if string.match(found, "^[%w%-_]+%.[%w%-_]+%.[%w%-_]*$") then
+    headers:add("authorization", "Bearer " .. found)
   end
 end
 """
@@ -265,6 +317,35 @@ _RBAC_OFF = {"@type": "type.googleapis.com/envoy.extensions.filters.http.rbac.v3
 _JWT_OFF = {"@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig", "disabled": True}
 
 
+def _any_of(values: Sequence[str]) -> str:
+    return "^(" + "|".join(re.escape(v) for v in values) + ")$"
+
+
+def _chat_route(t: TenantRoute, name: str, match: dict[str, Any]) -> dict[str, Any]:
+    """A route to the tenant's web chat behind its token requirement and RBAC policy."""
+    return {
+        "name": f"{t.tenant_id}-{name}",
+        "match": match,
+        "route": {"cluster": f"web-{t.tenant_id}", "timeout": f"{ROUTE_TIMEOUT_SECONDS}s"},
+        "typed_per_filter_config": {
+            _JWT_FILTER: {
+                "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig",
+                "requirement_name": provider_name(t.tenant_id),
+            },
+            _RBAC_FILTER: _tenant_rbac(t),
+        },
+    }
+
+
+def _refusal(name: str, match: dict[str, Any], status: int, text: str) -> dict[str, Any]:
+    return {
+        "name": name,
+        "match": match,
+        "direct_response": {"status": status, "body": {"inline_string": text + "\n"}},
+        "typed_per_filter_config": {_JWT_FILTER: _JWT_OFF, _RBAC_FILTER: _RBAC_OFF},
+    }
+
+
 def build_envoy_config(
     tenants: Sequence[TenantRoute],
     listen_port: int,
@@ -273,7 +354,8 @@ def build_envoy_config(
     inline_jwks: Mapping[str, Mapping[str, Any]] | None = None,
     login_upstream: tuple[str, int] | None = None,
     token_cookie: str | None = TOKEN_COOKIE,
-    max_request_headers_kb: int = MAX_REQUEST_HEADERS_KB,
+    max_token_lifetime_seconds: int = MAX_TOKEN_LIFETIME_SECONDS,
+    limits: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Build the Envoy bootstrap for ``tenants``.
 
@@ -286,7 +368,10 @@ def build_envoy_config(
         login_upstream: ``(host, port)`` of :mod:`gateway.issuer`; when set, ``/oauth2/*`` on every
             tenant host goes there without a token check (as oauth2-proxy answers ``/oauth2/*``).
         token_cookie: cookie converted to ``Authorization: Bearer`` (demo sign-in); None disables it.
-        max_request_headers_kb: header block limit, in KiB (over it: 431).
+        max_token_lifetime_seconds: ``jwt_authn`` ``max_lifetime``: tokens whose ``exp - iat`` is
+            longer are refused (401), and ``iat`` becomes required.
+        limits: HttpConnectionManager fields (timeouts, header limits); default
+            :func:`gateway_limits`, the cluster's values. Tests pass shorter timeouts.
 
     Returns:
         The bootstrap as a dict (write it as JSON or YAML).
@@ -313,10 +398,8 @@ def build_envoy_config(
             "from_headers": [{"name": "Authorization", "value_prefix": "Bearer "}],
             "payload_in_metadata": PAYLOAD_METADATA_KEY,
             "clock_skew_seconds": CLOCK_SKEW_SECONDS,
-            "claim_to_headers": [
-                {"header_name": TENANT_HEADER, "claim_name": TENANT_CLAIM},
-                {"header_name": EMAIL_HEADER, "claim_name": EMAIL_CLAIM},
-            ],
+            "claim_to_headers": [{"header_name": TENANT_HEADER, "claim_name": TENANT_CLAIM}],
+            "max_lifetime": f"{max_token_lifetime_seconds}s",
         }
         if t.issuer in inline_jwks:
             provider["local_jwks"] = {"inline_string": json.dumps(inline_jwks[t.issuer])}
@@ -346,20 +429,19 @@ def build_envoy_config(
                     "typed_per_filter_config": {_JWT_FILTER: _JWT_OFF, _RBAC_FILTER: _RBAC_OFF},
                 }
             )
+        origins = t.origins or (f"http://{t.host}:{listen_port}",)
+        origin_match = {"exact": origins[0]} if len(origins) == 1 else {"safe_regex": {"regex": _any_of(origins)}}
         routes.append(
-            {
-                "name": f"{t.tenant_id}-chatbot",
-                "match": {"prefix": "/"},
-                "route": {"cluster": f"web-{t.tenant_id}", "timeout": f"{ROUTE_TIMEOUT_SECONDS}s"},
-                "typed_per_filter_config": {
-                    _JWT_FILTER: {
-                        "@type": "type.googleapis.com/envoy.extensions.filters.http.jwt_authn.v3.PerRouteConfig",
-                        "requirement_name": provider_name(t.tenant_id),
-                    },
-                    _RBAC_FILTER: _tenant_rbac(t),
-                },
-            }
+            _chat_route(
+                t, "stream", {"path": STREAM_PATH, "headers": [{"name": "origin", "string_match": origin_match}]}
+            )
         )
+        routes.append(_refusal(f"{t.tenant_id}-stream-origin", {"path": STREAM_PATH}, 403, "websocket origin refused"))
+        for i, path in enumerate(CHAT_EXACT_PATHS):
+            routes.append(_chat_route(t, f"page-{i}", {"path": path}))
+        for i, prefix in enumerate(CHAT_PREFIX_PATHS):
+            routes.append(_chat_route(t, f"assets-{i}", {"prefix": prefix}))
+        routes.append(_refusal(f"{t.tenant_id}-not-found", {"prefix": "/"}, 404, "not found"))
         virtual_hosts.append({"name": t.tenant_id, "domains": [t.host, f"{t.host}:*"], "routes": routes})
     virtual_hosts.append(
         {
@@ -410,7 +492,7 @@ def build_envoy_config(
         "use_remote_address": True,
         "normalize_path": True,
         "merge_slashes": True,
-        "max_request_headers_kb": max_request_headers_kb,
+        **(gateway_limits() if limits is None else limits),
         "upgrade_configs": [{"upgrade_type": "websocket"}],  # Streamlit's /_stcore/stream
         "route_config": {"name": "tenants", "virtual_hosts": virtual_hosts},
         "http_filters": http_filters,
@@ -471,47 +553,62 @@ def summarize(config: Mapping[str, Any]) -> dict[str, Any]:
     """The security-relevant facts of a generated config, in the shape the Istio parity test compares.
 
     Returns:
-        ``{"strip_lua": str, "strip_first": bool, "hosts": {host: {"tenant", "issuer", "audiences",
-        "jwks_uri", "forward", "claim_headers": {claim: header}, "rbac": {"iss", "custom:tenantid"},
-        "timeout"}}}``.
+        ``{"strip_lua": str, "strip_first": bool, "limits": {HttpConnectionManager field: value},
+        "hosts": {host: {"tenant", "issuer", "audiences", "jwks_uri", "forward", "max_lifetime",
+        "claim_headers": {claim: header}, "rbac": {"iss", "custom:tenantid"}, "timeout",
+        "exact_paths": [...], "prefix_paths": [...], "stream": {"path", "origin"},
+        "refused": {path match: status}}}}``.
     """
     hcm = _hcm(config)
     filters = {f["name"]: f for f in hcm["http_filters"]}
     providers = filters[_JWT_FILTER]["typed_config"]["providers"]
     hosts: dict[str, Any] = {}
     for vh in hcm["route_config"]["virtual_hosts"]:
+        facts: dict[str, Any] = {"exact_paths": [], "prefix_paths": [], "refused": {}}
         for route in vh["routes"]:
+            match = route["match"]
+            if "direct_response" in route:
+                facts["refused"][match.get("path") or match.get("prefix")] = route["direct_response"]["status"]
+                continue
             per_route = route.get("typed_per_filter_config", {})
             requirement = per_route.get(_JWT_FILTER, {}).get("requirement_name")
             if not requirement:
                 continue
+            if "headers" in match:
+                (origin,) = match["headers"]
+                facts["stream"] = {"path": match["path"], "origin": origin["string_match"]}
+            elif "path" in match:
+                facts["exact_paths"].append(match["path"])
+            else:
+                facts["prefix_paths"].append(match["prefix"])
             provider = providers[requirement]
-            policies = per_route[_RBAC_FILTER]["rbac"]["rules"]["policies"]
-            (policy,) = policies.values()
+            (policy,) = per_route[_RBAC_FILTER]["rbac"]["rules"]["policies"].values()
             (principal,) = policy["principals"]
-            rbac = {
-                m["sourced_metadata"]["metadata_matcher"]["path"][1]["key"]: m["sourced_metadata"]["metadata_matcher"][
-                    "value"
-                ]["string_match"]["exact"]
-                for m in principal["and_ids"]["ids"]
-            }
-            jwks_uri = provider.get("remote_jwks", {}).get("http_uri", {}).get("uri")
-            for domain in vh["domains"]:
-                if domain.endswith(":*"):
-                    continue
-                hosts[domain] = {
-                    "tenant": vh["name"],
-                    "issuer": provider["issuer"],
-                    "audiences": provider["audiences"],
-                    "jwks_uri": jwks_uri,
-                    "forward": provider.get("forward", False),
-                    "claim_headers": {c["claim_name"]: c["header_name"] for c in provider["claim_to_headers"]},
-                    "rbac": rbac,
-                    "timeout": route["route"]["timeout"],
-                }
+            facts.update(
+                tenant=vh["name"],
+                issuer=provider["issuer"],
+                audiences=provider["audiences"],
+                jwks_uri=provider.get("remote_jwks", {}).get("http_uri", {}).get("uri"),
+                forward=provider.get("forward", False),
+                max_lifetime=provider.get("max_lifetime"),
+                claim_headers={c["claim_name"]: c["header_name"] for c in provider["claim_to_headers"]},
+                rbac={
+                    m["sourced_metadata"]["metadata_matcher"]["path"][1]["key"]: m["sourced_metadata"][
+                        "metadata_matcher"
+                    ]["value"]["string_match"]["exact"]
+                    for m in principal["and_ids"]["ids"]
+                },
+                timeout=route["route"]["timeout"],
+            )
+        if "tenant" not in facts:
+            continue
+        for domain in vh["domains"]:
+            if not domain.endswith(":*"):
+                hosts[domain] = facts
     first = hcm["http_filters"][0]
     return {
         "strip_lua": first["typed_config"]["default_source_code"]["inline_string"],
         "strip_first": first["name"] == "tenant-rag.strip-x-auth-request",
+        "limits": {k: hcm[k] for k in gateway_limits() if k in hcm},
         "hosts": hosts,
     }

@@ -8,7 +8,9 @@ Endpoints (plain HTTP, ``ThreadingHTTPServer``):
   has Cognito's shape, ``http://127.0.0.1:<port>/<pool id>`` (Cognito:
   ``https://cognito-idp.<region>.amazonaws.com/<pool id>``);
 - ``/oauth2/login?user=alice[&rd=/path]``: signs ``alice`` in: sets the ``id_token`` cookie (HttpOnly,
-  SameSite=Lax, host-only) and redirects to ``rd``; without a known user it shows the demo users.
+  SameSite=Strict, host-only; Secure when the gateway says ``X-Forwarded-Proto: https``) and
+  redirects to ``rd``, which must be a same-origin relative path (:func:`safe_redirect`; anything
+  else is a 400); without a known user it shows the demo users.
   The gateway routes ``/oauth2/*`` on each tenant host here, as oauth2-proxy does in the cluster,
   so the cookie belongs to the tenant's host;
 - ``/oauth2/token?user=alice``: the same token as text (for ``curl``);
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 import threading
 import time
 import uuid
@@ -37,6 +40,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 from jwt.algorithms import RSAAlgorithm
 
+from rag.contract import EMAIL_CLAIM, TENANT_CLAIM, TOKEN_COOKIE
 from rag.tenant import validate_tenant_id
 
 #: Pool id in Cognito's format ``<region>_<id>``; the issuer URL ends with it.
@@ -45,8 +49,11 @@ DEFAULT_POOL_ID = "us-east-1_TESTPOOL"
 DEFAULT_CLIENT_ID = "localtestclient"
 #: Lifetime of a minted token, in seconds (Cognito's default for ID tokens).
 TOKEN_LIFETIME_SECONDS = 3600
-#: Cookie set by ``/oauth2/login`` (the gateway reads it; see ``gateway.envoy_config.TOKEN_COOKIE``).
-TOKEN_COOKIE = "id_token"  # noqa: S105 - a cookie name, not a secret
+#: Longest ``rd`` accepted by ``/oauth2/login``, in characters.
+MAX_REDIRECT_CHARS = 2048
+# One '/' then RFC 3986 path/query/fragment characters only: no control characters (browsers
+# drop TAB/CR/LF from URLs, so "/\t/evil" would become "//evil"), no space, no backslash, no quotes.
+_REDIRECT_RE = re.compile(r"/[A-Za-z0-9\-._~!$&'()*+,;=:@/?%#]*")
 
 
 @dataclass(frozen=True)
@@ -57,20 +64,23 @@ class DemoUser:
         username: the ``cognito:username`` and login name, e.g. ``alice``.
         email: the ``email`` claim.
         tenant: the ``custom:tenantid`` claim (validated).
+        groups: the ``cognito:groups`` claim (absent when empty); ``admins`` manage the tenant's documents.
     """
 
     username: str
     email: str
     tenant: str
+    groups: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         validate_tenant_id(self.tenant)
 
 
-#: The demo's users: one per demo tenant.
+#: The demo's users: one per demo tenant, plus carol, a tenanta member who is not an admin.
 DEMO_USERS: tuple[DemoUser, ...] = (
-    DemoUser("alice", "alice@tenanta.example.com", "tenanta"),
+    DemoUser("alice", "alice@tenanta.example.com", "tenanta", ("admins",)),
     DemoUser("bob", "bob@tenantb.example.com", "tenantb"),
+    DemoUser("carol", "carol@tenanta.example.com", "tenanta"),
 )
 
 
@@ -190,8 +200,8 @@ class LocalIssuer:
             "exp": now + self.token_lifetime,
             "iat": now,
             "jti": str(uuid.uuid4()),
-            "email": email,
-            "custom:tenantid": tenant,
+            EMAIL_CLAIM: email,
+            TENANT_CLAIM: tenant,
         }
 
     def mint(
@@ -235,7 +245,7 @@ class LocalIssuer:
             KeyError: no such user.
         """
         user = self.users[username]
-        return self.mint(user.tenant, user.email)
+        return self.mint(user.tenant, user.email, **({"cognito:groups": list(user.groups)} if user.groups else {}))
 
     # ------------------------------------------------------------------ HTTP
     def respond(self, method: str, target: str, headers: Mapping[str, str] | None = None) -> Response:
@@ -267,10 +277,11 @@ class LocalIssuer:
         if path in ("/oauth2/login", "/oauth2/start"):
             if user is None:
                 return self._login_page((headers or {}).get("host", ""))
-            redirect = query.get("rd", "/")
-            if not redirect.startswith("/") or redirect.startswith("//") or "\\" in redirect:
-                redirect = "/"  # no open redirect
-            cookie = _cookie(self.mint_for(user.username), self.token_lifetime)
+            redirect = safe_redirect(query.get("rd", "/"))
+            if redirect is None:
+                return _text(400, "rd must be a relative path on this site, e.g. /\n")
+            secure = (headers or {}).get("x-forwarded-proto", "").lower() == "https"
+            cookie = _cookie(self.mint_for(user.username), self.token_lifetime, secure=secure)
             return Response(302, (("Location", redirect), ("Set-Cookie", cookie), ("Cache-Control", "no-store")), b"")
         return _text(404, "not found\n")
 
@@ -339,8 +350,30 @@ class LocalIssuer:
         self.stop()
 
 
-def _cookie(value: str, max_age: int) -> str:
-    return f"{TOKEN_COOKIE}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+def safe_redirect(value: str) -> str | None:
+    """``value`` if it is a same-origin relative path to redirect to after sign-in, else None.
+
+    Accepted: ``/`` followed by RFC 3986 path, query and fragment characters, at most
+    :data:`MAX_REDIRECT_CHARS`. Refused: anything not starting with one ``/``; ``//`` anywhere
+    (a scheme-relative URL, or one once a browser drops a TAB between the slashes); backslashes
+    (browsers read ``/\\host`` as ``//host``); schemes; control characters (CR/LF would inject
+    headers; TAB/LF are removed by browsers' URL parsers, see the WHATWG URL standard); spaces,
+    quotes and anything non-ASCII.
+
+    Args:
+        value: the decoded ``rd`` query parameter.
+    """
+    if len(value) > MAX_REDIRECT_CHARS or "//" in value or not _REDIRECT_RE.fullmatch(value):
+        return None
+    return value
+
+
+def _cookie(value: str, max_age: int, *, secure: bool = False) -> str:
+    # SameSite=Strict: never sent with a request another site starts (a cross-site websocket,
+    # form post or link). The demo's sign-in happens on the tenant's own host, so Strict costs
+    # nothing here (unlike a cross-site identity provider's redirect, see SECURITY.md).
+    attributes = f"Path=/; Max-Age={max_age}; HttpOnly; SameSite=Strict{'; Secure' if secure else ''}"
+    return f"{TOKEN_COOKIE}={value}; {attributes}"
 
 
 def _json(payload: Mapping[str, Any]) -> Response:

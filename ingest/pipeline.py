@@ -11,8 +11,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 from langchain_core.documents import Document
@@ -23,20 +23,14 @@ from tqdm import tqdm
 from ingest.embedder import embed_in_batches
 from ingest.loaders import LoaderError, is_supported, load_file
 from ingest.sources import LocalSource, S3Source, SourceFile
+from rag.index.backend import FaissIndexWriter, IndexWriter, as_index_writer
 from rag.index.store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
     BlobStore,
-    IndexError_,
-    IndexIntegrityError,
-    IndexNotFoundError,
     SourceRecord,
     index_params_of,
-    list_versions,
-    load_index_version,
-    read_latest_version_id,
     resolve_index_type,
-    write_index_version,
 )
 from rag.tenant import validate_tenant_id
 
@@ -44,7 +38,13 @@ log = logging.getLogger(__name__)
 
 
 class NothingIngestedError(RuntimeError):
-    """No valid document was found: nothing is published and the job exits non-zero."""
+    """No valid document was found: nothing is published and the job exits non-zero.
+
+    Attributes:
+        summary: the run's :class:`IngestSummary` (skipped files and their reasons), when known.
+    """
+
+    summary: IngestSummary | None = None
 
 
 @dataclass
@@ -124,21 +124,11 @@ def _document_key(doc: Document) -> tuple[str, object, object]:
     return (str(doc.metadata.get("source")), doc.metadata.get("row"), doc.metadata.get("page"))
 
 
-def _previous_version(store: BlobStore, tenant: str, embedding_model: str) -> Any:
-    try:
-        return load_index_version(store, tenant=tenant, embedding_model=embedding_model)
-    except IndexNotFoundError:
-        return None
-    except IndexIntegrityError as exc:
-        log.warning("published index is not reusable (%s): every source is embedded again", exc)
-        return None
-
-
 def run_ingestion(
     *,
     tenant: str,
     source: LocalSource | S3Source,
-    store: BlobStore,
+    store: BlobStore | IndexWriter,
     embeddings: Embeddings,
     embedding_model: str,
     chunk_size: int = 1500,
@@ -151,13 +141,16 @@ def run_ingestion(
     index_type: str = "auto",
     hnsw_m: int = HNSW_M,
     hnsw_ef_construction: int = HNSW_EF_CONSTRUCTION,
+    on_progress: Callable[[str, int, int], None] | None = None,
 ) -> IngestSummary:
     """Ingest every supported file under ``source`` into a new index version for ``tenant``.
 
     Args:
         tenant: tenant id (validated before anything is read).
         source: where the documents are (:func:`ingest.sources.open_source`).
-        store: the index root (:func:`rag.index.store.open_store`).
+        store: the index root (:func:`rag.index.store.open_store`), or any
+            :class:`rag.index.backend.IndexWriter` (e.g. the tenant's pgvector schema,
+            :func:`rag.index.backend.open_index_writer`).
         embeddings: the embedding model; ``embedding_model`` is its id, recorded in the manifest.
         embedding_model: e.g. ``amazon.titan-embed-text-v2:0``.
         chunk_size: characters per chunk (a CSV row shorter than this stays one chunk).
@@ -173,6 +166,8 @@ def run_ingestion(
             :func:`rag.index.store.build_faiss_index`.
         hnsw_m: HNSW graph degree.
         hnsw_ef_construction: HNSW build-time candidate list.
+        on_progress: called with ``(phase, done, total)`` as the run advances: ``"loading"`` per
+            source file, ``"embedding"`` per batch of chunks, ``"publishing"`` once (the status object).
 
     Returns:
         The run's :class:`IngestSummary`.
@@ -184,8 +179,9 @@ def run_ingestion(
     validate_tenant_id(tenant)
     resolve_index_type(index_type, 0)  # an unknown type fails here, before any paid embedding call
     started = time.perf_counter()
-    summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=store.uri, dry_run=dry_run)
-    previous = _previous_version(store, tenant, embedding_model)
+    writer = as_index_writer(store)
+    summary = IngestSummary(tenant=tenant, source_uri=source.uri, index_uri=writer.uri, dry_run=dry_run)
+    previous = writer.previous(tenant, embedding_model)
     chunking = {"chunk_size": chunk_size, "chunk_overlap": chunk_overlap}
     if previous and previous.manifest.chunking != chunking:
         log.info("chunking changed (%s -> %s): every source is chunked and embedded again",
@@ -210,7 +206,9 @@ def run_ingestion(
         for position, doc in enumerate(previous.documents):
             previous_positions.setdefault(str(doc.metadata.get("source")), []).append(position)
 
-    for item in files:
+    report = on_progress or (lambda phase, done, total: None)
+    for number, item in enumerate(files):
+        report("loading", number, len(files))
         old = previous_sources.get(item.uri)
         if old and old.etag_or_sha256 == item.fingerprint and previous_positions.get(item.uri):
             positions = previous_positions[item.uri]
@@ -238,7 +236,9 @@ def run_ingestion(
     summary.reused_chunks = len(kept_chunks)
     if not all_chunks:
         summary.seconds = time.perf_counter() - started
-        raise NothingIngestedError(f"no valid document under {source.uri}\n{summary.render()}")
+        error = NothingIngestedError(f"no valid document under {source.uri}\n{summary.render()}")
+        error.summary = summary
+        raise error
     if dry_run:
         summary.seconds = time.perf_counter() - started
         return summary
@@ -254,22 +254,31 @@ def run_ingestion(
         return summary
 
     texts = [c.page_content for c in new_chunks]
+    embedded = [0]
+    report("embedding", 0, len(texts))
+
+    def batch_done(count: int) -> None:
+        embedded[0] += count
+        report("embedding", embedded[0], len(texts))
+
     with tqdm(total=len(texts), unit="chunk", desc=f"embedding {tenant}", disable=not progress) as bar:
         new_vectors = embed_in_batches(
-            embeddings, texts, batch_size=batch_size, concurrency=concurrency, on_batch_done=bar.update
+            embeddings,
+            texts,
+            batch_size=batch_size,
+            concurrency=concurrency,
+            on_batch_done=lambda count: (bar.update(count), batch_done(count)),
         )
+    report("publishing", 0, 1)
     summary.embedded_chunks = len(new_chunks)
-    parts = []
-    if kept_positions:
-        parts.append(previous.vectors()[kept_positions])
-    if len(new_chunks):
-        parts.append(new_vectors)
-    vectors = np.vstack(parts).astype(np.float32)
-    summary.version = write_index_version(
-        store,
+    summary.version = writer.publish(
         tenant=tenant,
         embedding_model=embedding_model,
-        vectors=vectors,
+        previous=previous,
+        kept_positions=kept_positions,
+        new_vectors=np.asarray(new_vectors, dtype=np.float32)
+        if new_chunks
+        else np.zeros((0, previous.manifest.dim if previous else 0), dtype=np.float32),
         documents=all_chunks,
         sources=records,
         chunking=chunking,
@@ -277,17 +286,11 @@ def run_ingestion(
         hnsw_m=hnsw_m,
         hnsw_ef_construction=hnsw_ef_construction,
     )
-    _prune_versions(store, keep_versions)
+    writer.prune(keep_versions)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
 def _prune_versions(store: BlobStore, keep: int) -> None:
-    """Delete all but the ``keep`` newest versions; never the published one. Failures only log."""
-    try:
-        published = read_latest_version_id(store)
-        old = [v for v in list_versions(store)[:-keep] if v != published] if keep > 0 else []
-        for version in old:
-            store.delete(store.list(f"v/{version}/"))
-    except (IndexError_, OSError) as exc:
-        log.warning("could not prune old index versions: %s", exc)
+    """Delete all but the ``keep`` newest FAISS versions; never the published one. Failures only log."""
+    FaissIndexWriter(store).prune(keep)

@@ -21,6 +21,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
 
+from rag.identity import TENANT_CLAIM, TOKEN_COOKIE  # noqa: F401 - re-exported (owned by rag.identity)
 from rag.tenant import MAX_SESSION_ID_CHARS
 
 #: Longest question accepted (characters); the web chat's input box has the same limit.
@@ -37,11 +38,25 @@ MAX_MATCHING_DOCS = 20
 #: The request id header: a client may send one; the API echoes it (or a new one) and logs with it.
 REQUEST_ID_HEADER = "X-Request-ID"
 
+# --- identity: what the gateway (Envoy here, Istio + oauth2-proxy in the cluster) hands the web chat ---
+# TENANT_CLAIM (custom:tenantid) and TOKEN_COOKIE (the demo's id_token cookie) are owned by the
+# kernel's token check, rag.identity, and re-exported here.
+#: Claim of the user's e-mail address (display only: users are identified by ``sub``).
+EMAIL_CLAIM = "email"
+#: Header the gateway writes the verified tenant claim to.
+TENANT_HEADER = "x-auth-request-tenantid"
+#: Header oauth2-proxy writes the e-mail to in the cluster (the local gateway never sets it).
+EMAIL_HEADER = "x-auth-request-email"
+
 RAG_PATH = "/api/v1/llm/rag"
 STREAM_PATH = "/api/v1/llm/rag/stream"
 MESSAGES_PATH = "/api/v1/sessions/{session_id}/messages"
 FEEDBACK_PATH = "/api/v1/feedback"
 READY_PATH = "/readyz"
+#: ``GET ?source=s3://bucket/key`` -> :class:`DocumentLinkResponse` (a presigned link to a source document).
+DOCUMENT_LINK_PATH = "/api/v1/documents/link"
+#: Lifetime of a presigned document link, seconds (short: the link is a bearer credential).
+DOCUMENT_LINK_SECONDS = 300
 
 StopSequence = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
@@ -51,7 +66,7 @@ class RagRequest(BaseModel):
 
     Attributes:
         q: the user's question (1-4000 characters, not blank).
-        user_session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's.
+        user_session_id: ``<tenant>:<subject>:<uuid>`` (lower-case UUID); the tenant must be this pod's.
         verbose: also return the full text of the retrieved documents (``docs``).
         max_matching_docs: documents retrieved and given to the model (k), 1-20.
         temperature: sampling temperature, 0-1.
@@ -59,6 +74,8 @@ class RagRequest(BaseModel):
         stopSequences: up to 4 stop sequences of at most 100 characters.
         topP: nucleus sampling, 0-1.
         topK: top-k sampling, 0-500 (Anthropic models).
+        regenerate: answer again: ``q`` must be the session's last question; the new answer replaces
+            that turn in the history (which keeps one turn, not two).
     """
 
     model_config = ConfigDict(extra="ignore", str_strip_whitespace=False)
@@ -72,6 +89,11 @@ class RagRequest(BaseModel):
     stopSequences: list[StopSequence] = Field(default_factory=list, max_length=4)
     topP: float = Field(default=0.9, ge=0, le=1)
     topK: int = Field(default=250, ge=0, le=500)
+    # --- web chat: regenerate (chat area) ---
+    regenerate: bool = Field(
+        default=False,
+        description="Answer the session's last question again and replace its last turn (409 when `q` is not it).",
+    )
 
     @field_validator("q")
     @classmethod
@@ -165,7 +187,7 @@ class FeedbackRequest(BaseModel):
     """``POST /api/v1/feedback``: a rating of one answer, identified by ``answer_id`` or ``turn_index``.
 
     Attributes:
-        session_id: ``<tenant>:<email>:<uuid>``; the tenant must be this pod's (else 403).
+        session_id: ``<tenant>:<subject>:<uuid>`` (lower-case UUID); the tenant must be this pod's (else 403).
         answer_id: the ``answer_id`` of the ``done`` event / the response (preferred).
         turn_index: position of the turn in the session's history (0-based), when no answer id is known.
         rating: ``"up"`` or ``"down"``.
@@ -192,6 +214,18 @@ class FeedbackResponse(BaseModel):
 
     feedback_id: str
     answer_id: str
+
+
+class DocumentLinkResponse(BaseModel):
+    """``GET /api/v1/documents/link``: a presigned ``GET`` URL for one source document in the tenant's bucket.
+
+    Attributes:
+        url: the presigned HTTPS URL (https://docs.aws.amazon.com/AmazonS3/latest/userguide/ShareObjectPreSignedURL.html).
+        expires_in: seconds the URL stays valid (:data:`DOCUMENT_LINK_SECONDS`).
+    """
+
+    url: str
+    expires_in: int
 
 
 class ErrorBody(BaseModel):

@@ -41,7 +41,7 @@ from typing import Any
 
 from langchain_core.embeddings import Embeddings
 
-from rag.answer.chain import LiveRetriever, RagChain, build_chain, history_messages, request_scope
+from rag.answer.chain import AnswerChain, ChainResult, LiveRetriever, build_chain, refers_back
 from rag.answer.grounding import RelevanceFloor, calibrate_floor, relevance
 from rag.answer.models import ExtractiveChatModel, GenerationParams
 from rag.answer.retrieval import TenantIndex, TenantRetriever
@@ -263,16 +263,18 @@ class ChainEvaluator:
         self.mode = mode
         self.k = k
         retriever = LiveRetriever(index_provider=lambda: index, embeddings=embeddings, mode=mode)  # type: ignore[arg-type]
-        self.chain: RagChain = build_chain(retriever=retriever, llm=ExtractiveChatModel(), relevance_floor=floor)
+        # the API's chain (api.lifespan): condense only questions that refer back to the history
+        self.chain: AnswerChain = build_chain(
+            retriever=retriever, llm=ExtractiveChatModel(), needs_condense=refers_back, relevance_floor=floor
+        )
 
-    def ask(self, question: str, turns: Sequence[tuple[str, str]] = ()) -> dict[str, Any]:
-        """One turn through the chain; returns its outputs (``answer``, ``source_documents``, ``grounded``, ...)."""
-        with request_scope(k=self.k, generation=GenerationParams()):
-            return self.chain.invoke({"question": question, "chat_history": history_messages(list(turns))})
+    def ask(self, question: str, turns: Sequence[tuple[str, str]] = ()) -> ChainResult:
+        """One turn through the chain (:meth:`rag.answer.chain.AnswerChain.run`)."""
+        return self.chain.run(question, list(turns), k=self.k, generation=GenerationParams())
 
     def refuses(self, question: str) -> bool:
         """True when the chain answers ``question`` (no history) with the no-answer sentence."""
-        return not self.ask(question)["grounded"]
+        return not self.ask(question).grounded
 
     def conversations(self, conversations: list[list[Turn]]) -> ConversationScores:
         """Ask each conversation turn by turn (history = the earlier turns and the chain's answers)."""
@@ -283,11 +285,11 @@ class ChainEvaluator:
             history: list[tuple[str, str]] = []
             for turn in conversation:
                 result = self.ask(turn.question, history)
-                rows = [d.metadata.get("row") for d in result["source_documents"]][: self.k]
+                rows = [d.metadata.get("row") for d in result.documents][: self.k]
                 counts[turn.kind] += 1
                 hits[turn.kind] += first_relevant_rank(rows, turn.relevant_rows) is not None
-                refused[turn.kind] += not result["grounded"]
-                history.append((turn.question, str(result["answer"])))
+                refused[turn.kind] += not result.grounded
+                history.append((turn.question, result.answer))
         return ConversationScores(
             mode=self.mode,
             k=self.k,

@@ -66,6 +66,9 @@ class JsonFormatter(logging.Formatter):
 
 
 TEXT_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
+#: Libraries that log at INFO on every call (langchain-aws: one line per embedding and Converse call);
+#: kept at WARNING so the answer path writes only its own two lines (access + answered).
+QUIET_LIBRARIES = ("langchain_aws",)
 
 
 def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
@@ -81,3 +84,5 @@ def configure_logging(level: str = "INFO", fmt: str = "json") -> None:
         handler.setFormatter(JsonFormatter() if fmt == "json" else logging.Formatter(TEXT_FORMAT))
         root.addHandler(handler)
     root.setLevel(level.upper())
+    for name in QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))

@@ -16,7 +16,15 @@ import functools
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, Field, GetCoreSchemaHandler, ValidationError, ValidationInfo, field_validator
+from pydantic import (
+    AfterValidator,
+    Field,
+    GetCoreSchemaHandler,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -102,6 +110,23 @@ class Settings(BaseSettings):
         description="streamed answers: the first token is sent at once, later tokens at most this often (seconds)",
     )
 
+    # --- answer path: cost per answer and load shedding (answer service) ----------------------
+    condense_model_id: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=200,
+        description="Bedrock model for rewriting follow-ups (e.g. a faster one); default: TEXT2TEXT_MODEL_ID",
+    )
+    condense_max_tokens: int = Field(
+        default=48, ge=8, le=1024, description="output tokens of the condense call (a question, not an answer)"
+    )
+    max_inflight_answers: int = Field(
+        default=48,
+        ge=1,
+        le=1024,
+        description="answers one worker runs at once; above it a fast 503 overloaded + Retry-After",
+    )
+
     # --- tenant and storage -------------------------------------------------------------
     tenant_id: TenantId = Field(description="The tenant this pod or job serves.")
     contextual_data_bucket: str | None = Field(
@@ -157,6 +182,37 @@ class Settings(BaseSettings):
         default=128, ge=8, le=4096, description="ragapi: HNSW candidate list per query (at least the chunks asked for)"
     )
 
+    # --- vector store: FAISS files or PostgreSQL/pgvector (area: pgvector backend) --------
+    vector_store: Literal["faiss", "pgvector"] = Field(
+        default="faiss",
+        description="where the index lives: FAISS files under INDEX_URI, or the tenant's PostgreSQL schema",
+    )
+    pgvector_url: str | None = Field(
+        default=None,
+        pattern=r"^postgres(ql)?://[^\s]+$",
+        description="local/dev: a libpq URL (postgresql://user@host:port/db); wins over the PG_* fields",
+    )
+    pg_host: str | None = Field(default=None, pattern=r"^[A-Za-z0-9.-]{1,253}$", description="Aurora writer endpoint")
+    pg_port: int = Field(default=5432, ge=1, le=65_535)
+    pg_database: str = Field(default="rag", pattern=r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+    pg_user: str | None = Field(
+        default=None,
+        pattern=r"^[a-z_][a-z0-9_]{0,62}$",
+        description="login role; default tenant_<TENANT_ID with - as _> (rag.index.pgvector.role_for)",
+    )
+    pg_sslmode: Literal["require", "verify-ca", "verify-full", "prefer", "disable"] = Field(
+        default="require", description="libpq sslmode for PG_HOST (PGVECTOR_URL carries its own)"
+    )
+    pg_sslrootcert: str | None = Field(default=None, max_length=1000, description="CA bundle for verify-ca/full")
+    pg_iam_auth: bool = Field(
+        default=True, description="PG_HOST: password = RDS IAM auth token (rds.generate_db_auth_token, 15 min)"
+    )
+    pg_connect_timeout_seconds: float = Field(default=3.0, gt=0, le=60)
+    pg_statement_timeout_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="ragapi: longest SQL statement (a slow database becomes a 503)"
+    )
+    pg_pool_max_size: int = Field(default=10, ge=1, le=200, description="connections per process")
+
     # --- retrieval ----------------------------------------------------------------------
     # dense: hybrid (BM25 + dense, RRF) did not match dense on recall@4 and MRR of the dev sets for
     # both tenants at any tested BM25 weight / RRF constant (README "Retrieval quality").
@@ -210,9 +266,72 @@ class Settings(BaseSettings):
     issuer_uri: str | None = Field(default=None, pattern=r"^https?://[^\s]+[^/\s]$")
     cognito_client_id: str | None = Field(default=None, max_length=128)
     dev_user_email: str = Field(default="demo@example.com", max_length=254)
+    # --- identity (security area: rag/identity.py) ---------------------------------------
+    id_token_validity_seconds: int = Field(
+        default=3600,
+        ge=300,
+        le=86_400,
+        description="the user pool's ID token validity (Cognito: 5 min to 1 day, default 1 h); longer-lived"
+        " tokens are refused (https://docs.aws.amazon.com/cognito/latest/developerguide/"
+        "amazon-cognito-user-pools-using-the-id-token.html)",
+    )
+    web_allowed_origins: str | None = Field(
+        default=None,
+        pattern=r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(,https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?)*$",
+        description="comma-separated Origins the web chat's page may be opened from, e.g."
+        " https://tenanta.chat.example.com; any other Origin (a cross-site websocket) gets 'Not allowed'."
+        " Unset: not checked (the gateway checks it too)",
+    )
     tenant_display_name: str | None = Field(default=None, max_length=100)
     rag_api_url: str = Field(default="http://127.0.0.1:8000", pattern=r"^https?://[^\s]+$")
     rag_api_timeout_seconds: float = Field(default=60.0, gt=0, le=600)
+    # --- web chat: first screen and rendering (chat area) ---
+    tenant_welcome: str | None = Field(default=None, max_length=300, description="One line under the title.")
+    tenant_example_questions: list[Annotated[str, Field(min_length=1, max_length=200)]] = Field(
+        default_factory=list, max_length=4, description='JSON list of up to 4 questions, e.g. ["What is X?"]'
+    )
+    webchat_image_hosts: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9.-]{1,253}$")]] = Field(
+        default_factory=list, max_length=20, description="JSON list of hosts whose images answers may show (none)."
+    )
+    # --- end web chat: first screen and rendering ---
+
+    # --- tenant documents and on-demand ingestion (documents area; docs/documents.md) ------
+    documents_uri: str | None = Field(
+        default=None,
+        description="The tenant's source documents: s3://bucket/prefix/ or a local directory "
+        "(default s3://$CONTEXTUAL_DATA_BUCKET/documents/).",
+    )
+    admin_group: str = Field(
+        default="admins",
+        pattern=r"^[\w+=,.@-]{1,128}$",
+        description="Cognito group (cognito:groups claim) whose members manage the tenant's documents.",
+    )
+    dev_user_groups: str = Field(
+        default="admins", max_length=500, description="AUTH_MODE=dev only: comma-separated groups of the dev user."
+    )
+    upload_max_file_bytes: int = Field(default=20 * 1024 * 1024, ge=1, le=5 * 1024**3)
+    upload_max_request_bytes: int = Field(
+        default=50 * 1024 * 1024, ge=1, le=50 * 1024**3, description="largest total of one multi-file upload"
+    )
+    documents_sse: Literal["aws:kms", "AES256", "none"] = Field(
+        default="aws:kms", description="x-amz-server-side-encryption of uploaded documents (the bucket's default)"
+    )
+    documents_kms_key_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9:/_-]{1,2048}$")
+    ingestion_runner: Literal["local", "kubernetes", "none"] = Field(
+        default="local",
+        description="how POST /api/v1/ingestions runs the job: a Job from the CronJob (cluster) or python -m ingest",
+    )
+    ingestion_cronjob: str = Field(default="ingest", pattern=r"^[a-z0-9]([-a-z0-9]{0,50}[a-z0-9])?$")
+    kubernetes_namespace: str | None = Field(default=None, pattern=r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+    ingestion_run_id: str | None = Field(
+        default=None, pattern=r"^\d{8}T\d{6}Z-[0-9a-f]{8}$", description="ingest: the run id the API queued"
+    )
+    ingestion_trigger: Literal["web", "schedule", "cli", "job"] = Field(
+        default="job", description="ingest: who started the run (recorded in the status object)"
+    )
+    ingestion_grace_seconds: float = Field(
+        default=120.0, ge=0, le=86_400, description="a queued/running status younger than this blocks a new run"
+    )
 
     @field_validator("chunk_overlap")
     @classmethod
@@ -266,7 +385,24 @@ class Settings(BaseSettings):
             or (self.usage_url is None and self.usage_table is not None)
             or (self.quota_url is None and self.quota_table is not None)
             or (self.feedback_url is None and self.feedback_table is not None)
+            or self.uses_pgvector_iam
         )
+
+    @field_validator("pgvector_url", "pg_host", "pg_user", "pg_sslrootcert", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
+
+    @model_validator(mode="after")
+    def _pgvector_target(self) -> Settings:
+        if self.vector_store == "pgvector" and not (self.pgvector_url or self.pg_host):
+            raise ValueError("VECTOR_STORE=pgvector: set PGVECTOR_URL (local) or PG_HOST (Aurora)")
+        return self
+
+    @property
+    def uses_pgvector_iam(self) -> bool:
+        """True when the pgvector password is an RDS IAM token (``PG_HOST`` without ``PGVECTOR_URL``)."""
+        return self.vector_store == "pgvector" and not self.pgvector_url and self.pg_iam_auth
 
     @property
     def resolved_index_uri(self) -> str:
@@ -283,13 +419,16 @@ class Settings(BaseSettings):
 
     @property
     def default_source_uri(self) -> str:
-        """``s3://$CONTEXTUAL_DATA_BUCKET/documents/``, the ingestion job's default source.
+        """``DOCUMENTS_URI``, else ``s3://$CONTEXTUAL_DATA_BUCKET/documents/``: the ingestion job's default
+        source and where the Documents page writes.
 
         Raises:
-            SettingsError: ``CONTEXTUAL_DATA_BUCKET`` is not set.
+            SettingsError: neither is set.
         """
+        if self.documents_uri:
+            return self.documents_uri
         if not self.contextual_data_bucket:
-            raise SettingsError("CONTEXTUAL_DATA_BUCKET: required when no --source is given")
+            raise SettingsError("CONTEXTUAL_DATA_BUCKET or DOCUMENTS_URI: required when no --source is given")
         return f"s3://{self.contextual_data_bucket}/documents/"
 
     @property

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 
 TENANT_ID_PATTERN = r"^[a-z][a-z0-9-]{1,30}[a-z0-9]$"
 _TENANT_ID_RE = re.compile(TENANT_ID_PATTERN)
-# A pragmatic e-mail shape (the identity provider already verified the address); no ':' allowed
-# because ':' separates the parts of a session id.
-_EMAIL_RE = re.compile(r"^[^\s:@]{1,64}@[^\s:@]{1,255}$")
+#: A user's subject (the ``sub`` claim; a UUID in Cognito): 1-128 characters from a URL- and
+#: key-safe set. No ``:`` (it separates the parts of a session id and a user key) and no ``#``
+#: (it separates the parts of quota keys). OIDC allows up to 255 ASCII characters; no issuer this
+#: project supports comes close (Cognito: 36).
+SUBJECT_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._@+=~|-]{0,127}$"
+_SUBJECT_RE = re.compile(SUBJECT_PATTERN)
 MAX_SESSION_ID_CHARS = 400
 
 
@@ -25,7 +28,7 @@ class InvalidTenantIdError(ValueError):
 
 
 class InvalidSessionIdError(ValueError):
-    """Raised when a session id is not ``<tenant>:<email>:<uuid>``."""
+    """Raised when a session id is not ``<tenant>:<subject>:<uuid>`` in canonical form."""
 
 
 def validate_tenant_id(value: object) -> str:
@@ -47,62 +50,93 @@ def validate_tenant_id(value: object) -> str:
     return value
 
 
+def user_key(tenant: str, subject: str) -> str:
+    """``<tenant>:<subject>``: a user's key in the sessions store (and the user of usage/feedback rows).
+
+    Args:
+        tenant: a valid tenant id.
+        subject: a subject matching :data:`SUBJECT_PATTERN`.
+
+    Raises:
+        InvalidTenantIdError: bad tenant id.
+        InvalidSessionIdError: bad subject.
+    """
+    validate_tenant_id(tenant)
+    _check_subject(subject)
+    return f"{tenant}:{subject}"
+
+
+def _check_subject(subject: object) -> str:
+    if not isinstance(subject, str) or not _SUBJECT_RE.fullmatch(subject):
+        raise InvalidSessionIdError(f"invalid user subject: expected 1-128 characters matching {SUBJECT_PATTERN}")
+    return subject
+
+
 @dataclass(frozen=True, slots=True)
 class SessionId:
-    """A chat session id, ``<tenant>:<email>:<uuid>``, as the web chat creates it.
+    """A chat session id, ``<tenant>:<subject>:<uuid>``, as the web chat creates it.
+
+    There is exactly one spelling of a session: :func:`parse_session_id` refuses any other
+    (an upper-case UUID, braces, a URN prefix), so ``str(parse_session_id(x)) == x`` whenever
+    it succeeds and every store sees the same key for the same session.
 
     Attributes:
         tenant: the tenant id (validated).
-        email: the user's e-mail address from the identity provider.
-        session_uuid: a UUID (any version) in canonical lowercase form.
+        subject: the user's subject (the token's ``sub`` claim), see :data:`SUBJECT_PATTERN`.
+        session_uuid: a UUID (any version) in canonical form: lower-case, hyphenated, 36 characters.
     """
 
     tenant: str
-    email: str
+    subject: str
     session_uuid: str
 
     def __str__(self) -> str:
-        return f"{self.tenant}:{self.email}:{self.session_uuid}"
+        return f"{self.tenant}:{self.subject}:{self.session_uuid}"
 
     @property
     def user_key(self) -> str:
-        """``<tenant>:<email>``: the key of the user's row in the sessions table."""
-        return f"{self.tenant}:{self.email}"
+        """``<tenant>:<subject>``: the key of the user's row in the sessions table."""
+        return f"{self.tenant}:{self.subject}"
 
     @classmethod
-    def new(cls, tenant: str, email: str) -> SessionId:
-        """Create a fresh session id for ``email`` in ``tenant``.
+    def new(cls, tenant: str, subject: str) -> SessionId:
+        """Create a fresh session id for user ``subject`` in ``tenant``.
 
         Raises:
             InvalidTenantIdError: bad tenant id.
-            InvalidSessionIdError: bad e-mail address.
+            InvalidSessionIdError: bad subject.
         """
-        return parse_session_id(f"{tenant}:{email}:{uuid.uuid4()}")
+        validate_tenant_id(tenant)
+        _check_subject(subject)
+        return parse_session_id(f"{tenant}:{subject}:{uuid.uuid4()}")
 
 
 def parse_session_id(value: object) -> SessionId:
-    """Parse and validate ``<tenant>:<email>:<uuid>``.
+    """Parse and validate ``<tenant>:<subject>:<uuid>``, refusing every non-canonical spelling.
 
     Args:
-        value: the session id string, at most :data:`MAX_SESSION_ID_CHARS` characters.
+        value: the session id string, at most :data:`MAX_SESSION_ID_CHARS` characters. The UUID
+            must be lower-case and hyphenated (``str(uuid.UUID(...))``); ``A0B1...`` is refused,
+            not lowered, so a client cannot store turns under a key that reads and deletes miss.
 
     Raises:
-        InvalidSessionIdError: wrong shape, bad e-mail or bad UUID.
+        InvalidSessionIdError: wrong shape, bad subject or a UUID not in canonical form.
         InvalidTenantIdError: the tenant part is not a valid tenant id.
     """
     if not isinstance(value, str) or not value or len(value) > MAX_SESSION_ID_CHARS:
-        raise InvalidSessionIdError("session id must be a non-empty string of at most 400 characters")
+        raise InvalidSessionIdError(
+            f"session id must be a non-empty string of at most {MAX_SESSION_ID_CHARS} characters"
+        )
     parts = value.split(":")
     if len(parts) != 3:
-        raise InvalidSessionIdError("session id must look like '<tenant>:<email>:<uuid>'")
-    tenant, email, raw_uuid = parts
+        raise InvalidSessionIdError("session id must look like '<tenant>:<subject>:<uuid>'")
+    tenant, subject, raw_uuid = parts
     validate_tenant_id(tenant)
-    if not _EMAIL_RE.fullmatch(email):
-        raise InvalidSessionIdError("session id has an invalid e-mail part")
+    _check_subject(subject)
     try:
         parsed = uuid.UUID(raw_uuid)
     except ValueError as exc:
         raise InvalidSessionIdError("session id has an invalid UUID part") from exc
-    if str(parsed) != raw_uuid.lower():
-        raise InvalidSessionIdError("session id UUID must be in canonical form")
-    return SessionId(tenant=tenant, email=email, session_uuid=str(parsed))
+    if str(parsed) != raw_uuid:
+        raise InvalidSessionIdError("session id UUID must be in canonical form (lower-case, hyphenated)")
+    return SessionId(tenant=tenant, subject=subject, session_uuid=raw_uuid)

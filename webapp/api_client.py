@@ -1,155 +1,96 @@
 """HTTP client for the tenant's RAG API (the only way the web chat reaches the model).
 
-Endpoints (all under ``RAG_API_URL``):
+Every request and response is a model of the wire contract :mod:`rag.contract` (paths and limits too):
+what arrives is validated with those pydantic models, never parsed by hand.
 
-- ``POST /api/v1/llm/rag/stream`` → server-sent events ``token`` (many), ``sources``, ``done``,
-  or ``error``;
-- ``GET /api/v1/sessions/{session_id}/messages`` → the session's earlier messages;
-- ``DELETE /api/v1/sessions/{session_id}/messages`` → 204;
-- ``POST /api/v1/feedback`` → 201 (a thumbs up/down and an optional comment on one answer);
-- ``GET /readyz`` → 200 when the API can answer.
+- ``POST`` :data:`~rag.contract.STREAM_PATH` → server-sent events ``token`` (many), ``sources``,
+  ``done``, or ``error`` (:data:`rag.contract.STREAM_EVENTS`);
+- ``GET`` / ``DELETE`` :data:`~rag.contract.MESSAGES_PATH` → a session's history / 204;
+- ``POST`` :data:`~rag.contract.FEEDBACK_PATH` → 201 (a thumbs up/down and an optional comment);
+- ``GET`` :data:`~rag.contract.DOCUMENT_LINK_PATH` → a short-lived link to a source document in S3;
+- ``GET`` :data:`~rag.contract.READY_PATH` → 200 when the API can answer.
 
-Every call has a timeout. Failures become :class:`ApiError` with a user-safe message, so the
-page can show "try again" instead of a traceback.
+Every call has a timeout. Failures become :class:`ApiError` with a plain sentence for people
+(what happened and what to do), and :attr:`ApiError.retryable` says whether a Retry can help.
 """
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
 import httpx
 from httpx_sse import EventSource
+from pydantic import BaseModel, ValidationError
 
+from rag.contract import (
+    DEFAULT_MAX_MATCHING_DOCS,
+    DOCUMENT_LINK_PATH,
+    FEEDBACK_PATH,
+    MAX_FEEDBACK_COMMENT_CHARS,
+    MAX_QUESTION_CHARS,
+    MESSAGES_PATH,
+    READY_PATH,
+    REQUEST_ID_HEADER,
+    STREAM_EVENTS,
+    STREAM_PATH,
+    DocumentLinkResponse,
+    DoneEvent,
+    ErrorBody,
+    ErrorEvent,
+    FeedbackRequest,
+    HistoryMessage,
+    HistoryResponse,
+    RagRequest,
+    Source,
+    SourcesEvent,
+    TokenEvent,
+)
 from rag.settings import Settings
 
-STREAM_PATH = "/api/v1/llm/rag/stream"
-MESSAGES_PATH = "/api/v1/sessions/{session_id}/messages"
-READY_PATH = "/readyz"
-FEEDBACK_PATH = "/api/v1/feedback"
+__all__ = [
+    "ApiError",
+    "DoneEvent",
+    "HistoryMessage",
+    "RagApiClient",
+    "Source",
+    "SourcesEvent",
+    "StreamEvent",
+    "TokenEvent",
+    "client_from_settings",
+    "parse_event",
+]
+
 #: Timeout for opening a TCP connection to the API, in seconds.
 CONNECT_TIMEOUT_SECONDS = 5.0
-#: Timeout for the small JSON calls (history, delete, readiness), in seconds.
+#: Timeout for the small JSON calls (history, delete, feedback, links, readiness), in seconds.
 SHORT_TIMEOUT_SECONDS = 10.0
-DEFAULT_MAX_MATCHING_DOCS = 3
-
-
-@dataclass(frozen=True, slots=True)
-class Source:
-    """One retrieved passage shown under an answer.
-
-    Attributes:
-        id: the chunk id in the index.
-        source: the file name (or URI) the passage comes from.
-        row: CSV row number, when the source is a table.
-        page: page number, when the source is a PDF.
-        title: a human title (e.g. the FAQ question).
-        score: relevance score as reported by the API (higher is better).
-        snippet: a short excerpt of the passage.
-        cited: the answer cites it (False: only retrieved; None: an API that does not say).
-    """
-
-    id: str = ""
-    source: str = ""
-    row: int | None = None
-    page: int | None = None
-    title: str | None = None
-    score: float | None = None
-    snippet: str = ""
-    cited: bool | None = None
-
-    @classmethod
-    def from_json(cls, data: Any) -> Source:
-        """Build from the API's JSON object, tolerating missing or extra fields."""
-        if not isinstance(data, dict):
-            return cls(snippet=str(data))
-
-        def as_int(value: Any) -> int | None:
-            try:
-                return int(value) if value is not None else None
-            except (TypeError, ValueError):
-                return None
-
-        score = data.get("score")
-        try:
-            score = float(score) if score is not None else None
-        except (TypeError, ValueError):
-            score = None
-        return cls(
-            id=str(data.get("id") or ""),
-            source=str(data.get("source") or ""),
-            row=as_int(data.get("row")),
-            page=as_int(data.get("page")),
-            title=(str(data["title"]) if data.get("title") else None),
-            score=score,
-            snippet=str(data.get("snippet") or ""),
-            cited=data["cited"] if isinstance(data.get("cited"), bool) else None,
-        )
-
-    def to_json(self) -> dict[str, Any]:
-        """The JSON shape the API uses (for keeping sources in ``st.session_state``)."""
-        return {k: getattr(self, k) for k in self.__slots__}
-
-
-@dataclass(frozen=True, slots=True)
-class ChatMessage:
-    """A message of a session's history.
-
-    Attributes:
-        role: ``"user"`` or ``"assistant"``.
-        content: the text (Markdown for assistant answers).
-        sources: passages the answer was based on (assistant messages only).
-        created_at: as sent by the API (ISO 8601 or epoch), informational.
-        answer_id: the answer's id (assistant messages), for feedback.
-    """
-
-    role: str
-    content: str
-    sources: tuple[Source, ...] = ()
-    created_at: str | float | None = None
-    answer_id: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class TokenEvent:
-    """A piece of the answer text."""
-
-    text: str
-
-
-@dataclass(frozen=True, slots=True)
-class SourcesEvent:
-    """The passages the answer is based on."""
-
-    sources: tuple[Source, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class DoneEvent:
-    """The end of a successful answer.
-
-    Attributes:
-        session_id: the session the turn was stored under.
-        answer: the full answer text.
-        usage: token counts (``input_tokens``, ``output_tokens``, ``total_tokens``).
-        model_id: the model that answered.
-        answer_id: identifies the answer for feedback (empty from APIs that predate it).
-        grounded: False when the documents do not cover the question (then there are no sources).
-    """
-
-    session_id: str = ""
-    answer: str = ""
-    usage: dict[str, int] = field(default_factory=dict)
-    model_id: str = ""
-    answer_id: str = ""
-    grounded: bool = True
-
+#: Statuses where sending the same request again can help (timeouts and outages); never a 4xx
+#: that says the request itself is wrong.
+RETRYABLE_STATUSES = frozenset({408, 502, 503, 504})
 
 StreamEvent = TokenEvent | SourcesEvent | DoneEvent
+
+# --- the sentences people see ------------------------------------------------------------
+UNREACHABLE = "The assistant cannot be reached right now. Check your connection, then try again."
+TIMED_OUT = "The assistant took too long to answer. Try again in a moment."
+UNAVAILABLE = "The assistant is not available right now. Try again in a moment."
+CUT_OFF = "The answer was cut off before it was complete. Try again."
+BAD_REPLY = "The assistant sent a reply the chat could not read. Try again; if it keeps happening, tell your admin."
+INTERNAL = "Something went wrong on the assistant's side. If it happens again, tell your administrator."
+BUSY = "The assistant is handling too many questions right now. Wait a minute, then send your question again."
+QUESTION_INVALID = (
+    f"Your question could not be sent: it must not be empty and can have at most {MAX_QUESTION_CHARS:,} characters. "
+    "Edit it and send it again."
+)
+TOO_LARGE = "Your message is too large to send. Shorten it and send it again."
+NOT_YOURS = "This conversation belongs to another account, so it cannot be opened. Start a new chat."
+SIGNED_OUT = "Your sign-in is no longer valid. Reload the page to sign in again."
+NOT_FOUND = "That item no longer exists (it may have expired or been deleted)."
+REJECTED = "The assistant could not accept this request. Reload the page and try again."
+NOTHING_TO_REGENERATE = "There is no answer to regenerate in this conversation any more. Ask the question again."
 
 
 class ApiError(Exception):
@@ -157,8 +98,8 @@ class ApiError(Exception):
 
     Attributes:
         status: HTTP status (or the ``status`` of an SSE ``error`` event); None when unreachable.
-        code: machine-readable code (``"timeout"``, ``"unavailable"``, ``"throttled"``, ...).
-        message: user-safe text.
+        code: machine-readable code (``"timeout"``, ``"unavailable"``, ``"quota_exceeded"``, ...).
+        message: a plain sentence for people: what happened and what to do.
         retry_after: seconds the API asked us to wait, when given.
     """
 
@@ -173,8 +114,10 @@ class ApiError(Exception):
 
     @property
     def retryable(self) -> bool:
-        """True for outages, timeouts and throttling; False for rejected questions (4xx)."""
-        return self.status is None or self.status in (408, 429) or self.status >= 500
+        """True only where sending again can help: network errors, timeouts, 502/503/504."""
+        if self.status is None:
+            return True
+        return self.status in RETRYABLE_STATUSES or self.code == "timeout"
 
 
 def _retry_after(value: Any) -> float | None:
@@ -184,30 +127,45 @@ def _retry_after(value: Any) -> float | None:
         return None
 
 
-def _friendly(status: int | None, code: str, message: str | None) -> str:
+def friendly(status: int | None, code: str, message: str | None = None) -> str:
+    """The sentence shown for an error: never a field name, a status code or raw API text.
+
+    Only the quota message is passed through: the API writes it for people ("Usage limit
+    reached: ... Try again in N seconds.").
+    """
+    if status is None:
+        return TIMED_OUT if code == "timeout" else UNREACHABLE
     if status == 429 and code == "quota_exceeded" and message:
-        return message  # "Usage limit reached: ... Try again in N seconds." (written for users by the API)
-    if status == 429:
-        return "The assistant is busy right now. Please try again in a moment."
-    if status == 504 or code == "timeout":
-        return "The assistant took too long to answer. Please try again."
-    if status is None or status >= 500:
-        return "The assistant is not available right now. Please try again in a moment."
-    return message or f"The question was rejected ({status})."
+        return message
+    table = {
+        401: SIGNED_OUT,
+        403: NOT_YOURS,
+        404: NOT_FOUND,
+        408: TIMED_OUT,
+        409: NOTHING_TO_REGENERATE,
+        413: TOO_LARGE,
+        429: BUSY,
+        502: BAD_REPLY if code == "bad_stream" else UNAVAILABLE,
+        503: UNAVAILABLE,
+        504: TIMED_OUT,
+    }
+    if status in table:
+        return table[status]
+    if status == 422:
+        return QUESTION_INVALID if (message or "").startswith("q:") else REJECTED
+    if status >= 500:
+        return INTERNAL
+    return REJECTED
 
 
 def _error_from_response(response: httpx.Response) -> ApiError:
     try:
-        body = json.loads(response.read() or b"{}")
-    except (ValueError, httpx.HTTPError):
-        body = {}
-    body = body if isinstance(body, dict) else {}
-    code = str(body.get("error") or f"http_{response.status_code}")
-    message = body.get("message") if isinstance(body.get("message"), str) else None
-    if message is None and isinstance(body.get("detail"), str):
-        message = body["detail"]
+        body: ErrorBody | None = ErrorBody.model_validate_json(response.read() or b"{}")
+    except (ValidationError, httpx.HTTPError):
+        body = None
+    code = body.error if body else f"http_{response.status_code}"
     return ApiError(
-        _friendly(response.status_code, code, message),
+        friendly(response.status_code, code, body.message if body else None),
         status=response.status_code,
         code=code,
         retry_after=_retry_after(response.headers.get("retry-after")),
@@ -216,50 +174,40 @@ def _error_from_response(response: httpx.Response) -> ApiError:
 
 def _error_from_exception(exc: httpx.HTTPError) -> ApiError:
     if isinstance(exc, httpx.TimeoutException):
-        return ApiError(_friendly(None, "timeout", None), code="timeout")
-    return ApiError(_friendly(None, "unavailable", None), code="unavailable")
+        return ApiError(friendly(None, "timeout"), code="timeout")
+    return ApiError(friendly(None, "unavailable"), code="unavailable")
+
+
+def _bad_reply() -> ApiError:
+    return ApiError(BAD_REPLY, status=502, code="bad_stream")
 
 
 def parse_event(event: str, data: str) -> StreamEvent:
-    """Turn one SSE event into a typed event.
+    """Validate one SSE event with its :data:`rag.contract.STREAM_EVENTS` model.
 
     Args:
         event: the SSE ``event:`` name.
         data: the SSE ``data:`` payload (JSON).
 
     Raises:
-        ApiError: for an ``error`` event or a malformed payload.
+        ApiError: for an ``error`` event, an unknown event name or a payload that breaks the contract.
     """
+    model = STREAM_EVENTS.get(event)
+    if model is None:
+        raise _bad_reply()
     try:
-        payload = json.loads(data) if data else {}
-    except ValueError:
-        raise ApiError(_friendly(502, "bad_stream", None), status=502, code="bad_stream") from None
-    if not isinstance(payload, dict):
-        payload = {}
-    if event == "token":
-        return TokenEvent(text=str(payload.get("text", "")))
-    if event == "sources":
-        return SourcesEvent(sources=tuple(Source.from_json(s) for s in payload.get("sources") or []))
-    if event == "done":
-        usage = payload.get("usage") if isinstance(payload.get("usage"), dict) else {}
-        return DoneEvent(
-            session_id=str(payload.get("session_id", "")),
-            answer=str(payload.get("answer", "")),
-            usage={k: int(v) for k, v in usage.items() if isinstance(v, int | float)},
-            model_id=str(payload.get("model_id", "")),
-            answer_id=str(payload.get("answer_id") or ""),
-            grounded=payload.get("grounded") is not False,
-        )
-    if event == "error":
-        status = payload.get("status") if isinstance(payload.get("status"), int) else 502
-        code = str(payload.get("error") or "error")
+        parsed: BaseModel = model.model_validate_json(data or "{}")
+    except ValidationError:
+        raise _bad_reply() from None
+    if isinstance(parsed, ErrorEvent):
         raise ApiError(
-            _friendly(status, code, payload.get("message")),
-            status=status,
-            code=code,
-            retry_after=_retry_after(payload.get("retry_after")),
+            friendly(parsed.status, parsed.error, parsed.message),
+            status=parsed.status,
+            code=parsed.error,
+            retry_after=_retry_after(parsed.retry_after),
         )
-    raise ApiError(_friendly(502, "bad_stream", None), status=502, code="bad_stream")
+    assert isinstance(parsed, TokenEvent | SourcesEvent | DoneEvent)
+    return parsed
 
 
 class RagApiClient:
@@ -288,14 +236,19 @@ class RagApiClient:
         *,
         request_id: str | None = None,
         max_matching_docs: int = DEFAULT_MAX_MATCHING_DOCS,
+        regenerate: bool = False,
     ) -> Iterator[StreamEvent]:
         """Ask ``question`` and yield the answer's events as they arrive.
 
+        Closing the iterator early (the user pressed Stop) closes the HTTP stream; the API then
+        cancels the answer and stores nothing.
+
         Args:
-            question: the user's text.
-            session_id: ``<tenant>:<email>:<uuid>``.
+            question: the user's text (1-:data:`~rag.contract.MAX_QUESTION_CHARS` characters).
+            session_id: ``<tenant>:<subject>:<uuid>``.
             request_id: ``X-Request-ID`` for the turn (default: a new uuid4 hex).
             max_matching_docs: passages to retrieve.
+            regenerate: answer the session's last question again and replace its last turn.
 
         Yields:
             :class:`TokenEvent` (many), then :class:`SourcesEvent` and :class:`DoneEvent`.
@@ -304,8 +257,16 @@ class RagApiClient:
             ApiError: HTTP error, ``error`` event, timeout, unreachable API, or a stream that
                 ends without ``done``.
         """
-        body = {"q": question, "user_session_id": session_id, "max_matching_docs": max_matching_docs}
-        headers = {"X-Request-ID": request_id or uuid.uuid4().hex, "Accept": "text/event-stream"}
+        try:
+            request = RagRequest(
+                q=question, user_session_id=session_id, max_matching_docs=max_matching_docs, regenerate=regenerate
+            )
+        except ValidationError:
+            raise ApiError(QUESTION_INVALID, status=422, code="validation_error") from None
+        body = request.model_dump(include={"q", "user_session_id", "max_matching_docs"})
+        if regenerate:
+            body["regenerate"] = True
+        headers = {REQUEST_ID_HEADER: request_id or uuid.uuid4().hex, "Accept": "text/event-stream"}
         done = False
         try:
             with (
@@ -323,13 +284,13 @@ class RagApiClient:
         except httpx.HTTPError as exc:
             raise _error_from_exception(exc) from exc
         if not done:
-            raise ApiError("The answer was cut off. Please try again.", status=502, code="incomplete")
+            raise ApiError(CUT_OFF, status=502, code="incomplete")
 
-    def history(self, session_id: str) -> list[ChatMessage]:
+    def history(self, session_id: str) -> list[HistoryMessage]:
         """The session's earlier messages, oldest first (empty for an unknown session).
 
         Raises:
-            ApiError: the API failed or is unreachable.
+            ApiError: the API failed, is unreachable, or sent something outside the contract.
         """
         resp = self._short_request("GET", MESSAGES_PATH.format(session_id=quote(session_id, safe="")))
         if resp.status_code == 404:
@@ -337,26 +298,12 @@ class RagApiClient:
         if resp.status_code >= 400:
             raise _error_from_response(resp)
         try:
-            items = resp.json().get("messages") or []
-        except (ValueError, AttributeError):
-            raise ApiError(_friendly(502, "bad_response", None), status=502, code="bad_response") from None
-        messages = []
-        for item in items:
-            if not isinstance(item, dict) or item.get("role") not in ("user", "assistant"):
-                continue
-            messages.append(
-                ChatMessage(
-                    role=item["role"],
-                    content=str(item.get("content", "")),
-                    sources=tuple(Source.from_json(s) for s in item.get("sources") or []),
-                    created_at=item.get("created_at"),
-                    answer_id=str(item["answer_id"]) if item.get("answer_id") else None,
-                )
-            )
-        return messages
+            return HistoryResponse.model_validate_json(resp.content).messages
+        except ValidationError:
+            raise ApiError(BAD_REPLY, status=502, code="bad_response") from None
 
     def delete_history(self, session_id: str) -> None:
-        """Delete the session's messages on the server.
+        """Delete the session's messages on the server (idempotent: 404 counts as deleted).
 
         Raises:
             ApiError: the API failed or is unreachable.
@@ -368,16 +315,38 @@ class RagApiClient:
     def send_feedback(
         self, session_id: str, answer_id: str, rating: str, comment: str = "", *, request_id: str | None = None
     ) -> None:
-        """Rate one answer: ``rating`` is ``"up"`` or ``"down"``; ``comment`` at most 2000 characters.
+        """Rate one answer: ``rating`` is ``"up"`` or ``"down"``; ``comment`` is cut to the contract's limit.
 
         Raises:
             ApiError: the API refused the feedback, failed or is unreachable.
         """
-        body = {"session_id": session_id, "answer_id": answer_id, "rating": rating, "comment": comment[:2000]}
-        headers = {"X-Request-ID": request_id or uuid.uuid4().hex}
+        body = FeedbackRequest(
+            session_id=session_id,
+            answer_id=answer_id,
+            rating=rating,  # type: ignore[arg-type]  # validated by the model
+            comment=comment[:MAX_FEEDBACK_COMMENT_CHARS],
+        ).model_dump(exclude_none=True)
+        headers = {REQUEST_ID_HEADER: request_id or uuid.uuid4().hex}
         resp = self._short_request("POST", FEEDBACK_PATH, json=body, headers=headers)
         if resp.status_code >= 400:
             raise _error_from_response(resp)
+
+    def document_link(self, source: str) -> DocumentLinkResponse:
+        """A short-lived presigned link to a source document in the tenant's bucket.
+
+        Args:
+            source: the source's ``s3://bucket/key`` URI, as in :attr:`rag.contract.Source.source`.
+
+        Raises:
+            ApiError: the API refused (not the tenant's bucket: 403), failed or is unreachable.
+        """
+        resp = self._short_request("GET", DOCUMENT_LINK_PATH, params={"source": source})
+        if resp.status_code >= 400:
+            raise _error_from_response(resp)
+        try:
+            return DocumentLinkResponse.model_validate_json(resp.content)
+        except ValidationError:
+            raise ApiError(BAD_REPLY, status=502, code="bad_response") from None
 
     def _short_request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         """One request with the short timeout (``min(SHORT_TIMEOUT_SECONDS, timeout)`` seconds).

@@ -1,88 +1,82 @@
-"""Who is asking: the signed-in user's e-mail, verified from the gateway's headers.
+"""Who is asking: the signed-in user, verified from the gateway's headers.
 
 In the cluster the ingress gateway (oauth2-proxy / Istio ``RequestAuthentication``) has already
-checked the Cognito token and forwards ``Authorization: Bearer <jwt>`` and
-``X-Auth-Request-Email``. The web chat verifies the token again as a second line of defence
-(signature against the issuer's JWKS, RS256 only, issuer, expiry, ``token_use``, client id and
-``custom:tenantid == TENANT_ID``). ``AUTH_MODE=dev`` skips all of this and uses
-``DEV_USER_EMAIL``: for the local demo only.
+checked the Cognito ID token and forwards ``Authorization: Bearer <jwt>`` and
+``X-Auth-Request-Email``. The web chat verifies the token again as a second line of defence with
+the kernel's :func:`rag.identity.verify_id_token` (signature, issuer, client id, expiry, lifetime,
+``custom:tenantid``, ``sub``, verified ``email``). This module is only the request glue: it reads
+the headers, refuses ambiguous credentials (two ``Authorization`` headers, two ``id_token``
+cookies) and an e-mail header that disagrees with the token, and maps each refusal to the page
+the user sees. ``AUTH_MODE=dev`` skips all of this and uses ``DEV_USER_EMAIL``: for the local demo
+only.
 
 Nothing here renders anything; :mod:`webapp.ui` turns an :class:`IdentityError` into a page.
 """
 
 from __future__ import annotations
 
-import functools
+import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
 import jwt
 
+from rag.contract import EMAIL_HEADER
+from rag.identity import (
+    TOKEN_COOKIE,
+    Identity,
+    IdentityError,
+    Reason,
+    cached_jwks_client,
+    check_email,
+    verify_id_token,
+)
 from rag.settings import Settings
 
-#: Where Cognito (and most OIDC issuers) publish their signing keys, relative to ``ISSUER_URI``.
-JWKS_PATH = "/.well-known/jwks.json"
-#: The only signature algorithm accepted (Cognito signs with RS256). Never ``none`` or ``HS*``.
-ALLOWED_ALGORITHMS = ("RS256",)
-#: Clock skew tolerated for ``exp``, ``nbf`` and ``iat``, in seconds.
-LEEWAY_SECONDS = 30
-#: Timeout of one JWKS download, in seconds.
-JWKS_TIMEOUT_SECONDS = 5.0
-#: How long a downloaded key set is trusted before it is fetched again, in seconds.
-JWKS_LIFESPAN_SECONDS = 3600.0
-TENANT_CLAIM = "custom:tenantid"
-#: Accepted ``token_use`` values: Cognito id tokens (checked by ``aud``) and access tokens (``client_id``).
-TOKEN_USES = ("id", "access")
-EMAIL_HEADER = "x-auth-request-email"
+__all__ = [
+    "EMAIL_HEADER",
+    "Denial",
+    "Identity",
+    "IdentityError",
+    "Reason",
+    "bearer_token",
+    "cached_jwks_client",
+    "check_origin",
+    "denial_of",
+    "dev_identity",
+    "request_headers",
+    "resolve_identity",
+]
+
+#: Namespace of the dev-mode subject (``uuid5(DEV_SUBJECT_NAMESPACE, DEV_USER_EMAIL)``).
+DEV_SUBJECT_NAMESPACE = uuid.UUID("5b0e3d4c-7f0a-4a57-9d55-2c1f3c1e6d10")
 
 
 class Denial(StrEnum):
-    """Why no identity could be established; each maps to one page in the UI."""
+    """Which page a refusal shows."""
 
     NOT_SIGNED_IN = "not_signed_in"  # no credentials at all
     EXPIRED = "expired"  # a valid token whose time is up: reload to sign in again
-    NOT_ALLOWED = "not_allowed"  # bad token, wrong tenant, wrong client, ...
+    NOT_ALLOWED = "not_allowed"  # bad token, wrong tenant, unverified or unusable e-mail, ...
     UNAVAILABLE = "unavailable"  # the issuer's keys could not be fetched
 
 
-class IdentityError(Exception):
-    """The request carries no acceptable identity.
-
-    Attributes:
-        denial: the category (decides the page shown).
-        reason: a short, user-safe explanation (no token contents).
-    """
-
-    def __init__(self, denial: Denial, reason: str) -> None:
-        super().__init__(f"{denial.value}: {reason}")
-        self.denial = denial
-        self.reason = reason
+def denial_of(error: IdentityError) -> Denial:
+    """The page for ``error`` (every reason not listed here is "Not allowed")."""
+    if error.reason is Reason.NO_TOKEN:
+        return Denial.NOT_SIGNED_IN
+    if error.reason is Reason.EXPIRED:
+        return Denial.EXPIRED
+    if error.retryable:
+        return Denial.UNAVAILABLE
+    return Denial.NOT_ALLOWED
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """The verified user of this page view.
+def request_headers() -> dict[str, str]:
+    """The HTTP headers of the browser's request: lower-cased names (tests patch this).
 
-    Attributes:
-        tenant: the tenant id (always ``TENANT_ID``).
-        email: the user's e-mail address.
-        dev_mode: True when identity was not verified (``AUTH_MODE=dev``).
-    """
-
-    tenant: str
-    email: str
-    dev_mode: bool = False
-
-    @property
-    def user_key(self) -> str:
-        """``<tenant>:<email>``, the key of the user's row in the sessions store."""
-        return f"{self.tenant}:{self.email}"
-
-
-def request_headers() -> Mapping[str, str]:
-    """The HTTP headers of the browser's request, lower-cased names (tests patch this).
+    A header sent several times is combined into one value joined by ``", "`` (RFC 9110,
+    section 5.3), so a second ``Authorization`` header is visible to :func:`bearer_token`.
 
     Returns:
         An empty mapping outside a Streamlit request (e.g. in ``AppTest``).
@@ -93,147 +87,86 @@ def request_headers() -> Mapping[str, str]:
         headers = st.context.headers
     except Exception:  # no script run context
         return {}
-    return {str(k).lower(): str(v) for k, v in (headers or {}).items()}
+    if headers is None:
+        return {}
+    return {str(k).lower(): ", ".join(str(v) for v in headers.get_all(k)) for k in headers}
 
 
 def bearer_token(headers: Mapping[str, str]) -> str | None:
-    """The token of an ``Authorization: Bearer <token>`` header, else None."""
+    """The token of an ``Authorization: Bearer <token>`` header, else None.
+
+    Raises:
+        IdentityError: ``AMBIGUOUS_TOKEN`` when the header holds more than one credential
+            (a JWS contains neither ``,`` nor whitespace).
+    """
     value = headers.get("authorization", "").strip()
     scheme, _, token = value.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         return None
-    return token.strip()
+    if "," in token or any(ch.isspace() for ch in token):
+        raise IdentityError(Reason.AMBIGUOUS_TOKEN, "the request carries more than one sign-in token")
+    return token
 
 
-@functools.lru_cache(maxsize=4)
-def jwks_client(issuer_uri: str) -> jwt.PyJWKClient:
-    """A key-caching JWKS client for ``issuer_uri`` (shared by all sessions; holds no user state).
+def token_cookie_count(headers: Mapping[str, str]) -> int:
+    """How many ``id_token`` cookies the request's ``Cookie`` header(s) carry."""
+    pairs = headers.get("cookie", "").replace(",", ";").split(";")
+    return sum(1 for pair in pairs if pair.partition("=")[0].strip() == TOKEN_COOKIE)
 
-    Keys are cached for :data:`JWKS_LIFESPAN_SECONDS`; a token signed with an unknown ``kid``
-    makes PyJWT fetch the set again (key rotation), at most once per cooldown period.
+
+def check_origin(headers: Mapping[str, str], settings: Settings) -> None:
+    """Refuse a page opened from another site (cross-site websocket hijacking).
+
+    The headers Streamlit hands the script are those of the websocket handshake, whose ``Origin``
+    a browser always sets to the page that opened the socket. Streamlit's own check admits every
+    ``localhost`` origin, so this one compares with ``WEB_ALLOWED_ORIGINS`` (exact match, no
+    wildcard); nothing is checked when that setting is unset.
+
+    Raises:
+        IdentityError: ``WRONG_ORIGIN`` when the Origin is missing or not listed.
     """
-    return jwt.PyJWKClient(
-        issuer_uri.rstrip("/") + JWKS_PATH,
-        cache_keys=True,
-        cache_jwk_set=True,
-        lifespan=JWKS_LIFESPAN_SECONDS,
-        timeout=JWKS_TIMEOUT_SECONDS,
-    )
+    if not settings.web_allowed_origins:
+        return
+    if headers.get("origin") not in settings.web_allowed_origins.split(","):
+        raise IdentityError(Reason.WRONG_ORIGIN, "this chat was opened from another site")
 
 
-class TokenVerifier:
-    """Checks a Cognito JWT against the issuer's JWKS and this deployment's tenant and client.
-
-    Args:
-        issuer_uri: expected ``iss``, e.g. ``https://cognito-idp.<region>.amazonaws.com/<pool>``.
-        tenant_id: expected ``custom:tenantid``.
-        client_id: expected ``aud`` (id tokens) / ``client_id`` (access tokens); None skips it.
-        keys: the JWKS client (tests pass one fed from a local key set).
-        leeway: clock skew tolerated, in seconds.
-    """
-
-    def __init__(
-        self,
-        issuer_uri: str,
-        tenant_id: str,
-        client_id: str | None = None,
-        keys: jwt.PyJWKClient | None = None,
-        leeway: float = LEEWAY_SECONDS,
-    ) -> None:
-        self.issuer_uri = issuer_uri
-        self.tenant_id = tenant_id
-        self.client_id = client_id
-        self.keys = keys or jwks_client(issuer_uri)
-        self.leeway = leeway
-
-    def verify(self, token: str) -> dict[str, Any]:
-        """Verify ``token`` and return its claims.
-
-        Raises:
-            IdentityError: ``EXPIRED``, ``NOT_ALLOWED`` or ``UNAVAILABLE`` (keys not reachable).
-        """
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.PyJWTError:
-            raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token is malformed") from None
-        if header.get("alg") not in ALLOWED_ALGORITHMS:
-            raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token uses an unsupported algorithm")
-        key = self._signing_key(token)
-        try:
-            claims = jwt.decode(
-                token,
-                key,
-                algorithms=list(ALLOWED_ALGORITHMS),
-                issuer=self.issuer_uri,
-                leeway=self.leeway,
-                options={"require": ["exp", "iat", "iss"], "verify_aud": False},
-            )
-        except jwt.ExpiredSignatureError:
-            raise IdentityError(Denial.EXPIRED, "your sign-in has expired") from None
-        except jwt.InvalidIssuerError:
-            raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token comes from another issuer") from None
-        except jwt.PyJWTError as exc:
-            raise IdentityError(Denial.NOT_ALLOWED, f"the sign-in token is invalid ({type(exc).__name__})") from None
-        self._check_claims(claims)
-        return claims
-
-    def _signing_key(self, token: str) -> Any:
-        try:
-            return self.keys.get_signing_key_from_jwt(token).key
-        except jwt.PyJWKClientConnectionError:
-            raise IdentityError(Denial.UNAVAILABLE, "the sign-in keys could not be fetched") from None
-        except (jwt.PyJWKClientError, jwt.PyJWKSetError, jwt.DecodeError):
-            # unknown kid even after a refresh, or an unusable key set
-            raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token is signed with an unknown key") from None
-        except Exception:  # e.g. network blocked or DNS failure surfacing as a non-PyJWT error
-            raise IdentityError(Denial.UNAVAILABLE, "the sign-in keys could not be fetched") from None
-
-    def _check_claims(self, claims: Mapping[str, Any]) -> None:
-        token_use = claims.get("token_use")
-        if token_use not in TOKEN_USES:
-            raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token is neither an id nor an access token")
-        if self.client_id:
-            audience = claims.get("aud") if token_use == TOKEN_USES[0] else claims.get("client_id")
-            audiences = audience if isinstance(audience, list) else [audience]
-            if self.client_id not in audiences:
-                raise IdentityError(Denial.NOT_ALLOWED, "the sign-in token was issued to another application")
-        if claims.get(TENANT_CLAIM) != self.tenant_id:
-            raise IdentityError(Denial.NOT_ALLOWED, "your account does not belong to this tenant")
+def dev_identity(settings: Settings) -> Identity:
+    """The unverified demo user of ``AUTH_MODE=dev``: ``DEV_USER_EMAIL``, with a stable subject."""
+    email = check_email(settings.dev_user_email)
+    subject = str(uuid.uuid5(DEV_SUBJECT_NAMESPACE, email))
+    return Identity(subject=subject, email=email, tenant=settings.tenant_id, dev_mode=True)
 
 
-def resolve_identity(headers: Mapping[str, str], settings: Settings, verifier: TokenVerifier | None = None) -> Identity:
+def resolve_identity(
+    headers: Mapping[str, str], settings: Settings, *, jwks_client: jwt.PyJWKClient | None = None
+) -> Identity:
     """Establish the user from request headers (or ``DEV_USER_EMAIL`` in dev mode).
 
     Args:
         headers: request headers with lower-cased names (see :func:`request_headers`).
-        settings: supplies ``AUTH_MODE``, ``ISSUER_URI``, ``COGNITO_CLIENT_ID``, ``TENANT_ID``.
-        verifier: overrides the JWKS-backed verifier (tests).
+        settings: supplies ``AUTH_MODE``, ``ISSUER_URI``, ``COGNITO_CLIENT_ID``, ``TENANT_ID``,
+            ``ID_TOKEN_VALIDITY_SECONDS``.
+        jwks_client: overrides the JWKS-backed key source (tests).
 
     Returns:
-        The identity. The e-mail is the token's ``email`` claim; when the token has none (Cognito
-        access tokens) the gateway's ``X-Auth-Request-Email`` is used. When both are present
-        they must agree (case-insensitively).
+        The identity: keyed by the token's ``sub``; the e-mail (the token's verified ``email``)
+        is for display only.
 
     Raises:
-        IdentityError: no or unacceptable credentials.
+        IdentityError: no, ambiguous or unacceptable credentials; ``reason`` says which.
     """
+    check_origin(headers, settings)
     if settings.auth_mode == "dev":
-        return Identity(tenant=settings.tenant_id, email=settings.dev_user_email, dev_mode=True)
+        return dev_identity(settings)
+    if token_cookie_count(headers) > 1:
+        raise IdentityError(Reason.AMBIGUOUS_TOKEN, "the request carries more than one sign-in cookie")
     token = bearer_token(headers)
-    header_email = headers.get(EMAIL_HEADER, "").strip() or None
     if token is None:
-        raise IdentityError(Denial.NOT_SIGNED_IN, "no sign-in token was sent with the request")
-    if not settings.issuer_uri:  # also caught by the config check; defence in depth
-        raise IdentityError(Denial.UNAVAILABLE, "ISSUER_URI is not configured")
-    verifier = verifier or TokenVerifier(settings.issuer_uri, settings.tenant_id, settings.cognito_client_id)
-    claims = verifier.verify(token)
-    token_email = claims.get("email")
-    token_email = token_email.strip() if isinstance(token_email, str) and token_email.strip() else None
-    if token_email and header_email and token_email.lower() != header_email.lower():
-        raise IdentityError(Denial.NOT_ALLOWED, "the e-mail header does not match the sign-in token")
-    email = token_email or header_email
-    if not email:
-        raise IdentityError(Denial.NOT_SIGNED_IN, "the sign-in carries no e-mail address")
-    if ":" in email or "@" not in email:
-        raise IdentityError(Denial.NOT_ALLOWED, "the e-mail address is not usable")
-    return Identity(tenant=settings.tenant_id, email=email)
+        raise IdentityError(Reason.NO_TOKEN, "no sign-in token was sent with the request")
+    identity = verify_id_token(token, settings, jwks_client=jwks_client)
+    header_email = headers.get(EMAIL_HEADER)
+    if header_email is not None and header_email.casefold() != (identity.email or "").casefold():
+        raise IdentityError(Reason.HEADER_MISMATCH, "the e-mail header does not match the sign-in token")
+    return identity

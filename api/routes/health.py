@@ -1,4 +1,4 @@
-"""``/healthz`` (alive), ``/readyz`` (index loaded), ``/metrics`` (Prometheus)."""
+"""``/healthz`` (alive), ``/readyz`` (index loaded and reachable), ``/metrics`` (Prometheus)."""
 
 from __future__ import annotations
 
@@ -23,10 +23,15 @@ async def healthz() -> dict[str, str]:
     "/readyz", response_model=Readiness, response_model_exclude_none=True, responses={503: {"model": Readiness}}
 )
 async def readyz(index: IndexDep, tenant: TenantDep) -> Response | Readiness:
-    """Readiness: 200 with the index version once an index is loaded, else 503."""
+    """Readiness: 200 with the index version once an index is loaded (and, with pgvector, the
+    database answers), else 503."""
     current = index.get()
     if current is None:
         body = Readiness(status="not_ready", tenant=tenant, message=index.last_error or "index not loaded yet")
+        return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
+    problem = await index.unavailable()
+    if problem is not None:  # pgvector: the database is down or slow; traffic goes to other pods
+        body = Readiness(status="not_ready", tenant=tenant, message=problem)
         return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
     manifest = current.version.manifest
     return Readiness(

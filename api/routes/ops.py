@@ -101,7 +101,7 @@ async def feedback(
         created_at=created_at,
         updated_at=created_at,
         session_id=str(session),
-        user=session.email,
+        user=session.subject,
         answer_id=turn.answer_id or f"turn-{index}",
         turn_index=index,
         rating=body.rating,

@@ -1,49 +1,50 @@
-"""The conversational RAG chain: condense the follow-up with the history, retrieve, answer.
+"""The conversational RAG chain: condense a follow-up with the history, retrieve, answer.
 
-Built once per process (in the API's lifespan) around a :class:`LiveRetriever` that looks up the
-tenant's *current* index on every call, so a hot-reloaded index is used without rebuilding the
-chain. Per-request values (``k`` = ``max_matching_docs``, generation parameters) travel in context
-variables set by :func:`request_scope`.
+:class:`AnswerChain` is built once per process (in the API's lifespan) around a :class:`LiveRetriever`
+that looks up the tenant's *current* index on every call, so a hot-reloaded index is used without
+rebuilding the chain. Everything that belongs to one request — ``k`` (``max_matching_docs``), the
+generation parameters, the token sink, the cancellation flag and the run config — is an argument
+of :meth:`AnswerChain.run`: no module-level state, so one chain object serves every request.
 
-The chain is LangChain's ``ConversationalRetrievalChain`` (langchain-classic,
-https://python.langchain.com/api_reference/langchain/chains/langchain.chains.conversational_retrieval.base.ConversationalRetrievalChain.html):
-with an empty history it skips the condense LLM; otherwise the condense prompt sees
-``{chat_history}`` (the reference deployment's prompt lacked it, so follow-ups lost their subject).
+It is the job of LangChain's legacy ``ConversationalRetrievalChain`` (langchain-classic,
+https://python.langchain.com/api_reference/langchain/chains/langchain.chains.conversational_retrieval.base.ConversationalRetrievalChain.html)
+written out with LangChain's primitives (prompt templates, ``BaseRetriever.invoke``,
+``BaseChatModel.invoke``/``stream``, a callback-manager chain run), because the legacy chain takes no
+per-call ``k`` or model parameters (they had to travel in context variables and a wrapper model):
+
+1. condense — when there is history and :data:`NeedsCondense` says the question does not stand
+   alone, one bounded, non-streaming model call rewrites it; the condense prompt sees
+   ``{chat_history}`` (the reference deployment's lacked it, so follow-ups lost their subject);
+2. retrieve — once, with the condensed question and this request's ``k``;
+3. answer — the user's own words with the retrieved documents, streamed; the documents returned
+   as sources are exactly the ones in the prompt. A :data:`NoAnswer` hook may answer instead,
+   without a model call.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import contextvars
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import Any, Literal
-from uuid import UUID
 
-from langchain_classic.chains import ConversationalRetrievalChain
-from langchain_classic.chains.conversational_retrieval.base import _get_chat_history
-from langchain_core.callbacks import (
-    AsyncCallbackManagerForChainRun,
-    BaseCallbackHandler,
-    CallbackManagerForChainRun,
-    CallbackManagerForRetrieverRun,
-)
+from langchain_core.callbacks import CallbackManager, CallbackManagerForRetrieverRun
 from langchain_core.documents import Document
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
-from langchain_core.messages import AIMessage, BaseMessage, HumanMessage
-from langchain_core.outputs import LLMResult
+from langchain_core.messages import BaseMessage
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
 from rag.answer.followup import ALONE_WEIGHT, QueryPlan, plan_query
+from rag.answer.followup import refers_back as _question_refers_back
 from rag.answer.grounding import (
     NO_ANSWER,
     REASON_MODEL_REFUSED,
@@ -56,24 +57,21 @@ from rag.answer.grounding import (
     mark_cited,
     unknown_share,
 )
-from rag.answer.models import CONDENSE_MARKER, QUESTION_MARKER, GenerationParams, GenerationParamsModel, estimate_tokens
-from rag.answer.models import generation_scope as _generation_scope
-from rag.answer.retrieval import TenantIndex, TenantRetriever, reciprocal_rank_fusion
-from rag.answer.tracing import end_span, span, start_span
+from rag.answer.models import (
+    CONDENSE_MARKER,
+    QUESTION_MARKER,
+    GenerationParams,
+    estimate_tokens,
+    generation_kwargs_for,
+    text_stream_for,
+)
+from rag.answer.retrieval import TenantRetriever, reciprocal_rank_fusion
+from rag.answer.tracing import span
+from rag.index.backend import SearchIndex
 
 _logger = logging.getLogger("rag.chain")
 
-
-class _QuietCancellation(logging.Filter):
-    """Drops LangChain's "Error in ... callback" warning for :class:`ChainCancelledError` (a client
-    disconnect is not an error; the exception itself still stops the chain)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return "ChainCancelledError" not in record.getMessage()
-
-
-logging.getLogger("langchain_core.callbacks.manager").addFilter(_QuietCancellation())
-
+CHAIN_RUN_NAME = "rag"
 ANSWER_RUN_NAME = "answer"
 CONDENSE_RUN_NAME = "condense"
 #: Tag of the answering model's runs (its tokens are the answer's tokens).
@@ -83,9 +81,7 @@ ANSWER_TAG = "rag:answer"
 CONDENSE_TEMPLATE = (
     "Given the conversation below and a follow-up question, rewrite the follow-up question as a "
     "standalone question that keeps every subject, product and constraint it refers to from the "
-    "conversation. If the follow-up question is already self-contained (it names its own subject "
-    "and does not refer to the conversation, for example a new topic), return it exactly as it is. "
-    "Reply with the question only, in its original language.\n\n"
+    "conversation. Reply with the question only, in its original language.\n\n"
     "Chat history:\n{chat_history}\n\n"
     "Follow-up question: {question}\n"
     f"{CONDENSE_MARKER}"
@@ -106,14 +102,41 @@ ANSWER_PROMPT = ChatPromptTemplate.from_messages(
 DOCUMENT_PROMPT = PromptTemplate.from_template(
     '<doc n="{rank}" source="{source}" title="{title}">\n{page_content}\n</doc>'
 )
+#: Between two documents in {context} (LangChain's stuff-documents default).
+DOCUMENT_SEPARATOR = "\n\n"
+
+#: A past turn as the chain sees it: ``(question, answer)``.
+HistoryTurn = tuple[str, str]
+#: Hook: ``needs_condense(question, history) -> bool``; False when the question stands alone (no condense call).
+NeedsCondense = Callable[[str, Sequence[HistoryTurn]], bool]
+#: Hook: ``no_answer(question, documents) -> reply | None``, called after retrieval. A string is the reply,
+#: given without calling the model (the answer is then not grounded and has no sources); None answers normally.
+NoAnswer = Callable[[str, list[Document]], str | None]
+
+
+def condense_when_history(question: str, history: Sequence[HistoryTurn]) -> bool:
+    """The default :data:`NeedsCondense`: every question with history is condensed (the legacy chain's rule)."""
+    return bool(history)
+
+
+def refers_back(question: str, history: Sequence[HistoryTurn]) -> bool:
+    """The :data:`NeedsCondense` of grounded answers: condense only a question with history whose wording
+    points back at it (:func:`rag.answer.followup.refers_back`); any other question is retrieved with its own
+    words, without the condense call.
+
+    Args:
+        question: the user's question.
+        history: past turns, oldest first.
+    """
+    return bool(history) and _question_refers_back(question)
 
 
 @dataclass
-class RequestStats:
-    """Filled in while one request runs (read by the API for metrics and responses).
+class RetrievalStats:
+    """Filled in by :class:`LiveRetriever` when passed as ``stats=`` (one per request).
 
     Attributes:
-        retrieval_seconds: wall time of the retrieval (query embedding + search), seconds.
+        retrieval_seconds: wall time of the search (query embedding + index search), seconds.
         index_version: the index version the documents came from.
     """
 
@@ -121,72 +144,48 @@ class RequestStats:
     index_version: str | None = None
 
 
-@dataclass(frozen=True)
-class _Scope:
-    k: int
-    stats: RequestStats
-
-
-_SCOPE: contextvars.ContextVar[_Scope | None] = contextvars.ContextVar("rag_request_scope", default=None)
-
-
-@contextlib.contextmanager
-def request_scope(*, k: int, generation: GenerationParams) -> Iterator[RequestStats]:
-    """Set ``k`` and the generation parameters for chain calls made inside this block.
-
-    Args:
-        k: documents to retrieve (the API's ``max_matching_docs``).
-        generation: temperature, max tokens, top-p, top-k, stop sequences.
-
-    Yields:
-        The :class:`RequestStats` the retriever fills in.
-    """
-    stats = RequestStats()
-    token = _SCOPE.set(_Scope(k=k, stats=stats))
-    try:
-        with _generation_scope(generation):
-            yield stats
-    finally:
-        _SCOPE.reset(token)
-
-
 class IndexNotReadyError(RuntimeError):
     """No index is loaded yet (first load pending or failing)."""
 
 
+class ChainCancelledError(RuntimeError):
+    """The caller went away (client disconnect): the chain stops before its next step or token."""
+
+
 class LiveRetriever(BaseRetriever):
-    """Retriever over whatever index ``index_provider()`` returns now (hot reload), with ``k`` from
-    :func:`request_scope` (default ``default_k``).
+    """Retriever over whatever index ``index_provider()`` returns now (hot reload).
 
     One base retriever is built per index version with ``retriever_factory`` (e.g.
     :func:`rag.answer.retrieval.make_retriever`, which adds the optional reranker) and copied with the
-    request's ``k``. The search itself (query embedding, FAISS, BM25) is synchronous: it runs in
-    the chain's worker thread (:func:`astream_chain`), never on the event loop.
+    call's ``k``. ``k`` and ``stats`` are keyword arguments of ``invoke`` (LangChain passes extra
+    ``invoke`` keyword arguments to ``_get_relevant_documents``). The search itself (query
+    embedding, FAISS, BM25) is synchronous: it runs in the chain's worker thread, never on the
+    event loop.
 
     Args:
         index_provider: returns the current :class:`TenantIndex`, or None when none is loaded.
         embeddings: the query embedding model (used when no factory is given).
         mode: ``"dense"`` or ``"hybrid"`` (used when no factory is given).
-        default_k: ``k`` outside a request scope.
+        default_k: ``k`` when the call gives none.
         retriever_factory: builds the retriever for a newly loaded index.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    index_provider: Callable[[], TenantIndex | None]
+    index_provider: Callable[[], SearchIndex | None]
     embeddings: Embeddings
     mode: Literal["dense", "hybrid"] = "hybrid"
     default_k: int = 4
-    retriever_factory: Callable[[TenantIndex], TenantRetriever] | None = None
+    retriever_factory: Callable[[SearchIndex], TenantRetriever] | None = None
     _cache: tuple[int, TenantRetriever] | None = PrivateAttr(default=None)
 
-    def prime(self, index: TenantIndex) -> None:
+    def prime(self, index: SearchIndex) -> None:
         """Build the base retriever for a newly loaded ``index`` now (and drop the previous index's,
         so nothing here keeps the old index alive)."""
         self._cache = None
         self._base(index)
 
-    def _base(self, index: TenantIndex) -> TenantRetriever:
+    def _base(self, index: SearchIndex) -> TenantRetriever:
         cached = self._cache
         if cached is not None and cached[0] == id(index):
             return cached[1]
@@ -197,21 +196,29 @@ class LiveRetriever(BaseRetriever):
         self._cache = (id(index), base)
         return base
 
-    def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
+    def _get_relevant_documents(
+        self,
+        query: str,
+        *,
+        run_manager: CallbackManagerForRetrieverRun,
+        k: int | None = None,
+        stats: RetrievalStats | None = None,
+    ) -> list[Document]:
         index = self.index_provider()
         if index is None:
             raise IndexNotReadyError("the tenant's index is not loaded yet")
-        scope = _SCOPE.get()
-        k = scope.k if scope else self.default_k
+        k = k or self.default_k
         started = time.perf_counter()
-        retriever = self._base(index).model_copy(update={"k": k})
+        base = self._base(index)
+        retriever = base if base.k == k else base.model_copy(update={"k": k})
         with span("rag.retrieval", k=k, mode=self.mode, index_version=index.version.version) as current:
             docs = retriever._get_relevant_documents(query, run_manager=run_manager)  # no second callback run
             if current is not None:
                 current.set_attribute("documents", len(docs))
-        if scope:  # a follow-up may retrieve twice (question alone + condensed): the times add up
-            scope.stats.retrieval_seconds = (scope.stats.retrieval_seconds or 0.0) + time.perf_counter() - started
-            scope.stats.index_version = index.version.version
+        if stats is not None:
+            # a follow-up may retrieve twice (question alone + condensed): the times add up
+            stats.retrieval_seconds = (stats.retrieval_seconds or 0.0) + time.perf_counter() - started
+            stats.index_version = index.version.version
         return docs
 
     def vocabulary(self) -> frozenset[str] | None:
@@ -270,169 +277,18 @@ def fuse_documents(rankings: list[list[Document]], weights: list[float], k: int)
     return [by_key[ordered[position]] for position, _ in fused]
 
 
-class RagChain(ConversationalRetrievalChain):
-    """``ConversationalRetrievalChain`` with follow-up aware retrieval and a no-answer path.
-
-    One turn: condense the question with the history (when there is one), retrieve with the
-    question alone, the condensed question or both fused (:func:`rag.answer.followup.plan_query`),
-    apply the relevance floor (:func:`rag.answer.grounding.judge`) and only then call the answer
-    model, with the passages that clear the floor. When none does, the answer is
-    :data:`rag.answer.grounding.NO_ANSWER` and the model is not called; when the model itself says
-    the documents lack the answer (:func:`rag.answer.grounding.is_refusal`), the answer becomes
-    that sentence too. Both return no ``source_documents`` and ``grounded: False``.
-
-    Extra outputs: ``grounded`` (bool), ``ungrounded_reason`` (one of
-    :data:`rag.answer.grounding.UNGROUNDED_REASONS` or None), ``query_kind`` (``alone`` /
-    ``condensed`` / ``fused``). Each source document carries ``metadata["cited"]``.
-
-    Attributes:
-        relevance_floor: the floor (None: every retrieval counts as relevant).
-        vocabulary: returns the index's words for the unknown-word penalty (None: no penalty).
-    """
-
-    model_config = ConfigDict(arbitrary_types_allowed=True)
-
-    relevance_floor: RelevanceFloor | None = None
-    vocabulary: Callable[[], frozenset[str] | None] | None = None
-
-    def _get_docs(self, question: str, inputs: dict[str, Any], *, run_manager: Any) -> list[Document]:
-        return _rank_and_source(super()._get_docs(question, inputs, run_manager=run_manager))
-
-    async def _aget_docs(self, question: str, inputs: dict[str, Any], *, run_manager: Any) -> list[Document]:
-        return _rank_and_source(await super()._aget_docs(question, inputs, run_manager=run_manager))
-
-    def _judge(self, query: str, docs: list[Document]) -> Verdict:
-        vocabulary = self.vocabulary() if self.vocabulary is not None else None
-        return judge(query, docs, self.relevance_floor, vocabulary)
-
-    def retrieve_turn(
-        self, question: str, condensed: str, *, has_history: bool, run_manager: Any
-    ) -> tuple[list[Document], Verdict, QueryPlan]:
-        """Retrieve for one turn (see the class docstring); returns documents, verdict and plan."""
-        floor = self.relevance_floor.floor if self.relevance_floor else None
-        alone = self._get_docs(question, {}, run_manager=run_manager)
-        alone_verdict = self._judge(question, alone)
-        if not has_history or condensed.strip() == question.strip():
-            plan = plan_query(question, question, has_history=has_history)
-            return alone, alone_verdict, plan
-        with_history = self._get_docs(condensed, {}, run_manager=run_manager)
-        # The unknown-word penalty counts the user's own words, not the topic the condensed question
-        # borrows from the history: an off-topic question after an on-topic conversation stays off-topic.
-        history_verdict = self._judge(question, with_history)
-        plan = plan_query(
-            question,
-            condensed,
-            has_history=True,
-            alone_relevance=alone_verdict.relevance,
-            condensed_relevance=history_verdict.relevance,
-            floor=floor,
-            unknown_share=unknown_share(question, self.vocabulary() if self.vocabulary is not None else None),
-        )
-        if plan.kind == "alone":
-            return alone, alone_verdict, plan
-        if plan.kind == "condensed":
-            return with_history, history_verdict, plan
-        docs = _rank_and_source(
-            fuse_documents([with_history, alone], [1.0, ALONE_WEIGHT], len(alone) or len(with_history))
-        )
-        relevant_keys = {_doc_key(d) for d in (*alone_verdict.relevant, *history_verdict.relevant)}
-        verdict = Verdict(
-            grounded=alone_verdict.grounded or history_verdict.grounded,
-            relevance=max(alone_verdict.relevance, history_verdict.relevance),
-            relevant=[d for d in docs if _doc_key(d) in relevant_keys],
-        )
-        return docs, verdict, plan
-
-    def _call(self, inputs: dict[str, Any], run_manager: CallbackManagerForChainRun | None = None) -> dict[str, Any]:
-        manager = run_manager or CallbackManagerForChainRun.get_noop_manager()
-        question = inputs["question"]
-        chat_history = (self.get_chat_history or _get_chat_history)(inputs["chat_history"])
-        condensed = question
-        if chat_history:
-            generated = self.question_generator.invoke(
-                {"question": question, "chat_history": chat_history}, config={"callbacks": manager.get_child()}
-            )
-            condensed = str(generated[self.question_generator.output_key]).strip() or question
-        docs, verdict, plan = self.retrieve_turn(
-            question, condensed, has_history=bool(chat_history), run_manager=manager
-        )
-        output: dict[str, Any] = {"generated_question": condensed, "query_kind": plan.kind}
-        if not verdict.grounded:
-            output.update({self.output_key: NO_ANSWER, "grounded": False, "ungrounded_reason": REASON_NO_PASSAGE})
-            output["source_documents"] = []
-            return output
-        given = verdict.relevant if self.relevance_floor is not None else docs
-        combine_inputs = {
-            **inputs,
-            "input_documents": given,
-            "question": condensed if self.rephrase_question else question,
-            "chat_history": chat_history,
-        }
-        result = self.combine_docs_chain.invoke(combine_inputs, config={"callbacks": manager.get_child()})
-        answer = str(result[self.combine_docs_chain.output_key])
-        if is_refusal(answer):
-            output.update({self.output_key: NO_ANSWER, "grounded": False, "ungrounded_reason": REASON_MODEL_REFUSED})
-            output["source_documents"] = []
-            return output
-        output.update({self.output_key: answer, "grounded": True, "ungrounded_reason": None})
-        output["source_documents"] = mark_cited(docs, answer, given)
-        return output
-
-    async def _acall(
-        self, inputs: dict[str, Any], run_manager: AsyncCallbackManagerForChainRun | None = None
-    ) -> dict[str, Any]:
-        # One code path: the turn runs synchronously in a thread (see astream_chain for why).
-        sync_manager = run_manager.get_sync() if run_manager is not None else None
-        return await asyncio.to_thread(contextvars.copy_context().run, self._call, inputs, sync_manager)
+def format_history(history: Sequence[HistoryTurn]) -> str:
+    """``{chat_history}`` of the condense prompt: ``Human:`` / ``Assistant:`` lines (the legacy chain's format)."""
+    return "".join(f"\nHuman: {question}\nAssistant: {answer}" for question, answer in history)
 
 
-def build_chain(
-    *,
-    retriever: BaseRetriever,
-    llm: BaseChatModel,
-    condense_llm: BaseChatModel | None = None,
-    relevance_floor: RelevanceFloor | None = None,
-) -> RagChain:
-    """Build the conversational RAG chain (once per process).
-
-    Args:
-        retriever: usually a :class:`LiveRetriever` (its index's words feed the grounding check).
-        llm: the answering chat model; wrapped in :class:`GenerationParamsModel` named ``"answer"``.
-        condense_llm: the model that rewrites follow-ups (default: ``llm``), named ``"condense"``.
-        relevance_floor: the no-answer floor (:func:`rag.answer.grounding.floor_for`); None: none.
-
-    Returns:
-        A chain taking ``{"question", "chat_history": [messages]}`` and returning ``answer``,
-        ``source_documents``, ``generated_question``, ``grounded``, ``ungrounded_reason`` and
-        ``query_kind`` (see :class:`RagChain`).
-    """
-    # streaming=True (explicit): the models always stream, so tokens reach the callbacks as they come.
-    answer = GenerationParamsModel(inner=llm, name=ANSWER_RUN_NAME, tags=[ANSWER_TAG], streaming=True)
-    condense = GenerationParamsModel(inner=condense_llm or llm, name=CONDENSE_RUN_NAME, streaming=True)
-    return RagChain.from_llm(
-        llm=answer,
-        retriever=retriever,
-        condense_question_prompt=CONDENSE_PROMPT,
-        condense_question_llm=condense,
-        combine_docs_chain_kwargs={"prompt": ANSWER_PROMPT, "document_prompt": DOCUMENT_PROMPT},
-        return_source_documents=True,
-        return_generated_question=True,
-        rephrase_question=False,  # answer the user's own words; retrieve with the condensed question
-        relevance_floor=relevance_floor,
-        vocabulary=retriever.vocabulary if isinstance(retriever, LiveRetriever) else None,
-    )
-
-
-def history_messages(turns: list[tuple[str, str]]) -> list[BaseMessage]:
-    """``[(question, answer), ...]`` → alternating Human/AI messages for ``chat_history``."""
-    messages: list[BaseMessage] = []
-    for question, answer in turns:
-        messages.extend([HumanMessage(question), AIMessage(answer)])
-    return messages
+def format_documents(docs: list[Document]) -> str:
+    """``{context}`` of the answer prompt: every document through :data:`DOCUMENT_PROMPT`."""
+    return DOCUMENT_SEPARATOR.join(DOCUMENT_PROMPT.format(page_content=d.page_content, **d.metadata) for d in docs)
 
 
 # --------------------------------------------------------------------------------------------
-# running the chain as a stream of events
+# results
 
 
 @dataclass
@@ -456,67 +312,355 @@ class Usage:
         }
 
 
-@dataclass(frozen=True)
-class TokenEvent:
-    """A piece of the answer as the model streams it."""
-
-    text: str
-
-
-@dataclass(frozen=True)
-class FinalEvent:
-    """The chain's result: the complete answer and the documents it was generated from.
+@dataclass
+class ChainResult:
+    """What one run of the chain produced.
 
     Attributes:
-        answer: the answer text (:data:`rag.answer.grounding.NO_ANSWER` when not grounded).
-        documents: the turn's sources (empty when not grounded), each with ``metadata["cited"]``.
-        generated_question: the condensed question (the question itself without history).
-        usage: tokens of the model calls (none for a no-answer of the first turn).
-        grounded: False when the documents hold nothing relevant or the model said so.
-        ungrounded_reason: one of :data:`rag.answer.grounding.UNGROUNDED_REASONS`, or None.
-        query_kind: what the turn was retrieved with (``alone``, ``condensed``, ``fused``).
+        answer: the complete answer text.
+        documents: the documents the answer was generated from (rank order; empty when not grounded).
+        generated_question: the question retrieval used (the condensed one, or the user's own).
+        usage: tokens of every model call of the run.
+        retrieval: search time and index version.
+        grounded: False when the :data:`NoAnswer` hook or the relevance floor answered instead of the
+            model, or the model itself said the documents lack the answer.
+        ungrounded_reason: one of :data:`rag.answer.grounding.UNGROUNDED_REASONS` when not grounded.
+        query_kind: what retrieval used: ``alone``, ``condensed`` or ``fused``
+            (:func:`rag.answer.followup.plan_query`).
     """
 
     answer: str
     documents: list[Document]
     generated_question: str
     usage: Usage = field(default_factory=Usage)
+    retrieval: RetrievalStats = field(default_factory=RetrievalStats)
     grounded: bool = True
     ungrounded_reason: str | None = None
     query_kind: str = "alone"
 
 
-def _message_text(message: Any) -> str:
-    text = getattr(message, "text", None)
-    if isinstance(text, str):  # langchain-core >= 1.0: a str property
-        return str(text)
-    if callable(text):  # older langchain-core: .text() method
-        return str(text())
-    return str(getattr(message, "content", "") or "")
+def _usage_of(meta: Any) -> tuple[int, int] | None:
+    if not meta:
+        return None
+    return int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
 
 
-class ChainCancelledError(RuntimeError):
-    """The caller went away (client disconnect): the chain stops at its next callback."""
+def _prompt_chars(messages: Sequence[BaseMessage]) -> int:
+    return sum(len(str(m.content)) for m in messages)
 
 
-class _TokenRelay:
-    """Hands the answer's tokens from the chain's worker thread to the event loop.
+# --------------------------------------------------------------------------------------------
+# the chain
 
-    The first token is handed over at once (time to first token). After it, tokens are sent at
+
+class AnswerChain:
+    """Condense → retrieve → answer, run synchronously in the caller's thread (see the module docstring).
+
+    Args:
+        retriever: usually a :class:`LiveRetriever` (it takes ``k=`` and ``stats=``; other retrievers
+            ignore them and use their own ``k``).
+        llm: the answering chat model (shared, never mutated; the request's generation parameters
+            are call arguments, see :func:`rag.answer.models.generation_kwargs_for`).
+        condense_llm: the model that rewrites follow-ups (default: ``llm``).
+        needs_condense: decides whether a question with history is rewritten (default:
+            :func:`condense_when_history`).
+        no_answer: optional hook between retrieval and the answer call (:data:`NoAnswer`).
+        condense_max_tokens: upper bound of the condense call's output tokens (a question, not an
+            answer); None: the request's ``max_tokens``.
+        relevance_floor: the no-answer floor (:func:`rag.answer.grounding.floor_for`): below it the
+            answer is :data:`rag.answer.grounding.NO_ANSWER` without a model call, and only passages
+            above it go to the model. None: every retrieval counts as relevant (the model's own
+            refusals still mark the answer ungrounded).
+        vocabulary: returns the index's words for the unknown-word penalty (default: the retriever's
+            ``vocabulary`` when it has one; None: no penalty).
+    """
+
+    def __init__(
+        self,
+        *,
+        retriever: BaseRetriever,
+        llm: BaseChatModel,
+        condense_llm: BaseChatModel | None = None,
+        needs_condense: NeedsCondense = condense_when_history,
+        no_answer: NoAnswer | None = None,
+        condense_max_tokens: int | None = None,
+        relevance_floor: RelevanceFloor | None = None,
+        vocabulary: Callable[[], frozenset[str] | None] | None = None,
+    ) -> None:
+        self.retriever = retriever
+        self.relevance_floor = relevance_floor
+        self.vocabulary = vocabulary or getattr(retriever, "vocabulary", None)
+        self.llm = llm
+        self.condense_llm = condense_llm or llm
+        self.needs_condense = needs_condense
+        self.no_answer = no_answer
+        self.condense_max_tokens = condense_max_tokens
+        self._answer_kwargs = generation_kwargs_for(llm)
+        self._text_stream = text_stream_for(llm)
+        self._condense_kwargs = generation_kwargs_for(self.condense_llm)
+
+    def run(
+        self,
+        question: str,
+        history: Sequence[HistoryTurn] = (),
+        *,
+        k: int | None = None,
+        generation: GenerationParams | None = None,
+        on_token: Callable[[str], None] | None = None,
+        cancelled: threading.Event | None = None,
+        config: RunnableConfig | None = None,
+    ) -> ChainResult:
+        """Answer ``question`` (blocking: call it from a worker thread).
+
+        Args:
+            question: the user's question as typed.
+            history: past turns, oldest first.
+            k: documents to retrieve (the API's ``max_matching_docs``); None: the retriever's default.
+            generation: temperature, max tokens, top-p, top-k and stop sequences of this request.
+            on_token: receives each piece of the answer text as the model streams it.
+            cancelled: once set, the chain stops before its next step or token with
+                :class:`ChainCancelledError` (and closes the model stream).
+            config: LangChain run config (``callbacks``, ``tags``, ``metadata`` such as the request
+                id): one chain run named ``"rag"`` with the retriever and model runs as children.
+
+        Returns:
+            The :class:`ChainResult`.
+
+        Raises:
+            ChainCancelledError: ``cancelled`` was set.
+            IndexNotReadyError: no index is loaded.
+            Exception: whatever the retriever or the models raise (botocore errors and the like).
+        """
+        config = config or {}
+        manager = CallbackManager.configure(
+            config.get("callbacks"),
+            inheritable_tags=config.get("tags"),
+            inheritable_metadata=config.get("metadata"),
+        )
+        run = manager.on_chain_start(None, {"question": question}, name=CHAIN_RUN_NAME)
+        child: RunnableConfig = {"callbacks": run.get_child()}
+        try:
+            with span("rag.chain", k=k):
+                result = self._run(question, history, k, generation or GenerationParams(), on_token, cancelled, child)
+        except BaseException as exc:
+            run.on_chain_error(exc)
+            raise
+        run.on_chain_end({"answer": result.answer, "generated_question": result.generated_question})
+        return result
+
+    def _run(
+        self,
+        question: str,
+        history: Sequence[HistoryTurn],
+        k: int | None,
+        generation: GenerationParams,
+        on_token: Callable[[str], None] | None,
+        cancelled: threading.Event | None,
+        config: RunnableConfig,
+    ) -> ChainResult:
+        def check() -> None:
+            if cancelled is not None and cancelled.is_set():
+                raise ChainCancelledError("the request was cancelled")
+
+        usage = Usage()
+        query = question
+        if history and self.needs_condense(question, history):
+            check()
+            query = self._condense(question, history, generation, config, usage)
+        check()
+        stats = RetrievalStats()
+        docs, verdict, plan = self._retrieve_turn(question, query, bool(history), k, stats, config)
+        if self.no_answer is not None and (reply := self.no_answer(question, docs)) is not None:
+            if on_token is not None and reply:
+                on_token(reply)
+            return ChainResult(reply, [], query, usage, stats, grounded=False, query_kind=plan.kind)
+        if not verdict.grounded:
+            if on_token is not None:
+                on_token(NO_ANSWER)
+            return ChainResult(
+                NO_ANSWER, [], query, usage, stats, False, ungrounded_reason=REASON_NO_PASSAGE, query_kind=plan.kind
+            )
+        given = verdict.relevant if self.relevance_floor is not None else docs
+        check()
+        answer = self._answer(question, given, generation, config, usage, on_token, check)
+        if is_refusal(answer):
+            return ChainResult(
+                NO_ANSWER, [], query, usage, stats, False, ungrounded_reason=REASON_MODEL_REFUSED, query_kind=plan.kind
+            )
+        return ChainResult(answer, mark_cited(docs, answer, given), query, usage, stats, query_kind=plan.kind)
+
+    def _vocabulary(self) -> frozenset[str] | None:
+        return self.vocabulary() if self.vocabulary is not None else None
+
+    def _search(self, query: str, k: int | None, stats: RetrievalStats, config: RunnableConfig) -> list[Document]:
+        return _rank_and_source(self.retriever.invoke(query, {**config, "run_name": "retriever"}, k=k, stats=stats))
+
+    def _retrieve_turn(
+        self,
+        question: str,
+        condensed: str,
+        has_history: bool,
+        k: int | None,
+        stats: RetrievalStats,
+        config: RunnableConfig,
+    ) -> tuple[list[Document], Verdict, QueryPlan]:
+        """Retrieve with the question alone, the condensed question or both fused (:func:`plan_query`)."""
+        floor = self.relevance_floor.floor if self.relevance_floor else None
+        vocabulary = self._vocabulary()
+        alone = self._search(question, k, stats, config)
+        alone_verdict = judge(question, alone, self.relevance_floor, vocabulary)
+        if not has_history or condensed.strip() == question.strip():
+            return alone, alone_verdict, plan_query(question, question, has_history=has_history)
+        with_history = self._search(condensed, k, stats, config)
+        # The unknown-word penalty counts the user's own words, not the topic the condensed question
+        # borrows from the history: an off-topic question after an on-topic conversation stays off-topic.
+        history_verdict = judge(question, with_history, self.relevance_floor, vocabulary)
+        plan = plan_query(
+            question,
+            condensed,
+            has_history=True,
+            alone_relevance=alone_verdict.relevance,
+            condensed_relevance=history_verdict.relevance,
+            floor=floor,
+            unknown_share=unknown_share(question, vocabulary),
+        )
+        if plan.kind == "alone":
+            return alone, alone_verdict, plan
+        if plan.kind == "condensed":
+            return with_history, history_verdict, plan
+        docs = _rank_and_source(
+            fuse_documents([with_history, alone], [1.0, ALONE_WEIGHT], len(alone) or len(with_history))
+        )
+        relevant_keys = {_doc_key(d) for d in (*alone_verdict.relevant, *history_verdict.relevant)}
+        verdict = Verdict(
+            grounded=alone_verdict.grounded or history_verdict.grounded,
+            relevance=max(alone_verdict.relevance, history_verdict.relevance),
+            relevant=[d for d in docs if _doc_key(d) in relevant_keys],
+        )
+        return docs, verdict, plan
+
+    def _condense(
+        self,
+        question: str,
+        history: Sequence[HistoryTurn],
+        generation: GenerationParams,
+        config: RunnableConfig,
+        usage: Usage,
+    ) -> str:
+        prompt = CONDENSE_PROMPT.format(chat_history=format_history(history), question=question)
+        params = generation
+        if self.condense_max_tokens is not None:
+            params = generation.bounded(self.condense_max_tokens)
+        with span("llm.condense", request_id=(config_metadata(config)).get("request_id")) as current:
+            message = self.condense_llm.invoke(
+                prompt,
+                {**config, "run_name": CONDENSE_RUN_NAME},
+                stop=params.stop or None,
+                **self._condense_kwargs(params),
+            )
+            text = message.text if isinstance(message.text, str) else str(message.content)
+            tokens = _usage_of(getattr(message, "usage_metadata", None)) or (
+                estimate_tokens(prompt),
+                estimate_tokens(text),
+            )
+            _add(usage, tokens, current)
+        return text.strip() or question
+
+    def _answer(
+        self,
+        question: str,
+        docs: list[Document],
+        generation: GenerationParams,
+        config: RunnableConfig,
+        usage: Usage,
+        on_token: Callable[[str], None] | None,
+        check: Callable[[], None],
+    ) -> str:
+        messages = ANSWER_PROMPT.format_messages(context=format_documents(docs), question=question)
+        pieces: list[str] = []
+        with span("llm.answer", request_id=config_metadata(config).get("request_id")) as current:
+            stream = self._text_stream(
+                self.llm,
+                messages,
+                {**config, "run_name": ANSWER_RUN_NAME, "tags": [ANSWER_TAG]},
+                generation.stop or None,
+                self._answer_kwargs(generation),
+            )
+            try:
+                for text in stream:
+                    check()
+                    pieces.append(text)
+                    if on_token is not None:
+                        on_token(text)
+            finally:
+                stream.close()
+            answer = "".join(pieces)
+            _add(
+                usage,
+                stream.usage or (estimate_tokens("x" * _prompt_chars(messages)), estimate_tokens(answer)),
+                current,
+            )
+        return answer
+
+
+def config_metadata(config: RunnableConfig) -> dict[str, Any]:
+    """The inheritable metadata of a child config's callback manager (e.g. the request id for spans)."""
+    callbacks = config.get("callbacks")
+    return dict(getattr(callbacks, "inheritable_metadata", None) or config.get("metadata") or {})
+
+
+def _add(usage: Usage, tokens: tuple[int, int], current: Any) -> None:
+    usage.input_tokens += tokens[0]
+    usage.output_tokens += tokens[1]
+    if current is not None:
+        current.set_attribute("input_tokens", tokens[0])
+        current.set_attribute("output_tokens", tokens[1])
+
+
+def build_chain(
+    *,
+    retriever: BaseRetriever,
+    llm: BaseChatModel,
+    condense_llm: BaseChatModel | None = None,
+    needs_condense: NeedsCondense = condense_when_history,
+    no_answer: NoAnswer | None = None,
+    condense_max_tokens: int | None = None,
+    relevance_floor: RelevanceFloor | None = None,
+) -> AnswerChain:
+    """Build the conversational RAG chain (once per process); see :class:`AnswerChain` for the arguments."""
+    return AnswerChain(
+        retriever=retriever,
+        llm=llm,
+        condense_llm=condense_llm,
+        needs_condense=needs_condense,
+        no_answer=no_answer,
+        condense_max_tokens=condense_max_tokens,
+        relevance_floor=relevance_floor,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# handing the tokens of a chain running in a thread to the event loop
+
+
+class TokenRelay:
+    """Hands text pieces and other events from a worker thread to the event loop, in order.
+
+    The first text piece is handed over at once (time to first token). After it, text is sent at
     most every ``flush_seconds``: what arrives in between travels as one piece, so 64 streams at
     50 tokens/s cost the loop a few hundred wake-ups and server-sent events per second instead of
-    3,200 (and the web chat re-renders less often). With ``flush_seconds=0`` only tokens that pile
-    up while the loop is busy are joined. The end of the stream (:meth:`close`) flushes at once, so
-    the total latency does not change. The consumer reads text pieces from :attr:`queue`; ``None``
-    ends the stream.
+    3,200 (and the web chat re-renders less often). With ``flush_seconds=0`` only pieces that pile
+    up while the loop is busy are joined. Any other event (:meth:`put_event`) and the end of the
+    stream (:meth:`close`) flush the pending text first, at once. The consumer reads from
+    :attr:`queue`: ``str`` pieces, the events, and ``None`` at the end.
 
     Args:
         loop: the event loop of the consumer.
-        flush_seconds: the shortest time between two pieces after the first, seconds.
+        flush_seconds: the shortest time between two text pieces after the first, seconds.
     """
 
     def __init__(self, loop: asyncio.AbstractEventLoop, flush_seconds: float = 0.0) -> None:
-        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[Any] = asyncio.Queue()
         self._loop = loop
         self._flush_seconds = flush_seconds
         self._lock = threading.Lock()
@@ -527,10 +671,10 @@ class _TokenRelay:
         self._closed = False
 
     def put(self, text: str) -> None:
-        """Queue one token's text for the loop (called from the worker thread).
+        """Queue one piece of text for the loop (called from the worker thread).
 
         Args:
-            text: the token's text (any length; pieces are joined in arrival order).
+            text: the piece (any length; pieces are joined in arrival order).
         """
         with self._lock:
             self._pending.append(text)
@@ -539,180 +683,112 @@ class _TokenRelay:
             self._scheduled = True
         self._loop.call_soon_threadsafe(self._schedule)
 
+    def put_event(self, event: object) -> None:
+        """Queue a non-text event after the text put so far; flushes at once (called from the worker thread).
+
+        Args:
+            event: any object but a ``str`` or None (those are text pieces and the end).
+        """
+        with self._lock:
+            self._pending.append(event)
+        self._loop.call_soon_threadsafe(self._drain)
+
     def _schedule(self) -> None:
         if self._closed:  # a cancelled run: close() ran while the thread was still putting
             return
         due = None if self._last_flush is None else self._last_flush + self._flush_seconds
         if due is None or due <= self._loop.time():
             self._drain()
-        else:
+        elif self._timer is None:
             self._timer = self._loop.call_at(due, self._drain)
 
     def _drain(self) -> None:
-        self._timer = None
-        with self._lock:
-            pending, self._pending, self._scheduled = self._pending, [], False
-        if pending:
-            self._last_flush = self._loop.time()
-            self.queue.put_nowait("".join(pending))
-
-    def close(self) -> None:
-        """Called on the loop once the chain has finished (after every token was scheduled)."""
         if self._timer is not None:
             self._timer.cancel()
+            self._timer = None
+        if self._closed:
+            return
+        with self._lock:
+            pending, self._pending, self._scheduled = self._pending, [], False
+        text: list[str] = []
+        for item in pending:  # in arrival order; consecutive text pieces travel as one
+            if isinstance(item, str):
+                text.append(item)
+                continue
+            if text:
+                self._last_flush = self._loop.time()
+                self.queue.put_nowait("".join(text))
+                text = []
+            self.queue.put_nowait(item)
+        if text:
+            self._last_flush = self._loop.time()
+            self.queue.put_nowait("".join(text))
+
+    def close(self) -> None:
+        """Called on the loop once the thread has finished (after everything it put was scheduled)."""
+        if self._closed:
+            return
         self._drain()
         self._closed = True
         self.queue.put_nowait(None)
 
 
-class _TokenCollector(BaseCallbackHandler):
-    """Receives the answer model's tokens and every model call's usage.
+@dataclass(frozen=True)
+class TokenEvent:
+    """A piece of the answer as the model streams it."""
 
-    Runs in the chain's worker thread. Once ``cancelled`` is set, the next retriever start, model
-    start or token raises :class:`ChainCancelledError`, which stops the chain (``raise_error``);
-    its own bookkeeping never raises (a failure there is logged, the answer goes on).
-    """
+    text: str
 
-    raise_error = True
-    ignore_chain = True
-    ignore_agent = True
-    ignore_retry = True
-    ignore_custom_event = True
 
-    def __init__(self, relay: _TokenRelay, cancelled: threading.Event) -> None:
-        self.relay = relay
-        self.cancelled = cancelled
-        self.usage = Usage()
-        self._prompt_chars: dict[UUID, int] = {}
-        self._spans: dict[UUID, Any] = {}
+@dataclass(frozen=True)
+class FinalEvent:
+    """The end of :func:`astream_chain`: the chain's result."""
 
-    def _check(self) -> None:
-        if self.cancelled.is_set():
-            raise ChainCancelledError("the request was cancelled")
-
-    def on_retriever_start(self, serialized: dict[str, Any], query: str, **kwargs: Any) -> None:
-        self._check()  # a client that left during the condense call: no query embedding, no rerank
-
-    def on_chat_model_start(
-        self,
-        serialized: dict[str, Any],
-        messages: list[list[BaseMessage]],
-        *,
-        run_id: UUID,
-        tags: list[str] | None = None,
-        metadata: dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        self._check()
-        try:
-            self._prompt_chars[run_id] = sum(len(str(m.content)) for batch in messages for m in batch)
-            role = ANSWER_RUN_NAME if tags and ANSWER_TAG in tags else CONDENSE_RUN_NAME
-            self._spans[run_id] = start_span(f"llm.{role}", request_id=(metadata or {}).get("request_id"))
-        except Exception:
-            _logger.warning("token collector: model start not recorded", exc_info=True)
-
-    def on_llm_error(self, error: BaseException, *, run_id: UUID, **kwargs: Any) -> None:
-        self._prompt_chars.pop(run_id, None)
-        try:
-            end_span(self._spans.pop(run_id, None), error=error)
-        except Exception:
-            _logger.warning("token collector: model error not recorded", exc_info=True)
-
-    def on_llm_new_token(
-        self, token: Any, *, chunk: Any = None, run_id: UUID, tags: list[str] | None = None, **kwargs: Any
-    ) -> None:
-        self._check()
-        if tags and ANSWER_TAG in tags:
-            text = _message_text(chunk.message) if chunk is not None else str(token)
-            if text:
-                self.relay.put(text)
-
-    def on_llm_end(self, response: LLMResult, *, run_id: UUID, **kwargs: Any) -> None:
-        try:
-            self._record_end(response, run_id)
-        except Exception:
-            _logger.warning("token collector: usage not recorded", exc_info=True)
-
-    def _record_end(self, response: LLMResult, run_id: UUID) -> None:
-        prompt_chars = self._prompt_chars.pop(run_id, 0)
-        generation = response.generations[0][0] if response.generations and response.generations[0] else None
-        message = getattr(generation, "message", None)
-        meta = getattr(message, "usage_metadata", None)
-        if meta:
-            input_tokens, output_tokens = int(meta.get("input_tokens", 0)), int(meta.get("output_tokens", 0))
-        else:
-            input_tokens = estimate_tokens("x" * prompt_chars)
-            output_tokens = estimate_tokens(generation.text if generation else "")
-        self.usage.input_tokens += input_tokens
-        self.usage.output_tokens += output_tokens
-        end_span(self._spans.pop(run_id, None), input_tokens=input_tokens, output_tokens=output_tokens)
+    result: ChainResult
 
 
 async def astream_chain(
-    chain: ConversationalRetrievalChain,
+    chain: AnswerChain,
     question: str,
-    chat_history: list[BaseMessage],
+    history: Sequence[HistoryTurn] = (),
     *,
-    metadata: dict[str, Any] | None = None,
-    tags: list[str] | None = None,
+    k: int | None = None,
+    generation: GenerationParams | None = None,
+    config: RunnableConfig | None = None,
     flush_seconds: float = 0.0,
     executor: Executor | None = None,
 ) -> AsyncIterator[TokenEvent | FinalEvent]:
-    """Run ``chain`` once and yield the answer's text as it streams, then one :class:`FinalEvent`.
+    """Run ``chain`` once in a thread of ``executor``; yield its answer text as it streams, then a :class:`FinalEvent`.
 
-    One retrieval, one answer call (plus one condense call when there is history). The whole chain
-    runs synchronously in one thread of ``executor`` (default: the loop's; with a copy of the
-    caller's context, so :func:`request_scope`, the request id and tracing apply): query embedding,
-    search and the model stream are blocking boto3/FAISS calls anyway, and LangChain's async path
-    would hop between the loop and a thread for every token and every callback (measured in one
-    process against the fake Bedrock: 14.6 ms against 6.6 ms of CPU per answer). Tokens come from
-    a callback handler (the answer model is tagged :data:`ANSWER_TAG`) and reach the loop through
-    :class:`_TokenRelay`: the first token at once, then at most one :class:`TokenEvent` per
-    ``flush_seconds`` (seconds; tokens in between are joined). Token usage comes from the models'
-    ``usage_metadata``; models that report none get an estimate (:func:`rag.answer.models.estimate_tokens`).
-
-    Closing the generator (client disconnect) stops the chain at its next callback: no further
-    retrieval or model call starts and the model stream is closed at its next token.
-
-    ``metadata`` and ``tags`` go into the LangChain run config (e.g. the request id), so tracers and
-    callbacks of every run (chain, retriever, models) see them.
+    The whole chain runs synchronously in one thread (default: the loop's executor; with a copy
+    of the caller's context, so logging's request id and tracing apply): query embedding, search
+    and the model stream are blocking boto3/FAISS calls anyway, and LangChain's async path would
+    hop between the loop and a thread for every token (measured against the fake Bedrock: 14.6 ms
+    against 6.6 ms of CPU per answer). Tokens reach the loop through :class:`TokenRelay` (the first
+    at once, then at most one :class:`TokenEvent` per ``flush_seconds``). Closing the generator
+    (client disconnect) stops the chain before its next step or token.
 
     Raises:
-        Whatever the retriever or the models raise (botocore errors, :class:`IndexNotReadyError`).
+        Whatever :meth:`AnswerChain.run` raises.
     """
     loop = asyncio.get_running_loop()
-    relay = _TokenRelay(loop, flush_seconds)
+    relay = TokenRelay(loop, flush_seconds)
     cancelled = threading.Event()
-    collector = _TokenCollector(relay, cancelled)
-    config: RunnableConfig = {
-        "callbacks": [collector],
-        "metadata": dict(metadata or {}),
-        "tags": list(tags or []),
-    }
     context = contextvars.copy_context()
-    run = loop.run_in_executor(
-        executor, context.run, chain.invoke, {"question": question, "chat_history": chat_history}, config
-    )
+
+    def job() -> ChainResult:
+        return chain.run(
+            question, history, k=k, generation=generation, on_token=relay.put, cancelled=cancelled, config=config
+        )
+
+    run = loop.run_in_executor(executor, context.run, job)
     run.add_done_callback(lambda _: relay.close())
-    streamed = False
     try:
         while (text := await relay.queue.get()) is not None:
-            streamed = True
             yield TokenEvent(text)
-        final = await run
+        result = await run
     finally:
         if not run.done():
             cancelled.set()
             run.cancel()
-    answer = str(final.get("answer", ""))
-    if not streamed and answer:  # no model call (the no-answer path): the sentence is the only piece
-        yield TokenEvent(answer)
-    yield FinalEvent(
-        answer=answer,
-        documents=list(final.get("source_documents", [])),
-        generated_question=str(final.get("generated_question", question)),
-        usage=collector.usage,
-        grounded=bool(final.get("grounded", True)),
-        ungrounded_reason=final.get("ungrounded_reason"),
-        query_kind=str(final.get("query_kind", "alone")),
-    )
+    yield FinalEvent(result)

@@ -10,14 +10,11 @@
 * ``module.path:factory`` — ``factory(settings)`` returns any LangChain ``BaseChatModel``.
 
 Per-request generation parameters (the API's ``temperature``, ``maxTokenCount``, ``topP``,
-``topK``, ``stopSequences``) travel in a context variable (:func:`generation_scope`) and are applied
-by :class:`GenerationParamsModel`, so one chain object serves every request.
+``topK``, ``stopSequences``) are call arguments of the shared model (:func:`generation_kwargs_for`).
 """
 
 from __future__ import annotations
 
-import contextlib
-import contextvars
 import importlib
 import math
 import re
@@ -29,8 +26,9 @@ from langchain_core.callbacks import AsyncCallbackManagerForLLMRun, CallbackMana
 from langchain_core.language_models.chat_models import BaseChatModel
 from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.messages.ai import UsageMetadata
-from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from pydantic import ConfigDict, Field
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult, LLMResult
+from langchain_core.runnables import RunnableConfig
+from pydantic import Field
 
 from rag.settings import Settings
 from rag.text import content_words
@@ -62,23 +60,10 @@ class GenerationParams:
     top_k: int | None = None
     stop: list[str] = field(default_factory=list)
 
-
-_GENERATION: contextvars.ContextVar[GenerationParams | None] = contextvars.ContextVar("rag_generation", default=None)
-
-
-@contextlib.contextmanager
-def generation_scope(params: GenerationParams) -> Iterator[None]:
-    """Make ``params`` apply to every :class:`GenerationParamsModel` call in this context."""
-    token = _GENERATION.set(params)
-    try:
-        yield
-    finally:
-        _GENERATION.reset(token)
-
-
-def current_generation() -> GenerationParams | None:
-    """The parameters set by the enclosing :func:`generation_scope`, if any."""
-    return _GENERATION.get()
+    def bounded(self, max_tokens: int) -> GenerationParams:
+        """The same parameters with at most ``max_tokens`` output tokens."""
+        limit = max_tokens if self.max_tokens is None else min(self.max_tokens, max_tokens)
+        return GenerationParams(self.temperature, limit, self.top_p, self.top_k, list(self.stop))
 
 
 def estimate_tokens(text: str) -> int:
@@ -101,91 +86,207 @@ def _bedrock_kwargs(params: GenerationParams) -> dict[str, Any]:
     return kwargs
 
 
-class GenerationParamsModel(BaseChatModel):
-    """Wraps a chat model and applies the per-request :class:`GenerationParams`.
+_PARAM_NAMES = ("temperature", "max_tokens", "top_p", "top_k")
 
-    For :class:`~langchain_aws.ChatBedrockConverse` the parameters become call arguments
-    (``inferenceConfig`` plus ``additionalModelRequestFields.top_k``); for any other model they
-    update the fields the model has (``temperature``, ``max_tokens``, ``top_p``, ``top_k``) on a
-    shallow per-call copy. Stop sequences are passed as ``stop``. Callback events (tokens, usage)
-    are emitted once, under this wrapper's ``name`` (``"condense"`` or ``"answer"``).
+
+def _is_bedrock_converse(model: BaseChatModel) -> bool:
+    try:
+        from langchain_aws import ChatBedrockConverse
+    except ImportError:  # pragma: no cover - langchain-aws is part of the ragapi extra
+        return False
+    return isinstance(model, ChatBedrockConverse)
+
+
+def generation_kwargs_for(model: BaseChatModel) -> Callable[[GenerationParams], dict[str, Any]]:
+    """How :class:`GenerationParams` become call arguments of ``model`` (decided once, when the chain is built).
+
+    LangChain chat models take per-call parameters as keyword arguments of ``invoke``/``stream``
+    (they reach ``_generate``/``_stream``; the same mechanism as ``model.bind(...)``), so one shared
+    model object serves every request without copies:
+
+    * :class:`~langchain_aws.ChatBedrockConverse`: ``temperature``, ``max_tokens``, ``top_p`` become
+      Converse's ``inferenceConfig``; ``top_k`` goes into ``additional_model_request_fields``
+      (https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html);
+    * any other model: those of ``temperature``, ``max_tokens``, ``top_p``, ``top_k`` that the model
+      declares as fields (a model that has no ``top_k`` never receives one).
+
+    Stop sequences are the separate ``stop`` argument.
 
     Args:
-        inner: the wrapped model (shared: it is never mutated).
-        streaming: always call the model's streaming API (tokens reach callbacks as they arrive).
+        model: the chat model the parameters are for.
+
+    Returns:
+        ``params -> kwargs`` (only parameters that are set).
+    """
+    if _is_bedrock_converse(model):
+        return _bedrock_kwargs
+    names = tuple(name for name in _PARAM_NAMES if name in type(model).model_fields)
+
+    def kwargs(params: GenerationParams) -> dict[str, Any]:
+        return {name: value for name in names if (value := getattr(params, name)) is not None}
+
+    return kwargs
+
+
+class TextStream:
+    """A model's streamed answer as plain text pieces, with the usage the model reported at the end.
+
+    Iterate it for the pieces; afterwards :attr:`usage` is ``(input_tokens, output_tokens)`` or None
+    when the model reported none. :meth:`close` ends the model's stream early (client disconnect).
     """
 
-    model_config = ConfigDict(arbitrary_types_allowed=True)
+    usage: tuple[int, int] | None = None
 
-    inner: BaseChatModel
-    streaming: bool = False
+    def __iter__(self) -> Iterator[str]:  # pragma: no cover - interface
+        raise NotImplementedError
 
-    @property
-    def _llm_type(self) -> str:
-        return f"params:{self.inner._llm_type}"
+    def close(self) -> None:
+        """Stop reading the model's stream."""
 
-    def _prepare(self, stop: list[str] | None, kwargs: dict[str, Any]) -> tuple[BaseChatModel, list[str] | None]:
-        params = current_generation()
-        if params is None:
-            return self.inner, stop
-        stop = [*(stop or []), *params.stop] or None
-        if type(self.inner).__name__ == "ChatBedrockConverse":
-            kwargs.update(_bedrock_kwargs(params))
-            return self.inner, stop
-        fields = type(self.inner).model_fields
-        update = {
-            name: value
-            for name, value in (
-                ("temperature", params.temperature),
-                ("max_tokens", params.max_tokens),
-                ("top_p", params.top_p),
-                ("top_k", params.top_k),
+
+class LangChainTextStream(TextStream):
+    """Any LangChain chat model through ``model.stream`` (one chunk object and callback per token).
+
+    Args:
+        model: the chat model.
+        messages: the prompt.
+        config: the LangChain run config (callbacks, tags, run name).
+        stop: stop sequences, or None.
+        kwargs: generation parameters (:func:`generation_kwargs_for`).
+    """
+
+    def __init__(
+        self,
+        model: BaseChatModel,
+        messages: list[BaseMessage],
+        config: RunnableConfig,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        self._chunks = model.stream(messages, config, stop=stop, **kwargs)
+
+    def __iter__(self) -> Iterator[str]:
+        for chunk in self._chunks:
+            if chunk.usage_metadata:
+                got = (
+                    int(chunk.usage_metadata.get("input_tokens", 0)),
+                    int(chunk.usage_metadata.get("output_tokens", 0)),
+                )
+                self.usage = got if self.usage is None else (self.usage[0] + got[0], self.usage[1] + got[1])
+            text = chunk.text
+            if text:
+                yield text
+
+    def close(self) -> None:
+        """Close the model's generator (and with it, e.g., the HTTP stream)."""
+        self._chunks.close()
+
+
+class ConverseTextStream(TextStream):
+    """Bedrock ConverseStream read directly: text deltas as ``str``, no LangChain chunk per token.
+
+    The request is the one :class:`~langchain_aws.ChatBedrockConverse` itself sends (its own message
+    conversion and ``_converse_params``, so model defaults, guardrails and additional fields apply
+    the same way); the response's ``contentBlockDelta`` texts are relayed as they come and the
+    ``metadata`` event's usage is kept. LangChain sees one chat-model run (start and end, with the
+    complete message and usage), not one callback per token: ``langchain_aws`` creates a message
+    chunk, a generation chunk and a callback for every delta, about a quarter of a worker's CPU per
+    streamed answer in ``benchmarks/api_bench.py``'s profile. Events and errors:
+    https://docs.aws.amazon.com/bedrock/latest/APIReference/API_runtime_ConverseStream.html.
+
+    Args:
+        model: an unmodified ``ChatBedrockConverse`` (see :func:`direct_stream_supported`).
+        messages: the prompt.
+        config: the LangChain run config (callbacks, tags, metadata, run name).
+        stop: stop sequences, or None.
+        kwargs: generation parameters (:func:`generation_kwargs_for`).
+
+    Raises:
+        botocore.exceptions.ClientError: Bedrock refused the call or failed mid-stream.
+        ConnectionError: the stream ended without ``messageStop``.
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        messages: list[BaseMessage],
+        config: RunnableConfig,
+        stop: list[str] | None,
+        kwargs: dict[str, Any],
+    ) -> None:
+        from langchain_aws.chat_models.bedrock_converse import _messages_to_bedrock, _snake_to_camel_keys
+        from langchain_core.callbacks import CallbackManager
+
+        manager = CallbackManager.configure(
+            config.get("callbacks"), inheritable_tags=config.get("tags"), inheritable_metadata=config.get("metadata")
+        )
+        self._run = manager.on_chat_model_start(
+            None, [messages], invocation_params={"stop": stop, **kwargs}, name=config.get("run_name"), batch_size=1
+        )[0]
+        try:
+            bedrock_messages, system = _messages_to_bedrock(
+                messages, model.system, model_id=model._get_base_model(), provider=model.provider
             )
-            if value is not None and name in fields
-        }
-        return (self.inner.model_copy(update=update) if update else self.inner), stop
+            extra = dict(kwargs)
+            additional = extra.pop("additional_model_request_fields", None)
+            params = model._converse_params(
+                stop=stop, additionalModelRequestFields=additional, **_snake_to_camel_keys(extra)
+            )
+            self._stream = model.client.converse_stream(messages=bedrock_messages, system=system, **params)["stream"]
+        except BaseException as exc:
+            self._run.on_llm_error(exc)
+            raise
+        self._pieces: list[str] = []
 
-    def _generate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        model, stop = self._prepare(stop, kwargs)
-        return model._generate(messages, stop=stop, **kwargs)
+    def __iter__(self) -> Iterator[str]:
+        stopped = False
+        try:
+            for event in self._stream:
+                delta = event.get("contentBlockDelta")
+                if delta is not None:
+                    text = delta["delta"].get("text")
+                    if text:
+                        self._pieces.append(text)
+                        yield text
+                elif "metadata" in event:
+                    usage = event["metadata"].get("usage") or {}
+                    self.usage = (int(usage.get("inputTokens", 0)), int(usage.get("outputTokens", 0)))
+                elif "messageStop" in event:
+                    stopped = True
+            if not stopped:
+                raise ConnectionError("Incomplete Bedrock response stream: missing messageStop event.")
+        except BaseException as exc:
+            self._run.on_llm_error(exc)
+            raise
+        text = "".join(self._pieces)
+        meta = None
+        if self.usage is not None:
+            meta = UsageMetadata(input_tokens=self.usage[0], output_tokens=self.usage[1], total_tokens=sum(self.usage))
+        self._run.on_llm_end(LLMResult(generations=[[ChatGeneration(message=AIMessage(text, usage_metadata=meta))]]))
 
-    async def _agenerate(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> ChatResult:
-        model, stop = self._prepare(stop, kwargs)
-        return await model._agenerate(messages, stop=stop, **kwargs)
+    def close(self) -> None:
+        """Close the HTTP stream (the model stops being read)."""
+        self._stream.close()
 
-    def _stream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: CallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> Iterator[ChatGenerationChunk]:
-        model, stop = self._prepare(stop, kwargs)
-        yield from model._stream(messages, stop=stop, **kwargs)
 
-    async def _astream(
-        self,
-        messages: list[BaseMessage],
-        stop: list[str] | None = None,
-        run_manager: AsyncCallbackManagerForLLMRun | None = None,
-        **kwargs: Any,
-    ) -> AsyncIterator[ChatGenerationChunk]:
-        model, stop = self._prepare(stop, kwargs)
-        # BaseChatModel's default _astream runs the sync _stream in a thread (boto3 never blocks the loop).
-        async for chunk in model._astream(messages, stop=stop, **kwargs):
-            yield chunk
+def direct_stream_supported(model: BaseChatModel) -> bool:
+    """True for a plain :class:`~langchain_aws.ChatBedrockConverse` (not a subclass that overrides
+    ``_stream``; no ``raw_blocks`` or ``guard_last_turn_only``): its answers can be read with
+    :class:`ConverseTextStream`."""
+    if not _is_bedrock_converse(model):
+        return False
+    from langchain_aws import ChatBedrockConverse
+
+    return (
+        type(model)._stream is ChatBedrockConverse._stream
+        and getattr(model, "raw_blocks", None) is None
+        and not getattr(model, "guard_last_turn_only", False)
+    )
+
+
+def text_stream_for(model: BaseChatModel) -> type[TextStream]:
+    """The :class:`TextStream` class to read ``model``'s answers with (decided once, when the chain is built)."""
+    return ConverseTextStream if direct_stream_supported(model) else LangChainTextStream
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +318,8 @@ class ExtractiveChatModel(BaseChatModel):
       conversation's topic question followed by the follow-up
       (:func:`rag.answer.followup.offline_condense`; query expansion for retrieval).
 
-    Token usage is estimated (:func:`estimate_tokens`). ``max_tokens`` caps the answer in words.
+    Token usage is estimated (:func:`estimate_tokens`). ``max_tokens`` (the field, or the call
+    argument of the same name, which wins) caps the answer in words.
 
     Attributes:
         max_passages: how many documents to quote from (best first).
@@ -234,12 +336,13 @@ class ExtractiveChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "extractive"
 
-    def _answer(self, messages: list[BaseMessage], stop: list[str] | None) -> str:
+    def _answer(self, messages: list[BaseMessage], stop: list[str] | None, max_tokens: int | None = None) -> str:
         prompt = "\n".join(str(m.content) for m in messages)
         text = self._condense(prompt) if prompt.rstrip().endswith(CONDENSE_MARKER) else self._extract(prompt)
-        if self.max_tokens:
+        limit = max_tokens or self.max_tokens
+        if limit:
             words = text.split(" ")
-            text = " ".join(words[: self.max_tokens])
+            text = " ".join(words[:limit])
         for sequence in stop or []:
             if sequence and sequence in text:
                 text = text[: text.index(sequence)]
@@ -303,7 +406,7 @@ class ExtractiveChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> ChatResult:
-        text = self._answer(messages, stop)
+        text = self._answer(messages, stop, kwargs.get("max_tokens"))
         message = AIMessage(content=text, usage_metadata=self._usage(messages, text))
         return ChatResult(generations=[ChatGeneration(message=message)])
 
@@ -314,7 +417,7 @@ class ExtractiveChatModel(BaseChatModel):
         run_manager: CallbackManagerForLLMRun | None = None,
         **kwargs: Any,
     ) -> Iterator[ChatGenerationChunk]:
-        text = self._answer(messages, stop)
+        text = self._answer(messages, stop, kwargs.get("max_tokens"))
         for piece in re.findall(r"\S+\s*|\s+", text):
             yield ChatGenerationChunk(message=AIMessageChunk(content=piece))
         yield ChatGenerationChunk(message=AIMessageChunk(content="", usage_metadata=self._usage(messages, text)))
@@ -341,12 +444,13 @@ def model_id_of(settings: Settings) -> str:
     return settings.llm_provider
 
 
-def make_chat_model(settings: Settings, *, bedrock_client: Any = None) -> BaseChatModel:
+def make_chat_model(settings: Settings, *, bedrock_client: Any = None, model_id: str | None = None) -> BaseChatModel:
     """Build the chat model ``LLM_PROVIDER`` names.
 
     Args:
         settings: ``LLM_PROVIDER``, ``TEXT2TEXT_MODEL_ID``, region and timeouts.
         bedrock_client: a ``bedrock-runtime`` client (tests); from :func:`rag.aws.make_client` if None.
+        model_id: another Bedrock model id than ``TEXT2TEXT_MODEL_ID`` (e.g. ``CONDENSE_MODEL_ID``).
 
     Returns:
         A LangChain chat model that supports streaming.
@@ -365,7 +469,7 @@ def make_chat_model(settings: Settings, *, bedrock_client: Any = None) -> BaseCh
         client = bedrock_client or make_client(settings.bedrock_service, settings)
         return ChatBedrockConverse(
             client=client,
-            model=settings.text2text_model_id,
+            model=model_id or settings.text2text_model_id,
             region_name=settings.aws_default_region,
             temperature=0.1,
             max_tokens=512,

@@ -20,6 +20,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
+from rag.index.backend import Candidates, SearchIndex
 from rag.index.store import IndexVersion
 from rag.settings import Settings
 from rag.text import content_words
@@ -33,8 +34,8 @@ def bm25_tokens(text: str) -> list[str]:
 
 
 @dataclass
-class TenantIndex:
-    """A loaded index version plus what searching it needs, built once per version (in lifespan).
+class TenantIndex(SearchIndex):
+    """A loaded FAISS index version plus what searching it needs, built once per version (in lifespan).
 
     Attributes:
         version: the loaded :class:`rag.index.store.IndexVersion`.
@@ -94,6 +95,22 @@ class TenantIndex:
             scores, positions = index.search(query, k)
         return [(int(p), float(s)) for p, s in zip(positions[0], scores[0], strict=True) if p >= 0]
 
+    def search(self, query: str, vector: list[float] | np.ndarray, *, dense_k: int, keyword_k: int) -> Candidates:
+        """See :meth:`rag.index.backend.SearchIndex.search` (FAISS for dense, BM25 for keywords)."""
+        dense = self.dense_search(vector, dense_k)
+        keyword = self.keyword_search(query, keyword_k) if keyword_k > 0 else []
+        scores = dict(dense)
+        query_vector = np.asarray(vector, dtype=np.float32)
+
+        def cosine(position: int) -> float:
+            found = scores.get(position)
+            if found is not None:
+                return found
+            return float(np.dot(self.version.index.reconstruct(position), query_vector))
+
+        return Candidates(dense=dense, keyword=keyword, documents=self.documents, cosine=cosine,
+                          version=self.version.version)  # fmt: skip
+
     def keyword_search(self, query: str, k: int) -> list[tuple[int, float]]:
         """Top ``k`` chunk positions by BM25 score (only those with a positive score)."""
         tokens = bm25_tokens(query)
@@ -126,7 +143,8 @@ def reciprocal_rank_fusion(
 
 
 class TenantRetriever(BaseRetriever):
-    """LangChain retriever over one :class:`TenantIndex`.
+    """LangChain retriever over one tenant's index (:class:`TenantIndex` for FAISS,
+    :class:`rag.index.pgvector.PgTenantIndex` for PostgreSQL).
 
     Args:
         index: the tenant's loaded index.
@@ -146,7 +164,7 @@ class TenantRetriever(BaseRetriever):
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
 
-    index: TenantIndex
+    index: SearchIndex
     embeddings: Embeddings
     mode: Literal["dense", "hybrid"] = "hybrid"
     k: int = Field(default=4, ge=1, le=100)
@@ -170,21 +188,21 @@ class TenantRetriever(BaseRetriever):
     def search_by_vector(self, query: str, vector: list[float] | np.ndarray) -> list[Document]:
         """Search with an already computed query embedding (``dim`` floats)."""
         pool = max(self.k, self.candidates)
-        dense = self.index.dense_search(vector, pool if self.mode == "hybrid" else self.k)
-        dense_scores = dict(dense)
+        hybrid = self.mode == "hybrid"
+        # One call, one index version: dense and keyword candidates can never come from two versions.
+        found = self.index.search(query, vector, dense_k=pool if hybrid else self.k, keyword_k=pool if hybrid else 0)
+        dense = found.dense
         if self.mode == "dense":
             ranked = dense[: self.k]
         else:
-            keyword = self.index.keyword_search(query, pool)
+            keyword = found.keyword
             ranked = reciprocal_rank_fusion(
                 [[p for p, _ in dense], [p for p, _ in keyword]], [1.0, self.keyword_weight]
             )[: self.k]
         results = []
         for rank, (position, score) in enumerate(ranked, start=1):
-            doc = self.index.documents[position]
-            dense_score = dense_scores.get(position)
-            if dense_score is None:  # found by BM25 only: compute its cosine for the citation
-                dense_score = float(np.dot(self.index.version.index.reconstruct(position), np.asarray(vector)))
+            doc = found.documents[position]
+            dense_score = found.cosine(position)  # for keyword-only hits too: the citation's score
             metadata = {
                 **doc.metadata,
                 # The citation score users see: cosine similarity (-1..1) of query and chunk, also in
@@ -200,7 +218,7 @@ class TenantRetriever(BaseRetriever):
 
 def make_retriever(
     settings: Settings,
-    index: TenantIndex,
+    index: SearchIndex,
     embeddings: Embeddings,
     *,
     bedrock_agent_client: object = None,

@@ -311,3 +311,21 @@ def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> 
         memory=InMemoryHistoryStore,
         names="HISTORY_URL or CHATHISTORY_TABLE",
     )
+
+
+def replace_last_turn(store: HistoryStore, session_id: str, turn: Turn) -> None:
+    """Replace the session's last turn with ``turn`` (a regenerated answer); append when it has none.
+
+    Built on the protocol's three calls (load, clear, append) so every backend supports it; it
+    rewrites the session's turns, which is fine for an occasional user action on a history of at most
+    ``MAX_TURNS`` turns. Not atomic: a concurrent append to the same session between the calls can be
+    lost (one user's one conversation; the web chat sends one question at a time).
+
+    Raises:
+        HistoryUnavailableError: the backend failed.
+    """
+    turns = store.load(session_id)
+    store.clear(session_id)
+    for earlier in turns[:-1]:
+        store.append(session_id, earlier)
+    store.append(session_id, turn)

@@ -2,7 +2,7 @@
 
 Limits come from settings (``QUOTA_TENANT_RPM``, ``QUOTA_USER_RPM``, ``QUOTA_TENANT_TOKENS_PER_DAY``,
 ``QUOTA_USER_TOKENS_PER_DAY``; 0 = unlimited). Counters are fixed windows (a UTC minute, a UTC
-day) with keys such as ``<tenant>#user#<email>#rpm#<YYYYmmddTHHMM>``:
+day) with keys such as ``<tenant>#user#<subject>#rpm#<YYYYmmddTHHMM>``:
 
 * **requests per minute**: admitting a request is one atomic conditional increment per scope
   (DynamoDB ``UpdateItem`` ``ADD #count :one`` with ``attribute_not_exists(#count) OR #count <

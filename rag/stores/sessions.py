@@ -68,7 +68,8 @@ from typing import Any, Protocol
 from rag.settings import Settings
 from rag.stores.base import StoreUnavailableError, dynamodb_errors, dynamodb_table, select_backend
 from rag.stores.sqlite import SharedConnections
-from rag.tenant import SessionId, parse_session_id, validate_tenant_id
+from rag.tenant import SessionId, parse_session_id
+from rag.tenant import user_key as tenant_user_key
 
 #: The DynamoDB table's partition key, ``<tenant>:<user>``.
 HASH_KEY = "TenantId"
@@ -81,8 +82,6 @@ MAX_TITLE_CHARS = 80
 #: Conversations per page of :meth:`SessionManager.conversations` by default, and at most.
 DEFAULT_PAGE = 50
 MAX_PAGE = 100
-#: Longest user id accepted (Cognito's ``sub`` is a 36-character UUID).
-MAX_USER_CHARS = 256
 #: The table's ``CreateTable`` key schema, attributes and index (what ``onboard-tenant.sh`` creates;
 #: tests create theirs from this). https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/LSI.html
 TABLE_DEFINITION: dict[str, Any] = {
@@ -162,21 +161,14 @@ def user_key(tenant: str, user: str) -> str:
 
     Args:
         tenant: the tenant id (validated).
-        user: the verified user id, opaque: 1 to :data:`MAX_USER_CHARS` characters, no ``:``
-            (it separates the parts of a session id), no whitespace or control characters.
+        user: the verified user id (the token's ``sub``), matching
+            :data:`rag.tenant.SUBJECT_PATTERN`: the same rule the session id applies.
 
     Raises:
-        ValueError: a bad tenant id or user id.
+        ValueError: a bad tenant id or user id (:class:`rag.tenant.InvalidTenantIdError`,
+            :class:`rag.tenant.InvalidSessionIdError`).
     """
-    validate_tenant_id(tenant)
-    if (
-        not isinstance(user, str)
-        or not 0 < len(user) <= MAX_USER_CHARS
-        or ":" in user
-        or any(c.isspace() or unicodedata.category(c).startswith("C") for c in user)
-    ):
-        raise ValueError(f"invalid user id: 1-{MAX_USER_CHARS} characters without ':', spaces or control characters")
-    return f"{tenant}:{user}"
+    return tenant_user_key(tenant, user)
 
 
 def _conversation_id(session_id: str) -> str:

@@ -105,7 +105,7 @@ class UsageRecord:
     Attributes:
         tenant: the tenant id.
         user: the user's e-mail (from the session id).
-        session_id: ``<tenant>:<email>:<uuid>``.
+        session_id: ``<tenant>:<subject>:<uuid>``.
         answer_id: the answer's id (as in the ``done`` event).
         model_id: the answering model.
         input_tokens: prompt tokens (condense + answer calls).

@@ -60,6 +60,10 @@ class FakeBedrockConfig:
             (e.g. 503 / ``ServiceUnavailableException``) while ``error_requests`` > 0 (-1: all).
         fail_stream_after: send this many deltas, then an in-stream ``throttlingException`` event.
         embedding_dim: default Titan dimensions (v2 honours the request's ``dimensions``).
+        embedding_seconds: delay of each embedding call, seconds.
+
+    A request's ``inferenceConfig.maxTokens`` caps the reply's words; a non-streaming Converse call
+    takes as long as the same reply streamed (``ttft + (words - 1) / rate``).
     """
 
     ttft_seconds: float = 0.0
@@ -72,6 +76,7 @@ class FakeBedrockConfig:
     error_requests: int = 0
     fail_stream_after: int | None = None
     embedding_dim: int = 1024
+    embedding_seconds: float = 0.0
 
 
 def _header(name: str, value: str) -> bytes:
@@ -258,6 +263,9 @@ class FakeBedrock:
             )
             return
         reply = self.reply_for(body)
+        max_tokens = (body.get("inferenceConfig") or {}).get("maxTokens")
+        if isinstance(max_tokens, int) and max_tokens > 0:
+            reply = " ".join(reply.split(" ")[:max_tokens])
         input_tokens = max(1, len(json.dumps(body)) // 4)
         output_tokens = len(reply.split())
         usage = {
@@ -266,7 +274,8 @@ class FakeBedrock:
             "totalTokens": input_tokens + output_tokens,
         }
         if op == "converse":
-            time.sleep(self.config.ttft_seconds)
+            rate = self.config.tokens_per_second
+            time.sleep(self.config.ttft_seconds + ((output_tokens - 1) / rate if rate else 0.0))
             self._send_json(
                 handler,
                 200,
@@ -325,6 +334,8 @@ class FakeBedrock:
                             **{"x-amzn-ErrorType": "ValidationException"})  # fmt: skip
             return
         text = str(body.get("inputText", ""))
+        if self.config.embedding_seconds:
+            time.sleep(self.config.embedding_seconds)
         dim = int(body.get("dimensions") or (1536 if model.endswith("v1") else self.config.embedding_dim))
         self._send_json(
             handler, 200, {"embedding": hashing_embedding(text, dim), "inputTextTokenCount": len(text.split())}
@@ -338,10 +349,15 @@ def main() -> None:
     parser.add_argument("--ttft", type=float, default=0.3, help="seconds to first token")
     parser.add_argument("--tps", type=float, default=50.0, help="tokens per second after the first")
     parser.add_argument("--words", type=int, default=24, help="words per answer")
+    parser.add_argument("--embed-ms", type=float, default=0.0, help="milliseconds per embedding call")
     args = parser.parse_args()
-    fake = FakeBedrock(
-        FakeBedrockConfig(ttft_seconds=args.ttft, tokens_per_second=args.tps, reply_words=args.words), args.port
+    config = FakeBedrockConfig(
+        ttft_seconds=args.ttft,
+        tokens_per_second=args.tps or None,
+        reply_words=args.words,
+        embedding_seconds=args.embed_ms / 1000,
     )
+    fake = FakeBedrock(config, args.port)
     print(fake.endpoint, flush=True)
     with contextlib.suppress(KeyboardInterrupt):
         fake.server.serve_forever()

@@ -39,6 +39,10 @@ def _stream_requests(fake):
     return [r for r in fake.requests if r["op"] == "converse-stream"]
 
 
+def _model_requests(fake):
+    return [r for r in fake.requests if r["op"] in ("converse", "converse-stream")]
+
+
 def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
     fake_bedrock, s3_client, moto_endpoint, dynamodb_local, monkeypatch, sagemaker_docs
 ):
@@ -57,7 +61,9 @@ def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
         stream_flush_seconds=0,  # every delta its own event (counted below)
     )
     fake_bedrock.config.reply_words = 12
-    fake_bedrock.config.tokens_per_second = 100  # 10 ms apart: each delta is its own token event
+    # 50 ms apart: each delta is its own token event, unless this (shared, loaded) machine stalls the loop
+    # for longer, when deltas that piled up travel together (never lost: the joined text is checked)
+    fake_bedrock.config.tokens_per_second = 20
     with TestClient(create_app(settings=settings)) as client:
         ready = client.get("/readyz").json()
         assert ready["index_version"] == v1 and ready["embedding_model"] == "amazon.titan-embed-text-v2:0"
@@ -67,7 +73,9 @@ def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
         response = client.post("/api/v1/llm/rag/stream", json={"q": q1, "user_session_id": SESSION, "topK": 40})
         events = parse_sse(response.text)
         names = [n for n, _ in events]
-        assert names[-2:] == ["sources", "done"] and names.count("token") == 12
+        assert names[-2:] == ["sources", "done"] and 8 <= names.count("token") <= 12
+        assert "".join(d["text"] for n, d in events if n == "token") == events[-1][1]["answer"]
+        assert len(events[-1][1]["answer"].split()) == 12
         done = events[-1][1]
         assert done["model_id"] == CLAUDE
         assert done["usage"]["output_tokens"] == 12 and done["usage"]["input_tokens"] > 0  # Bedrock's counts
@@ -81,13 +89,14 @@ def test_bedrock_s3_dynamodb_end_to_end_with_hot_reload(
         )
 
         # 2. follow-up: the condense call sees the history (two model calls)
-        before = len(_stream_requests(fake_bedrock))
+        before = len(_model_requests(fake_bedrock))
         follow = client.post(
             "/api/v1/llm/rag", json={"q": "Which regions is it available in?", "user_session_id": SESSION}
         )
         assert follow.status_code == 200, follow.text
-        calls = _stream_requests(fake_bedrock)[before:]
-        assert len(calls) == 2
+        calls = _model_requests(fake_bedrock)[before:]
+        # the condense call is one non-streaming Converse call; the answer streams
+        assert [c["op"] for c in calls] == ["converse", "converse-stream"]
         condense_text = json.dumps(calls[0]["body"]["messages"])
         assert q1 in condense_text
 

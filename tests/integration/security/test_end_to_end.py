@@ -26,8 +26,9 @@ CORPUS = {"tenanta": "Amazon_SageMaker_FAQs.csv", "tenantb": "Amazon_EMR_FAQs.cs
 PAGE_TIMEOUT_MS = 30_000
 
 
-def session_id(tenant: str, email: str) -> str:
-    return f"{tenant}:{email}:{uuid.uuid4()}"
+def session_id(tenant: str, subject: str) -> str:
+    """A session id as the web chat builds it: ``<tenant>:<subject>:<uuid>`` (any subject-shaped text)."""
+    return f"{tenant}:{subject.replace('@', '.')}:{uuid.uuid4()}"
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +44,37 @@ def sign_in(browser: Browser, stack, user: str, tenant: str) -> Page:
     assert page.url.endswith("/oauth2/login"), page.url
     page.get_by_text(f"Sign in as {user}").click()
     return page
+
+
+#: Browsers refuse a cookie over 4096 bytes; longer crafted tokens go in the Authorization header.
+MAX_COOKIE_TOKEN_CHARS = 3800
+
+
+def open_with_token(browser: Browser, stack, tenant: str, token: str) -> Page:
+    """A fresh browser context carrying ``token`` (a crafted, validly signed token) as its
+    ``id_token`` cookie (or, when too long for a cookie, as ``Authorization: Bearer``), opened on
+    ``tenant``'s gateway host: the gateway and the web chat check it for real."""
+    if len(token) > MAX_COOKIE_TOKEN_CHARS:
+        context = browser.new_context(extra_http_headers={"authorization": f"Bearer {token}"})
+    else:
+        context = browser.new_context()
+        context.add_cookies([{"name": "id_token", "value": token, "domain": f"{tenant}.localhost", "path": "/"}])
+    page = context.new_page()
+    page.goto(stack.gateway_url(tenant) + "/")
+    return page
+
+
+def refusal_shown(page: Page) -> str:
+    """``"<title>: <message>"`` of the web chat's refusal page, or ``"chat"``."""
+    title = shown_title(page)
+    if title == "chat":
+        return title
+    message = page.locator('[data-testid="stAlertContentError"]').first.inner_text().strip()
+    return f"{title}: {message}"
+
+
+def user_messages(page: Page) -> int:
+    return page.locator('[data-testid="stChatMessage"]').count()
 
 
 def shown_title(page: Page) -> str:
@@ -73,7 +105,7 @@ def test_cookie_of_one_tenant_refused_on_other_host(oidc_stack, browser: Browser
     page = sign_in(browser, oidc_stack, "alice", "tenanta")
     assert shown_title(page) == "chat"
     (cookie,) = [c for c in page.context.cookies() if c["name"] == "id_token"]
-    assert cookie["domain"] == "tenanta.localhost" and cookie["httpOnly"]
+    assert cookie["domain"] == "tenanta.localhost" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
     # the cookie is host-only; an attacker who copies it to tenantb's host is refused by the gateway
     page.context.add_cookies([{**cookie, "domain": "tenantb.localhost"}])
     response = page.goto(oidc_stack.gateway_url("tenantb") + "/")
@@ -108,11 +140,14 @@ def test_forged_headers_via_gateway_never_reach_web_chat(oidc_stack, browser: Br
 @pytest.mark.parametrize(
     ("case", "expected"),
     [
-        ("forged headers, no token", "Not signed in"),
-        ("forged headers + tenantb's valid token", "Not allowed"),
-        ("forged headers + alg none token", "Not allowed"),
-        ("forged headers + token signed by another key", "Not allowed"),
-        ("forged headers + expired token", "Sign-in expired"),
+        ("forged headers, no token", "Not signed in: No sign-in token was sent with the request."),
+        ("forged headers + tenantb's valid token", "Not allowed: Your account does not belong to this tenant."),
+        ("forged headers + alg none token", "Not allowed: The sign-in token uses an unsupported algorithm."),
+        (
+            "forged headers + token signed by another key",
+            "Not allowed: The sign-in token is signed with an unknown key.",
+        ),
+        ("forged headers + expired token", "Sign-in expired: Your sign-in has expired."),
     ],
 )
 def test_bypassing_gateway_is_refused_by_web_chat(
@@ -135,7 +170,7 @@ def test_bypassing_gateway_is_refused_by_web_chat(
         headers["authorization"] = f"Bearer {tokens[case]}"
     page = browser.new_context(extra_http_headers=headers).new_page()
     page.goto(oidc_stack.endpoints["tenanta"].web_url + "/")
-    assert attempts.record("web chat, gateway bypassed (browser)", case, expected, shown_title(page))
+    assert attempts.record("web chat, gateway bypassed (browser)", case, expected, refusal_shown(page))
     page.context.close()
 
 
@@ -226,3 +261,180 @@ def test_oversized_headers_at_gateway_without_hurting_other_tenant(oidc_stack, a
         assert attempts.record("gateway + web chat", "70 KB request headers on tenanta host", 431, status)
         ok = client.get("/", headers={"host": "tenantb.localhost", "authorization": f"Bearer {token_b}"})
         assert attempts.record("gateway + web chat", "tenantb page right after (bob's token)", 200, ok.status_code)
+
+
+# --------------------------------------------------------------------------- issue 16 through the real parts
+E2E = "gateway + web chat (browser)"
+OTHER_SUB = "9a8b7c6d-0000-4000-8000-00000000beef"
+
+
+def test_unverified_email_of_alice_with_another_subject_is_not_allowed(oidc_stack, browser: Browser, attempts) -> None:
+    token = oidc_stack.issuer.mint("tenanta", ALICE, sub=OTHER_SUB, email_verified=False)
+    page = open_with_token(browser, oidc_stack, "tenanta", token)
+    assert attempts.record(
+        E2E,
+        "token with alice's e-mail, email_verified false, another sub",
+        "Not allowed: The e-mail address of your account is not verified.",
+        refusal_shown(page),
+    )
+    page.context.close()
+
+
+def test_alices_email_with_another_subject_sees_none_of_her_history(oidc_stack, browser: Browser, attempts) -> None:
+    alice = sign_in(browser, oidc_stack, "alice", "tenanta")
+    ask(alice, "What is Amazon SageMaker?", timeout=90)
+    alice.reload()
+    shown_title(alice)
+    expect_alice = user_messages(alice)
+    alice.context.close()
+    assert expect_alice >= 2  # her question and the answer came back from her history
+    other = open_with_token(browser, oidc_stack, "tenanta", oidc_stack.issuer.mint("tenanta", ALICE, sub=OTHER_SUB))
+    title = shown_title(other)
+    actual = f"{title}, {user_messages(other)} messages" if title == "chat" else title
+    assert attempts.record(
+        E2E, "verified token with alice's e-mail but another sub (alice has history)", "chat, 0 messages", actual
+    )
+    spaced = open_with_token(browser, oidc_stack, "tenanta", oidc_stack.issuer.mint("tenanta", ALICE + " "))
+    assert attempts.record(
+        E2E,
+        'token with e-mail "alice@tenanta.example.com " (trailing space)',
+        "Not allowed: The e-mail address of your account is not allowed.",
+        refusal_shown(spaced),
+    )
+    other.context.close()
+    spaced.context.close()
+
+
+@pytest.mark.parametrize(
+    ("label", "email"),
+    [("CR/LF", "alice@exa\r\nmple.com"), ("BEL", "alice\x07@tenanta.example.com"), ("2 KB", "x" * 2048 + "@e.com")],
+)
+def test_unusable_email_gets_not_allowed_page(oidc_stack, browser: Browser, attempts, label: str, email: str) -> None:
+    page = open_with_token(browser, oidc_stack, "tenanta", oidc_stack.issuer.mint("tenanta", email))
+    assert attempts.record(
+        E2E,
+        f"validly signed token, e-mail claim with {label}",
+        "Not allowed: The e-mail address of your account is not allowed.",
+        refusal_shown(page),
+    )
+    page.context.close()
+
+
+def test_overlong_or_iat_less_tokens_are_refused(oidc_stack, browser: Browser, attempts) -> None:
+    issuer, now = oidc_stack.issuer, int(time.time())
+    century = issuer.mint("tenanta", ALICE, exp=now + 100 * 365 * 86400)
+    with httpx.Client(base_url=oidc_stack.gateway.url, timeout=30) as client:
+        response = client.get("/", headers={"host": "tenanta.localhost", "cookie": f"id_token={century}"})
+    assert attempts.record(
+        "gateway + web chat",
+        "token valid for 100 years, through the gateway",
+        "401 Jwt verification fails",
+        f"{response.status_code} {response.text.strip()}",
+    )
+    direct = browser.new_context(extra_http_headers={"authorization": f"Bearer {century}"}).new_page()
+    direct.goto(oidc_stack.endpoints["tenanta"].web_url + "/")
+    assert attempts.record(
+        "web chat, gateway bypassed (browser)",
+        "token valid for 100 years",
+        "Not allowed: The sign-in token lives longer than this pool allows.",
+        refusal_shown(direct),
+    )
+    direct.context.close()
+    # Envoy's max_lifetime lets a token without iat through; the web chat requires iat
+    no_iat = open_with_token(browser, oidc_stack, "tenanta", issuer.mint("tenanta", ALICE, iat=None))
+    assert attempts.record(
+        E2E, "token without iat", "Not allowed: The sign-in token has no 'iat' claim.", refusal_shown(no_iat)
+    )
+    no_iat.context.close()
+
+
+def test_upper_case_session_uuid_is_refused_and_lower_case_round_trips(oidc_stack, attempts) -> None:
+    api = oidc_stack.endpoints["tenanta"].api_url
+    sid = session_id("tenanta", OTHER_SUB)
+    upper = sid.rsplit(":", 1)[0] + ":" + sid.rsplit(":", 1)[1].upper()
+    refused = httpx.post(
+        f"{api}/api/v1/llm/rag", json={"q": "What is Amazon SageMaker?", "user_session_id": upper}, timeout=90
+    )
+    body = refused.json()
+    actual = f"{refused.status_code} {body.get('error')}"  # ErrorBody: {"error": <code>, "message": ...}
+    assert attempts.record("RAG API", "POST /llm/rag with an upper-case session UUID", "422 validation_error", actual)
+    assert "canonical form" in body["message"]
+    for method in ("GET", "DELETE"):
+        other = httpx.request(method, f"{api}/api/v1/sessions/{upper}/messages", timeout=30)
+        assert attempts.record("RAG API", f"{method} /sessions/<upper-case UUID>/messages", 422, other.status_code)
+    saved = httpx.post(
+        f"{api}/api/v1/llm/rag", json={"q": "What is Amazon SageMaker?", "user_session_id": sid}, timeout=90
+    )
+    assert saved.status_code == 200, saved.text
+    read = httpx.get(f"{api}/api/v1/sessions/{sid}/messages", timeout=30)
+    deleted = httpx.delete(f"{api}/api/v1/sessions/{sid}/messages", timeout=30)
+    after = httpx.get(f"{api}/api/v1/sessions/{sid}/messages", timeout=30)
+    actual = f"{len(read.json()['messages'])} read, {deleted.status_code}, {len(after.json()['messages'])} left"
+    assert attempts.record("RAG API", "canonical session id: saved, read, deleted", "2 read, 204, 0 left", actual)
+
+
+def test_internal_streamlit_paths_are_404_at_the_gateway(oidc_stack, attempts) -> None:
+    token = oidc_stack.issuer.mint_for("alice")
+    with httpx.Client(base_url=oidc_stack.gateway.url, timeout=30) as client:
+        for path in ("/_stcore/metrics", "/_stcore/script-health-check", "/_stcore/agent/openapi.json"):
+            response = client.get(path, headers={"host": "tenanta.localhost", "cookie": f"id_token={token}"})
+            actual = f"{response.status_code} {response.text.strip()}"
+            assert attempts.record("gateway + web chat", f"alice signed in, GET {path}", "404 not found", actual)
+
+
+def _upgrade(port: int, host: str, token: str, origin: str, pad: int = 0) -> str:
+    """A raw websocket upgrade of /_stcore/stream; returns the status line (or "no answer" in 15 s)."""
+    import base64
+    import os
+    import socket
+
+    lines = [
+        "GET /_stcore/stream HTTP/1.1",
+        f"Host: {host}",
+        "Upgrade: websocket",
+        "Connection: Upgrade",
+        f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}",
+        "Sec-WebSocket-Version: 13",
+        "Sec-WebSocket-Protocol: streamlit",
+        f"Origin: {origin}",
+        f"Cookie: id_token={token}",
+    ]
+    if pad:
+        lines.append("X-Pad: " + "a" * pad)
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as sock:
+        sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode())
+        try:
+            data = sock.recv(4096)
+        except TimeoutError:
+            return "no answer"
+    return data.split(b"\r\n", 1)[0].decode() if data else "closed"
+
+
+def test_websocket_origin_and_big_header_through_the_gateway(oidc_stack, attempts) -> None:
+    port, token = oidc_stack.gateway.port, oidc_stack.issuer.mint_for("alice")
+    own = oidc_stack.gateway_url("tenanta")
+    host = f"tenanta.localhost:{port}"
+    cases = [
+        ("the tenant's Origin", own, 0, "HTTP/1.1 101 Switching Protocols"),
+        ("Origin http://localhost:9999", "http://localhost:9999", 0, "HTTP/1.1 403 Forbidden"),
+        ("Origin of tenantb's page", oidc_stack.gateway_url("tenantb"), 0, "HTTP/1.1 403 Forbidden"),
+        ("the tenant's Origin + one 9 KB header line", own, 9 * 1024, "HTTP/1.1 101 Switching Protocols"),
+    ]
+    for label, origin, pad, expected in cases:
+        actual = _upgrade(port, host, token, origin, pad)
+        assert attempts.record("gateway + web chat (socket)", f"alice's websocket upgrade, {label}", expected, actual)
+
+
+def test_web_chat_refuses_a_page_from_another_origin(oidc_stack, browser: Browser, attempts) -> None:
+    """Straight to the web chat (gateway bypassed) but under another host name: the browser's Origin
+    is then http://localhost:<port>, which Streamlit itself would admit; WEB_ALLOWED_ORIGINS does not."""
+    token = oidc_stack.issuer.mint_for("alice")
+    page = browser.new_context(extra_http_headers={"authorization": f"Bearer {token}"}).new_page()
+    page.goto(oidc_stack.endpoints["tenanta"].web_url.replace("127.0.0.1", "localhost") + "/")
+    assert attempts.record(
+        "web chat, gateway bypassed (browser)",
+        "alice's valid token, page opened from http://localhost:<port>",
+        "Not allowed: This chat was opened from another site.",
+        refusal_shown(page),
+    )
+    page.context.close()

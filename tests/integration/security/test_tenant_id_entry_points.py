@@ -28,6 +28,7 @@ SCRIPT_ENV = {
     "CLUSTER_NAME": "test-cluster",
     "COGNITO_USER_POOL_ID": "eu-west-1_Pool1",
     "COGNITO_CLIENT_ID": "client1",
+    "KUBE_API_CIDR": "10.20.0.0/16",
 }
 
 

@@ -12,7 +12,6 @@ Typical use::
 from __future__ import annotations
 
 import contextlib
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -37,6 +36,10 @@ ASSISTANT = '[data-testid="stChatMessage"]:has([data-testid="stChatMessageAvatar
 USER = '[data-testid="stChatMessage"]:has([data-testid="stChatMessageAvatarUser"])'
 EXPANDER = '[data-testid="stExpander"]'
 ALERT = '[data-testid="stAlert"]'
+#: Rendered under an answer only once its ``done`` event arrived (the actions row: copy, regenerate).
+ANSWER_DONE = '[class*="st-key-actions_"]'
+#: One source card under an answer.
+CARD = '[class*="st-key-card_"]'
 
 
 def launch_browser(playwright: Playwright, executable: str = CHROMIUM) -> Browser:
@@ -70,37 +73,35 @@ def assistant_messages(page: Page) -> Locator:
 
 
 def answer_text(message: Locator) -> str:
-    """The answer's text: the bubble's first Markdown block (the sources are in an expander below)."""
-    blocks = message.locator('[data-testid="stChatMessageContent"] [data-testid="stMarkdownContainer"]')
-    return blocks.first.inner_text().strip() if blocks.count() else ""
+    """The answer's text: the bubble's first Markdown block outside buttons (Stop) and cards."""
+    return message.evaluate(
+        """bubble => {
+            const blocks = Array.from(bubble.querySelectorAll(
+                '[data-testid="stChatMessageContent"] [data-testid="stMarkdownContainer"]'))
+                .filter(b => !b.closest('button') && !b.closest('[class*="st-key-card_"]'));
+            return blocks.length ? blocks[0].innerText.trim() : "";
+        }"""
+    )
 
 
 def wait_for_answer(page: Page, count_before: int, timeout: float = 60.0) -> str:
-    """Wait until assistant bubble number ``count_before + 1`` is complete; return its text.
+    """Wait until assistant bubble number ``count_before + 1`` shows its answer-complete marker; return its text.
 
-    Complete means its sources expander is shown, or its text stopped changing for 1.5 s.
+    Complete means the :data:`ANSWER_DONE` marker is in the bubble: the page renders it only after
+    the stream's ``done`` event (never "the text stopped changing").
 
     Raises:
         AssertionError: an error box appeared instead of an answer, or nothing came in time.
     """
-    deadline = time.monotonic() + timeout
-    last, stable_since = None, time.monotonic()
-    while time.monotonic() < deadline:
-        errors = page.locator(ALERT).filter(has_text="try again")
-        if errors.count():
-            raise AssertionError("the chat shows an error: " + errors.first.inner_text())
-        bubbles = assistant_messages(page)
-        if bubbles.count() > count_before:
-            bubble = bubbles.nth(count_before)
-            text = answer_text(bubble)
-            if bubble.locator(EXPANDER).count() and text:
-                return text
-            if text != last:
-                last, stable_since = text, time.monotonic()
-            elif text and time.monotonic() - stable_since > 1.5:
-                return text
-        time.sleep(0.2)
-    raise AssertionError(f"no answer within {timeout}s")
+    done = assistant_messages(page).nth(count_before).locator(ANSWER_DONE)
+    error = page.locator(ALERT).filter(has_text="again")
+    try:
+        done.or_(error).first.wait_for(timeout=timeout * 1000)
+    except Exception as exc:
+        raise AssertionError(f"no answer within {timeout}s") from exc
+    if error.count() and not done.count():
+        raise AssertionError("the chat shows an error: " + error.first.inner_text())
+    return answer_text(assistant_messages(page).nth(count_before))
 
 
 def send(page: Page, question: str) -> None:
@@ -119,23 +120,20 @@ def ask(page: Page, question: str, timeout: float = 60.0) -> str:
 
 
 def sources(page: Page, index: int = -1) -> list[str]:
-    """The source lines under assistant bubble ``index`` (default: the last), expanding them.
+    """The source cards under assistant bubble ``index`` (default: the last), in the order shown.
 
-    Each item reads like ``1. What is Amazon SageMaker?\\nAmazon_SageMaker_FAQs.csv · row 0 · score 1.00``
-    (the snippets, shown as captions, are left out).
+    Each item reads like ``[1] What is Amazon SageMaker?\nAmazon_SageMaker_FAQs.csv · row 1 · score 1.00``
+    (the passage, in a collapsed expander, is left out).
     """
     bubbles = assistant_messages(page)
     bubble = bubbles.nth(index if index >= 0 else bubbles.count() + index)
-    expander = bubble.locator(EXPANDER)
-    if not expander.count():
-        return []
-    details = expander.locator("details")
-    if details.count() and details.first.get_attribute("open") is None:
-        expander.locator("summary").first.click()
-    body = expander.locator('[data-testid="stExpanderDetails"]')
-    expect(body).to_be_visible()
-    texts = body.locator('[data-testid="stMarkdownContainer"]').evaluate_all(
-        "els => els.filter(e => !e.closest('[data-testid=\"stCaptionContainer\"]')).map(e => e.innerText)"
+    cards = bubble.locator(CARD)
+    texts = cards.evaluate_all(
+        """els => els.map(card => Array.from(card.querySelectorAll(
+              '[data-testid="stMarkdownContainer"], [data-testid="stCaptionContainer"]'))
+            .filter(m => !m.closest('[data-testid="stExpander"]'))
+            .filter(m => !m.parentElement.closest('[data-testid="stCaptionContainer"]'))
+            .map(m => m.innerText.trim()).filter(t => t).join("\\n"))"""
     )
     return [t.strip() for t in texts if t.strip()]
 

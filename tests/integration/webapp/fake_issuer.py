@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler
 from typing import Any
 
@@ -12,6 +13,11 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.support.http import BackgroundHTTPServer
+
+
+def subject_of(email: str) -> str:
+    """The fake user's ``sub``: a stable UUID per e-mail address (Cognito's subjects are UUIDs)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-issuer/{email}"))
 
 
 class FakeIssuer:
@@ -40,10 +46,11 @@ class FakeIssuer:
         now = int(time.time())
         claims = {
             "iss": self.url,
-            "sub": email,
+            "sub": subject_of(email),
             "aud": self.client_id,
             "token_use": "id",
             "email": email,
+            "email_verified": True,
             "custom:tenantid": tenant,
             "iat": now,
             "exp": now + lifetime,

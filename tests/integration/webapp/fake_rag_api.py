@@ -64,6 +64,8 @@ class FakeRagApi:
         token_delay: pause between token events, in seconds (makes streaming visible).
         fail_with: when set, e.g. ``(503, "bedrock_unavailable")``, every question gets that
             ``error`` event instead of an answer.
+        http_error: when set, e.g. ``(422, {"error": ..., "message": ...})``, every question is
+            answered with that JSON error status instead of a stream.
         requests: the JSON bodies and ``X-Request-ID`` of every stream request received.
         history: messages per session id.
     """
@@ -72,6 +74,7 @@ class FakeRagApi:
     source: str = "Amazon_SageMaker_FAQs.csv"
     token_delay: float = 0.03
     fail_with: tuple[int, str] | None = None
+    http_error: tuple[int, dict[str, Any]] | None = None
     requests: list[dict[str, Any]] = field(default_factory=list)
     history: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
     url: str = ""
@@ -155,6 +158,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.state.requests.append({**body, "request_id": self.headers.get("X-Request-ID")})
         if not question or sid.count(":") != 2:
             return self._json(422, {"error": "invalid_request", "message": "q and user_session_id are required"})
+        if self.state.http_error:
+            return self._json(*self.state.http_error)
         self.send_response(200)
         self.send_header("Content-Type", "text/event-stream")
         self.send_header("Cache-Control", "no-cache")

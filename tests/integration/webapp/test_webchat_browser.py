@@ -11,7 +11,8 @@ from playwright.sync_api import Browser, expect
 from tests.conftest import DATA_DIR
 from tests.integration.webapp.browser import (
     ALERT,
-    EXPANDER,
+    ANSWER_DONE,
+    CHAT_INPUT,
     USER,
     answer_text,
     ask,
@@ -23,7 +24,7 @@ from tests.integration.webapp.browser import (
     sources,
     wait_for_answer,
 )
-from tests.integration.webapp.fake_issuer import FakeIssuer
+from tests.integration.webapp.fake_issuer import FakeIssuer, subject_of
 from tests.integration.webapp.fake_rag_api import FakeRagApi, load_faq
 from tests.integration.webapp.servers import streamlit_app
 
@@ -64,11 +65,13 @@ def browser() -> Iterator[Browser]:
 @pytest.fixture(autouse=True)
 def _healthy_api(fake_api: FakeRagApi) -> None:
     fake_api.fail_with = None
+    fake_api.http_error = None
 
 
 def test_question_streams_answer_with_source_row(browser, chat_url, fake_api):
     page = open_chat(browser, chat_url)
-    expect(page.get_by_text("Tenant A assistant")).to_be_visible()
+    expect(page.get_by_role("heading", name="Tenant A", exact=True)).to_be_visible()
+    assert page.title() == "Tenant A"  # the browser tab names the tenant
     expect(page.get_by_text("Signed in as demo@example.com")).to_be_visible()
     expect(page.get_by_text("Development mode")).to_be_visible()
     screenshot(page, "webchat-empty")
@@ -78,9 +81,12 @@ def test_question_streams_answer_with_source_row(browser, chat_url, fake_api):
     assert "designed for high availability" in answer
     listed = sources(page)
     assert len(listed) == 3, listed
-    assert "Amazon_SageMaker_FAQs.csv · row 2" in listed[0]
+    assert "Amazon_SageMaker_FAQs.csv · row 3" in listed[0]  # the API's 0-based row 2 is the sheet's line 3
     assert "s3://" not in listed[0]  # the file name, not the full URI
-    expect(page.locator('[data-testid="stExpanderDetails"]').last).to_contain_text("designed for high availability")
+    passage = assistant_messages(page).last.locator('[data-testid="stExpander"]').first
+    passage.locator("summary").click()
+    expect(passage).to_contain_text("designed for high availability")
+    assert passage.locator("pre, code").count() == 0  # the passage is text, not a code block
     screenshot(page, "webchat-answer")
 
     (request,) = fake_api.requests[n_requests:]
@@ -99,7 +105,7 @@ def test_answer_arrives_in_pieces(browser, chat_url, fake_api):
         bubble = assistant_messages(page).nth(before)
         expect(bubble).to_contain_text("designed for", timeout=20_000)
         partial = answer_text(bubble)
-        assert bubble.locator(EXPANDER).count() == 0, "the whole answer arrived at once"
+        assert bubble.locator(ANSWER_DONE).count() == 0, "the whole answer arrived at once"
         final = wait_for_answer(page, before)
     finally:
         fake_api.token_delay = 0.03
@@ -122,6 +128,22 @@ def test_reload_shows_earlier_messages_and_new_chat_clears(browser, chat_url, fa
     expect(page.locator(USER)).to_have_count(0, timeout=15_000)
     ask(page, "Which regions is SageMaker available in?")
     assert fake_api.requests[-1]["user_session_id"] != sid
+
+
+def test_api_422_is_a_sentence_without_retry(browser, chat_url, fake_api):
+    page = open_chat(browser, chat_url)
+    page.get_by_role("button", name="New chat").click()
+    fake_api.http_error = (
+        422,
+        {"error": "validation_error", "message": "q: String should have at most 4000 characters"},
+    )
+    send(page, QUESTION)
+    alert = page.locator(ALERT).filter(has_text="could not be sent")
+    expect(alert).to_be_visible(timeout=20_000)
+    expect(page.get_by_text("String should have")).to_have_count(0)  # no raw API text
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)  # retrying a 4xx cannot help
+    expect(page.locator(CHAT_INPUT)).to_have_value(QUESTION)  # back in the box to edit
+    screenshot(page, "webchat-api-422")
 
 
 def test_api_failure_shows_message_and_retry(browser, chat_url, fake_api):
@@ -171,7 +193,7 @@ def test_oidc_headers_reach_the_page(browser, oidc_chat, fake_api):
     expect(page.get_by_text("Signed in as alice@example.com")).to_be_visible()
     expect(page.get_by_text("Development mode")).to_have_count(0)
     assert "designed for high availability" in ask(page, QUESTION)
-    assert fake_api.requests[-1]["user_session_id"].startswith("tenanta:alice@example.com:")
+    assert fake_api.requests[-1]["user_session_id"].startswith(f"tenanta:{subject_of('alice@example.com')}:")
     assert issuer.jwks_requests >= 1
     screenshot(page, "webchat-oidc")
 

@@ -83,17 +83,14 @@ class ScriptedChatModel(BaseChatModel):
     def _llm_type(self) -> str:
         return "scripted"
 
-    def _record(self, messages: list[BaseMessage], stop: list[str] | None) -> str:
+    def _record(self, messages: list[BaseMessage], stop: list[str] | None, kwargs: dict[str, Any]) -> str:
         index = len(self.calls)
         self.calls.append(
             {
                 "messages": messages,
                 "prompt": "\n".join(str(m.content) for m in messages),
                 "stop": stop,
-                "temperature": self.temperature,
-                "max_tokens": self.max_tokens,
-                "top_p": self.top_p,
-                "top_k": self.top_k,
+                "kwargs": dict(kwargs),  # per-call generation parameters (temperature, max_tokens, ...)
             }
         )
         return self.replies[min(index, len(self.replies) - 1)]
@@ -104,7 +101,7 @@ class ScriptedChatModel(BaseChatModel):
 
     def _stream(self, messages: list[BaseMessage], stop: list[str] | None = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:  # fmt: skip
-        reply = self._record(messages, stop)
+        reply = self._record(messages, stop, kwargs)
         is_condense = "Standalone question:" in self.calls[-1]["prompt"]
         for n, word in enumerate(reply.split(" ")):
             if self.fail_after is not None and n >= self.fail_after and not is_condense:

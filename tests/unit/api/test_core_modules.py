@@ -3,7 +3,6 @@ API owns these modules; move to tests/unit/rag/ when that folder's owner agrees)
 
 from __future__ import annotations
 
-import asyncio
 from unittest import mock
 
 import boto3
@@ -18,8 +17,7 @@ from rag.answer.models import (
     EXTRACTIVE_LABEL,
     ExtractiveChatModel,
     GenerationParams,
-    GenerationParamsModel,
-    generation_scope,
+    generation_kwargs_for,
     make_chat_model,
 )
 from rag.settings import load_settings
@@ -41,7 +39,6 @@ def _bedrock_client():
 def test_generation_params_reach_converse_stream_as_inference_config():
     client = _bedrock_client()
     llm = ChatBedrockConverse(client=client, model=MODEL_ID, region_name="us-east-1", temperature=0.1, max_tokens=512)
-    wrapped = GenerationParamsModel(inner=llm, name="answer")
     events = [
         {"messageStart": {"role": "assistant"}},
         {"contentBlockDelta": {"delta": {"text": "Hi"}, "contentBlockIndex": 0}},
@@ -51,8 +48,8 @@ def test_generation_params_reach_converse_stream_as_inference_config():
     ]
     with mock.patch.object(client, "converse_stream", return_value={"stream": iter(events)}) as call:
         params = GenerationParams(temperature=0.7, max_tokens=99, top_p=0.5, top_k=40, stop=["END"])
-        with generation_scope(params):
-            text = "".join(c.text for c in wrapped.stream([HumanMessage("hi")]))
+        kwargs = generation_kwargs_for(llm)(params)
+        text = "".join(c.text for c in llm.stream([HumanMessage("hi")], stop=params.stop, **kwargs))
     assert text == "Hi"
     kwargs = call.call_args.kwargs
     assert kwargs["inferenceConfig"] == {"temperature": 0.7, "maxTokens": 99, "topP": 0.5, "stopSequences": ["END"]}
@@ -82,9 +79,8 @@ def test_generation_params_reach_converse_via_stubber():
     stub.activate()
     settings = load_settings(tenant_id="tenanta", aws_default_region="us-east-1", index_uri="/tmp/x")
     llm = make_chat_model(settings, bedrock_client=client)
-    wrapped = GenerationParamsModel(inner=llm)
-    with generation_scope(GenerationParams(temperature=0.3, max_tokens=7, top_p=0.2, top_k=9)):
-        message = wrapped.invoke([SystemMessage("be brief"), HumanMessage("hi")])
+    kwargs = generation_kwargs_for(llm)(GenerationParams(temperature=0.3, max_tokens=7, top_p=0.2, top_k=9))
+    message = llm.invoke([SystemMessage("be brief"), HumanMessage("hi")], **kwargs)
     assert message.content == "Hello"
     assert message.usage_metadata["total_tokens"] == 6
     stub.assert_no_pending_responses()
@@ -148,10 +144,10 @@ def test_chain_skips_condense_without_history():
             yield from super()._stream(messages, stop=stop, **kwargs)
 
     chain = build_chain(retriever=NoDocs(), llm=Spy())
-    result = asyncio.run(chain.ainvoke({"question": "hi", "chat_history": []}))
-    assert result["generated_question"] == "hi"
+    result = chain.run("hi", [])
+    assert result.generated_question == "hi"
     # nothing retrieved: the no-answer sentence, and neither the condense nor the answer model ran
-    assert result["answer"] == NO_ANSWER and result["grounded"] is False and calls == []
+    assert result.answer == NO_ANSWER and result.grounded is False and calls == []
 
 
 # --- history stores -------------------------------------------------------------------------------

@@ -52,9 +52,9 @@ def test_k_and_generation_parameters_reach_retriever_and_model(make_client):
     assert len(body["sources"]) == 5
     call = model.calls[-1]
     assert call["prompt"].count("<doc n=") == 5
-    assert (call["temperature"], call["max_tokens"], call["top_p"], call["top_k"]) == (0.7, 99, 0.5, 40)
+    assert call["kwargs"] == {"temperature": 0.7, "max_tokens": 99, "top_p": 0.5, "top_k": 40}
     assert call["stop"] == ["END"]
-    # the shared model itself was not mutated (per-request copies)
+    # the shared model itself was not mutated (call arguments, no per-request copies)
     assert model.temperature is None
 
 

@@ -24,6 +24,14 @@ RENDER_ENV = {
     "COGNITO_USER_POOL_ID": "eu-west-1_TestPool1",
     "COGNITO_CLIENT_ID": "testclient123",
     "CLUSTER_NAME": "test-cluster",
+    "KUBE_API_CIDR": "10.20.0.0/16",
+}
+#: tenantb is rendered with the pgvector backend (VECTOR_STORE=pgvector), tenanta with FAISS.
+PGVECTOR_TENANTS = ("tenantb",)
+PGVECTOR_RENDER_ENV = {
+    "VECTOR_STORE": "pgvector",
+    "PG_HOST": "test-cluster-rag-pg.cluster-abc123.eu-west-1.rds.amazonaws.com",
+    "PG_EGRESS_CIDR": "192.168.0.0/16",
 }
 
 
@@ -63,13 +71,14 @@ def tenant_names(tenant: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def rendered(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Every template rendered by deploy-scripts/render.sh for both tenants: <root>/<tenant>/{manifests,istio}/..."""
+    """Every template rendered by deploy-scripts/render.sh for both tenants: <root>/<tenant>/{manifests,istio}/...
+    (tenantb with ``VECTOR_STORE=pgvector``, so its extra objects go through every check too)."""
     tool("envsubst")
     root = tmp_path_factory.mktemp("rendered")
     for tenant in TENANTS:
         proc = subprocess.run(
             [str(SCRIPTS / "render.sh"), tenant, str(root / tenant)],
-            env=base_env(**RENDER_ENV),
+            env=base_env(**RENDER_ENV, **(PGVECTOR_RENDER_ENV if tenant in PGVECTOR_TENANTS else {})),
             capture_output=True,
             text=True,
             check=False,

@@ -114,7 +114,7 @@ def aws(args: list[str]) -> int:
         if op == "create-user-pool":
             name = one(o, "pool-name")
             pid = f"{region}_{hashlib.sha1(name.encode()).hexdigest()[:9]}"
-            st[f"cognito-pool:{pid}"] = {"name": name, "schema": o.get("schema")}
+            st[f"cognito-pool:{pid}"] = {"name": name, "schema": o.get("schema"), "opts": o}
             resp = {"UserPool": {"Id": pid, "Name": name}}
         elif op == "list-user-pools":
             resp = {"UserPools": [{"Name": n, "Id": i} for n, i in pools.items()]}
@@ -127,7 +127,8 @@ def aws(args: list[str]) -> int:
             for key in [
                 key
                 for key, v in st.items()
-                if key == f"cognito-pool:{pid}" or (key.startswith("cognito-client:") and v["pool"] == pid)
+                if key == f"cognito-pool:{pid}"
+                or (key.startswith(("cognito-client:", "cognito-group:")) and v["pool"] == pid)
             ]:
                 del st[key]
         elif op == "create-user-pool-domain":
@@ -153,6 +154,11 @@ def aws(args: list[str]) -> int:
                     if key.startswith("cognito-client:") and v["pool"] == pid
                 ]
             }
+        elif op == "get-group":
+            need(f"cognito-group:{one(o, 'user-pool-id')}:{one(o, 'group-name')}")
+        elif op == "create-group":
+            need(f"cognito-pool:{one(o, 'user-pool-id')}")
+            st[f"cognito-group:{one(o, 'user-pool-id')}:{one(o, 'group-name')}"] = {"pool": one(o, "user-pool-id")}
         elif op == "describe-user-pool-client":
             need(f"cognito-client:{one(o, 'client-id')}")
             resp = {"UserPoolClient": {"ClientId": one(o, "client-id"), "ClientSecret": "fake-client-secret"}}
@@ -200,9 +206,61 @@ def aws(args: list[str]) -> int:
             return unknown(args)
     elif service == "eks":
         if op == "describe-cluster":
-            resp = {"cluster": {"identity": {"oidc": {"issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/FAKE"}}}}
+            resp = {
+                "cluster": {
+                    "identity": {"oidc": {"issuer": "https://oidc.eks.eu-west-1.amazonaws.com/id/FAKE"}},
+                    "resourcesVpcConfig": {
+                        "vpcId": "vpc-0fake",
+                        "subnetIds": ["subnet-0a", "subnet-0b"],
+                        "clusterSecurityGroupId": "sg-0cluster",
+                    },
+                }
+            }
         elif op == "update-kubeconfig":
             pass
+        else:
+            return unknown(args)
+    elif service == "rds":
+        if op in ("create-db-subnet-group", "describe-db-subnet-groups"):
+            k = f"rds-subnet-group:{one(o, 'db-subnet-group-name')}"
+            if op.startswith("create"):
+                st[k] = o
+            else:
+                need(k)
+        elif op in ("create-db-cluster", "describe-db-clusters"):
+            k = f"rds-cluster:{one(o, 'db-cluster-identifier')}"
+            if op.startswith("create"):
+                arn = f"arn:aws:secretsmanager:{region}:123456789012:secret:rds!cluster-fake"
+                st[k] = {"opts": o, "Endpoint": f"{one(o, 'db-cluster-identifier')}.cluster-fake.{region}.rds.amazonaws.com",
+                         "DbClusterResourceId": "cluster-FAKERESOURCEID", "MasterUserSecret": {"SecretArn": arn}}  # fmt: skip
+                st[f"secret:{arn}"] = {"SecretString": json.dumps({"username": "ragadmin", "password": "fake-pw"})}
+            else:
+                resp = {"DBClusters": [{k2: v for k2, v in need(k).items() if k2 != "opts"}]}
+        elif op in ("create-db-instance", "describe-db-instances"):
+            k = f"rds-instance:{one(o, 'db-instance-identifier')}"
+            if op.startswith("create"):
+                st[k] = o
+            else:
+                need(k)
+        elif op == "wait":
+            pass
+        else:
+            return unknown(args)
+    elif service == "ec2":
+        if op == "describe-security-groups":
+            prefix = "Name=group-name,Values="
+            name = next(f.removeprefix(prefix) for f in o["filters"] if f.startswith(prefix))
+            found = [v for key, v in st.items() if key == f"ec2-sg:{name}"]
+            resp = {"SecurityGroups": [{"GroupId": found[0]["id"]}] if found else []}
+        elif op == "create-security-group":
+            k = f"ec2-sg:{one(o, 'group-name')}"
+            st[k] = {"id": "sg-0rag", "opts": o}
+            resp = {"GroupId": "sg-0rag"}
+        elif op == "authorize-security-group-ingress":
+            sgs = [key for key, v in st.items() if key.startswith("ec2-sg:") and v["id"] == one(o, "group-id")]
+            st[sgs[0]]["ingress"] = o["ip-permissions"]
+        elif op == "describe-vpcs" and one(o, "vpc-ids") == "vpc-0fake":
+            resp = {"Vpcs": [{"VpcId": "vpc-0fake", "CidrBlock": "10.20.0.0/16"}]}
         else:
             return unknown(args)
     elif service == "ecr":
@@ -313,6 +371,16 @@ def docker(args: list[str]) -> int:
     return 0
 
 
+def psql(args: list[str]) -> int:
+    """Records the SQL file, the connection options and PGPASSWORD/PGSSLMODE (never on the command line)."""
+    _pos, o = parse(args)
+    with (STATE_DIR / "psql.jsonl").open("a") as fh:
+        entry = {"args": args, "sql": Path(one(o, "file")).read_text(), "password": os.environ.get("PGPASSWORD"),
+                 "sslmode": os.environ.get("PGSSLMODE")}  # fmt: skip
+        fh.write(json.dumps(entry) + "\n")
+    return 0
+
+
 def unknown(args: list[str]) -> int:
     print(f"fakecli: unexpected call {args}", file=sys.stderr)
     return 2
@@ -330,6 +398,7 @@ def main() -> int:
         "helm": helm,
         "docker": docker,
         "istioctl": passthrough,
+        "psql": psql,
     }[name]
     try:
         return handler(args)
@@ -342,7 +411,7 @@ def install(bin_dir: Path, state_dir: Path) -> None:
     """Writes the fake tools into bin_dir (to be put first on PATH)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     state_dir.mkdir(parents=True, exist_ok=True)
-    for name in ("aws", "kubectl", "eksctl", "helm", "docker", "istioctl"):
+    for name in ("aws", "kubectl", "eksctl", "helm", "docker", "istioctl", "psql"):
         path = bin_dir / name
         path.write_text(
             f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"

@@ -13,7 +13,18 @@ from cloudcoil.models.istio.networking import v1 as networking_v1
 from cloudcoil.models.istio.networking import v1alpha3 as networking_v1alpha3
 from cloudcoil.models.istio.security import v1 as security_v1
 
-from .conftest import RENDER_ENV, REPO_ROOT, SCRIPTS, TENANTS, base_env, load_docs, tenant_names, tool
+from .conftest import (
+    PGVECTOR_RENDER_ENV,
+    PGVECTOR_TENANTS,
+    RENDER_ENV,
+    REPO_ROOT,
+    SCRIPTS,
+    TENANTS,
+    base_env,
+    load_docs,
+    tenant_names,
+    tool,
+)
 
 ISTIO_MODELS = {
     ("networking.istio.io/v1", "Gateway"): networking_v1.Gateway,
@@ -33,6 +44,9 @@ CORE_KINDS = {
     "NetworkPolicy",
     "Job",
     "CronJob",
+    "ConfigMap",  # manifests/pgvector/ (tenantb is rendered with VECTOR_STORE=pgvector)
+    "Role",
+    "RoleBinding",
 }
 # checkov findings we accept, each with its reason (everything else must pass):
 CHECKOV_SKIPS = {
@@ -89,6 +103,9 @@ def test_every_template_rendered_one_kind_per_file(rendered: Path) -> None:
     for tenant in TENANTS:
         for rel in templates:
             out = rendered / tenant / rel
+            if rel.parts[:2] == ("manifests", "pgvector") and tenant not in PGVECTOR_TENANTS:
+                assert not out.exists(), f"{rel} rendered for the FAISS tenant {tenant}"
+                continue
             assert out.exists(), f"{rel} not rendered for {tenant}"
             docs = load_docs(out)
             assert len(docs) == 1, f"{rel}: one object per file"
@@ -299,9 +316,9 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
     assert set(containers) == {"webapp", "ragapi"}
     web, api = containers["webapp"], containers["ragapi"]
     assert web["command"] == [
-        "streamlit",
-        "run",
-        "webapp/app.py",
+        "python",
+        "-m",
+        "webapp.server",
         "--server.port",
         "8501",
         "--server.address",
@@ -322,14 +339,17 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
     assert startup["exec"]["command"] == ["python", "-m", "api.probe", "/readyz"]
     assert startup["failureThreshold"] * startup["periodSeconds"] >= 120 and startup["timeoutSeconds"] > 2
     web_env = {e["name"]: e["value"] for e in web["env"]}
-    api_env = {e["name"]: e["value"] for e in api["env"]}
+    api_env = {e["name"]: e.get("value", e.get("valueFrom")) for e in api["env"]}
     assert web_env == {
         "TENANT_ID": tenant,
         "SESSIONS_TABLE": names["sessions"],
         "ISSUER_URI": f"https://cognito-idp.eu-west-1.amazonaws.com/{RENDER_ENV['COGNITO_USER_POOL_ID']}",
         "COGNITO_CLIENT_ID": RENDER_ENV["COGNITO_CLIENT_ID"],
         "AUTH_MODE": "oidc",
+        "ADMIN_GROUP": "admins",
         "STREAMLIT_CLIENT_TOOLBAR_MODE": "viewer",
+        "WEB_ALLOWED_ORIGINS": f"https://{tenant}.chat.example.com",
+        "STREAMLIT_SERVER_ALLOWED_HOSTS": f"{tenant}.chat.example.com",
         "LOG_FORMAT": "json",
         "RAG_API_URL": "http://127.0.0.1:8000",
         "AWS_DEFAULT_REGION": "eu-west-1",
@@ -355,12 +375,29 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "LLM_PROVIDER": "bedrock",
         "RETRIEVER_MODE": "dense",
         "INDEX_POLL_SECONDS": "60",
+        # documents area: the API checks admins' tokens itself and starts Jobs in its own namespace
+        "ISSUER_URI": web_env["ISSUER_URI"],
+        "COGNITO_CLIENT_ID": RENDER_ENV["COGNITO_CLIENT_ID"],
+        "AUTH_MODE": "oidc",
+        "ADMIN_GROUP": "admins",
+        "DOCUMENTS_SSE": "aws:kms",
+        "INGESTION_RUNNER": "kubernetes",
+        "INGESTION_CRONJOB": "ingest",
+        "KUBERNETES_NAMESPACE": {"fieldRef": {"fieldPath": "metadata.namespace"}},
         "HOME": "/tmp",
     }
     volumes = {v["name"]: v for v in pod["volumes"]}
-    for c in (web, api):
-        (mount,) = c["volumeMounts"]
-        assert mount["mountPath"] == "/tmp" and "emptyDir" in volumes[mount["name"]]
+    (web_mount,) = web["volumeMounts"]
+    assert web_mount["mountPath"] == "/tmp" and "emptyDir" in volumes[web_mount["name"]]
+    tmp, token = api["volumeMounts"]
+    assert tmp["mountPath"] == "/tmp" and "emptyDir" in volumes[tmp["name"]]
+    # the Kubernetes API token reaches the ragapi container only, read-only, bound and expiring
+    assert pod["automountServiceAccountToken"] is False
+    assert token == {"name": "kube-api-access", "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                     "readOnly": True}  # fmt: skip
+    sources = volumes["kube-api-access"]["projected"]["sources"]
+    assert sources[0] == {"serviceAccountToken": {"path": "token", "expirationSeconds": 3607}}
+    assert sources[1]["configMap"]["name"] == "kube-root-ca.crt"
     selector = dep["spec"]["selector"]["matchLabels"]
     assert "app.kubernetes.io/version" not in selector and "version" not in selector
 
@@ -411,6 +448,54 @@ def test_network_policies(objects: dict, tenant: str) -> None:
         egress = pols[(ns, "allow-egress-dns-https")]["spec"]["egress"]
         ports = sorted((p["protocol"], p["port"]) for rule in egress for p in rule["ports"])
         assert ports == [("TCP", 53), ("TCP", 443), ("TCP", 15012), ("UDP", 53)]
+    postgres = pols.get((tenant_names(tenant)["namespace"], "allow-egress-postgres"))
+    if tenant in PGVECTOR_TENANTS:  # out to the Aurora cluster's VPC on 5432, nothing else
+        assert postgres is not None
+        assert postgres["spec"]["egress"] == [
+            {
+                "to": [{"ipBlock": {"cidr": PGVECTOR_RENDER_ENV["PG_EGRESS_CIDR"]}}],
+                "ports": [{"protocol": "TCP", "port": 5432}],
+            }
+        ]
+    else:
+        assert postgres is None, "a FAISS tenant has no egress to PostgreSQL"
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_vector_store_settings(objects: dict, tenant: str) -> None:
+    """The ragapi and ingest containers take the PG_* settings from the optional ConfigMap, which
+    exists (IAM auth, TLS, the tenant's own role) only for a pgvector tenant."""
+    containers = [c for d in by_kind(objects[tenant], "Deployment", "chatbot") for c in pod_specs(d)[0]["containers"]]
+    containers += [
+        c for kind in ("Job", "CronJob") for o in by_kind(objects[tenant], kind) for c in pod_specs(o)[0]["containers"]
+    ]
+    workers = [c for c in containers if c["name"] in ("ragapi", "ingest")]
+    assert len(workers) == 3
+    for container in workers:
+        assert container["envFrom"] == [{"configMapRef": {"name": "vector-store", "optional": True}}]
+    maps = by_kind(objects[tenant], "ConfigMap", "vector-store")
+    if tenant not in PGVECTOR_TENANTS:
+        assert maps == []
+        return
+    (config,) = maps
+    assert config["metadata"]["namespace"] == tenant_names(tenant)["namespace"]
+    assert config["data"] == {
+        "VECTOR_STORE": "pgvector",
+        "PG_HOST": PGVECTOR_RENDER_ENV["PG_HOST"],
+        "PG_PORT": "5432",
+        "PG_DATABASE": "rag",
+        "PG_USER": f"tenant_{tenant}",
+        "PG_SSLMODE": "require",
+        "PG_IAM_AUTH": "true",
+        "PG_CONNECT_TIMEOUT_SECONDS": "3",
+        "PG_STATEMENT_TIMEOUT_SECONDS": "5",
+    }
+    from rag.settings import load_settings
+
+    settings = load_settings(
+        tenant_id=tenant, aws_default_region="eu-west-1", **{k.lower(): v for k, v in config["data"].items()}
+    )
+    assert settings.uses_pgvector_iam and settings.pg_user == f"tenant_{tenant}"
 
 
 @pytest.mark.parametrize("tenant", TENANTS)
@@ -424,9 +509,11 @@ def test_istio_auth_policies(objects: dict, tenant: str) -> None:
     assert rule["outputClaimToHeaders"] == [{"header": "x-auth-request-tenantid", "claim": "custom:tenantid"}]
     allow = by_kind(objects[tenant], "AuthorizationPolicy", "chatbot")[0]["spec"]
     assert allow["action"] == "ALLOW"
-    (r,) = allow["rules"]
-    assert r["from"][0]["source"]["principals"] == ["cluster.local/ns/istio-system/sa/istio-ingressgateway"]
-    assert r["when"] == [{"key": "request.auth.claims[custom:tenantid]", "values": [names["claim"]]}]
+    pages, stream = allow["rules"]  # the chat's pages; its websocket (Origin checked too)
+    for r in (pages, stream):
+        assert r["from"][0]["source"]["principals"] == ["cluster.local/ns/istio-system/sa/istio-ingressgateway"]
+        assert r["when"][0] == {"key": "request.auth.claims[custom:tenantid]", "values": [names["claim"]]}
+    assert stream["when"][1] == {"key": "request.headers[origin]", "values": [f"https://{tenant}.chat.example.com"]}
     custom = by_kind(objects[tenant], "AuthorizationPolicy", f"ext-authz-{tenant}")[0]
     assert custom["metadata"]["namespace"] == "istio-system" and custom["spec"]["action"] == "CUSTOM"
     assert custom["spec"]["provider"]["name"] == f"oauth2-proxy-{tenant}"
@@ -465,3 +552,66 @@ def test_oauth2_proxy(objects: dict, tenant: str) -> None:
     assert "env" not in c, "secrets come from the mounted Secret file"
     (vol,) = dep["spec"]["template"]["spec"]["volumes"]
     assert vol["secret"]["secretName"] == "oauth2-proxy"
+
+
+# --- documents area: the RAG API may start ingestion Jobs, nothing more -------------------------------
+
+#: What the chatbot's Role may do: (apiGroup, resource, verb, resourceName or None for any).
+ALLOWED_ACCESS = {("batch", "jobs", verb, None) for verb in ("create", "get", "list", "watch")} | {
+    ("batch", "cronjobs", "get", "ingest")
+}
+
+
+def role_grants(role: dict) -> set[tuple[str, str, str, str | None]]:
+    """Every (apiGroup, resource, verb, resourceName) the Role grants, wildcards kept as '*'."""
+    grants = set()
+    for rule in role["rules"]:
+        assert set(rule) <= {"apiGroups", "resources", "verbs", "resourceNames"}, rule  # no nonResourceURLs
+        for group in rule["apiGroups"]:
+            for resource in rule["resources"]:
+                for verb in rule["verbs"]:
+                    for name in rule.get("resourceNames") or [None]:
+                        grants.add((group, resource, verb, name))
+    return grants
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_ingestion_trigger_role_allows_only_its_jobs_and_cronjob(objects: dict, tenant: str) -> None:
+    names = tenant_names(tenant)
+    (role,) = by_kind(objects[tenant], "Role")
+    assert role["metadata"]["namespace"] == names["namespace"]
+    grants = role_grants(role)
+    assert grants == ALLOWED_ACCESS
+    assert not [g for g in grants if "*" in g], "no wildcards"
+    assert not [g for g in grants if g[1] not in ("jobs", "cronjobs")], "no pods, secrets, exec or anything else"
+    (cronjob,) = by_kind(objects[tenant], "CronJob")
+    assert {g[3] for g in grants if g[1] == "cronjobs"} == {cronjob["metadata"]["name"]}
+    assert not by_kind(objects[tenant], "ClusterRole") and not by_kind(objects[tenant], "ClusterRoleBinding")
+    (binding,) = by_kind(objects[tenant], "RoleBinding")
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io",
+        "kind": "Role",
+        "name": role["metadata"]["name"],
+    }
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "chatbot", "namespace": names["namespace"]}]
+    assert binding["metadata"]["namespace"] == names["namespace"]
+
+
+def test_role_check_catches_a_broader_role() -> None:
+    broad = {"rules": [{"apiGroups": ["batch"], "resources": ["jobs", "cronjobs"], "verbs": ["create", "delete"]}]}
+    assert role_grants(broad) != ALLOWED_ACCESS
+    assert ("batch", "cronjobs", "create", None) in role_grants(broad)
+
+
+@pytest.mark.parametrize("tenant", TENANTS)
+def test_ingestion_jobs_are_findable_and_the_api_server_reachable(objects: dict, tenant: str) -> None:
+    (cronjob,) = by_kind(objects[tenant], "CronJob")
+    template = cronjob["spec"]["jobTemplate"]
+    assert template["metadata"]["labels"]["app.kubernetes.io/name"] == "chatbot-ingest"  # api.services.runners
+    (container,) = template["spec"]["template"]["spec"]["containers"]
+    assert {"name": "INGESTION_TRIGGER", "value": "schedule"} in container["env"]
+    (policy,) = by_kind(objects[tenant], "NetworkPolicy", "allow-egress-kube-apiserver")
+    assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/name"] == "chatbot"
+    assert policy["spec"]["egress"] == [
+        {"to": [{"ipBlock": {"cidr": RENDER_ENV["KUBE_API_CIDR"]}}], "ports": [{"protocol": "TCP", "port": 443}]}
+    ]

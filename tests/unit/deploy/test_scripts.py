@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -167,9 +168,15 @@ def test_onboard_creates_the_tenant_resources(fakes: Fakes) -> None:
     (client,) = [fakes.state_value(k) for k in keys if k.startswith("cognito-client:")]
     assert "custom:tenantid" in client["opts"]["read-attributes"]
     assert "custom:tenantid" not in client["opts"]["write-attributes"], "users must not set their own tenant"
+    # issue 16: an e-mail change must not reach ID tokens unverified, and the app client cannot write it
+    assert pool["opts"]["user-attribute-update-settings"] == ["AttributesRequireVerificationBeforeUpdate=email"]
+    assert client["opts"]["write-attributes"] == ["name"]
     assert client["opts"]["callback-urls"] == ["https://tenanta.chat.example.com/oauth2/callback"]
     secret = json.loads(fakes.state_value("secret:tenant-rag/tenanta/oauth2-proxy")["SecretString"])
     assert set(secret) == {"client-id", "client-secret", "cookie-secret"} and len(secret["cookie-secret"]) == 32
+    # the tenant's admins (they manage the documents): one group in the tenant's own pool
+    pool_id = next(k for k in keys if k.startswith("cognito-pool:")).split(":", 1)[1]
+    assert [k for k in keys if k.startswith("cognito-group:")] == [f"cognito-group:{pool_id}:admins"]
 
 
 def test_onboard_is_idempotent(fakes: Fakes) -> None:
@@ -219,9 +226,17 @@ def test_iam_policies_name_only_the_tenants_resources(fakes: Fakes) -> None:
         ingest = policy_grants(fakes.state_value(f"iam-policy:{tenant}-ingest:access"))
         for grants in (chatbot, ingest):
             assert all(other not in r for res in grants.values() for r in res)
-        # the chat pod reads the index, uses its tables and both models; it cannot write the bucket
+        # the chat pod reads the index, uses its tables and both models; it writes and deletes only
+        # the admins' documents (documents/), never the index (faiss_index/)
         assert chatbot["s3:ListBucket"] == {bucket} and chatbot["s3:GetObject"] == {f"{bucket}/*"}
-        assert "s3:PutObject" not in chatbot and "s3:DeleteObject" not in chatbot
+        assert chatbot["s3:PutObject"] == {f"{bucket}/documents/*"}
+        assert chatbot["s3:DeleteObject"] == {f"{bucket}/documents/*"}
+        assert not [
+            a
+            for a in chatbot
+            if a.startswith("s3:")
+            and a not in ("s3:ListBucket", "s3:GetBucketLocation", "s3:GetObject", "s3:PutObject", "s3:DeleteObject")
+        ]
         assert chatbot["dynamodb:PutItem"] == tables and chatbot["dynamodb:Query"] == tables
         assert chatbot["bedrock:InvokeModel"] == {embed, chat}
         # the ingestion Job writes the index and embeds; no tables, no chat model
@@ -313,8 +328,18 @@ def test_onboard_then_offboard_leaves_nothing_behind(fakes: Fakes) -> None:
     aws = [c for c in fakes.calls() if c[0] == "aws"]
     created = {c[2].removeprefix("create-") for c in aws if c[2].startswith("create-")}
     deleted = {c[2].removeprefix("delete-") for c in aws if c[2].startswith("delete-")}
-    assert created == {"user-pool", "user-pool-domain", "user-pool-client", "secret", "bucket", "table", "role"}
-    assert created - {"user-pool-client"} <= deleted, created - deleted  # a pool's clients go with the pool
+    assert created == {
+        "user-pool",
+        "user-pool-domain",
+        "user-pool-client",
+        "group",
+        "secret",
+        "bucket",
+        "table",
+        "role",
+    }
+    # a pool's clients and groups go with the pool
+    assert created - {"user-pool-client", "group"} <= deleted, created - deleted
     assert not [c for c in fakes.calls() if "tenantb" in " ".join(c)], "tenanta's scripts touched tenantb"
     ok(fakes.run("offboard-tenant.sh", "--yes", "tenanta"))  # again: nothing left to do, no error
     ok(fakes.run("offboard-tenant.sh", "--yes", "tenantb"))
@@ -381,3 +406,75 @@ def test_bootstrap_pins_istio_and_sets_up_irsa(fakes: Fakes) -> None:
     assert {c[3] for c in helm} == {"istio-base", "istio-cni", "istiod", "istio-ingressgateway"}
     assert all(re.fullmatch(r"\d+\.\d+\.\d+", c[c.index("--version") + 1]) for c in helm)
     assert any(c[:2] == ["kubectl", "apply"] for c in calls), "the header-stripping EnvoyFilter"
+
+
+# --- pgvector: Aurora in the bootstrap, schema + role in onboarding, removal in offboarding ---------
+
+PGVECTOR = {"VECTOR_STORE": "pgvector", "PYTHON": sys.executable}
+AURORA = "rds-cluster:test-cluster-rag-pg"
+
+
+def psql_runs(fakes: Fakes) -> list[dict]:
+    f = fakes.state / "psql.jsonl"
+    return [json.loads(line) for line in f.read_text().splitlines()] if f.exists() else []
+
+
+def test_bootstrap_without_the_flag_creates_no_database(fakes: Fakes) -> None:
+    ok(fakes.run("bootstrap-cluster.sh"))
+    assert not [c for c in fakes.calls() if c[0] == "aws" and c[1] in ("rds", "ec2")]
+
+
+def test_bootstrap_with_aurora_creates_a_serverless_v2_cluster_once(fakes: Fakes) -> None:
+    ok(fakes.run("bootstrap-cluster.sh", "--with-aurora"))
+    cluster = fakes.state_value(AURORA)["opts"]
+    assert cluster["engine"] == ["aurora-postgresql"] and cluster["engine-version"] == ["16.6"]
+    assert cluster["serverless-v2-scaling-configuration"] == ["MinCapacity=0.5,MaxCapacity=16"]
+    for flag in ("enable-iam-database-authentication", "storage-encrypted", "manage-master-user-password"):
+        assert flag in cluster, flag
+    assert cluster["vpc-security-group-ids"] == ["sg-0rag"] and cluster["database-name"] == ["rag"]
+    instance = fakes.state_value("rds-instance:test-cluster-rag-pg-1")
+    assert instance["db-instance-class"] == ["db.serverless"] and "no-publicly-accessible" in instance
+    group = fakes.state_value("ec2-sg:test-cluster-rag-pg")
+    assert group["ingress"] == ["IpProtocol=tcp,FromPort=5432,ToPort=5432,UserIdGroupPairs=[{GroupId=sg-0cluster}]"]
+    assert fakes.state_value("rds-subnet-group:test-cluster-rag-pg")["subnet-ids"] == ["subnet-0a", "subnet-0b"]
+    fakes.clear_calls()
+    ok(fakes.run("bootstrap-cluster.sh", "--with-aurora"))
+    creates = [c for c in fakes.calls() if c[0] == "aws" and c[1] in ("rds", "ec2") and c[2].startswith("create-")]
+    assert creates == [], creates
+
+
+def test_pgvector_onboarding_makes_schema_role_and_iam_for_that_tenant_only(fakes: Fakes) -> None:
+    ok(fakes.run("bootstrap-cluster.sh", "--with-aurora"))
+    ok(fakes.run("onboard-tenant.sh", "tenanta", **PGVECTOR))
+    ok(fakes.run("onboard-tenant.sh", "tenant-b", **PGVECTOR))
+    runs = psql_runs(fakes)
+    assert len(runs) == 2
+    for run, role in zip(runs, ("tenant_tenanta", "tenant_tenant_b"), strict=True):
+        assert f'CREATE SCHEMA IF NOT EXISTS "{role}" AUTHORIZATION "{role}"' in run["sql"]
+        assert f'GRANT rds_iam TO "{role}"' in run["sql"] and "CREATE EXTENSION IF NOT EXISTS vector" in run["sql"]
+        assert run["password"] == "fake-pw" and run["sslmode"] == "require"
+        assert "fake-pw" not in " ".join(run["args"]), "the master password must not be on a command line"
+        assert "test-cluster-rag-pg.cluster-fake.eu-west-1.rds.amazonaws.com" in run["args"]
+    other_role = "tenant_tenant_b"
+    assert other_role not in runs[0]["sql"]
+    for tenant, role in (("tenanta", "tenant_tenanta"), ("tenant-b", "tenant_tenant_b")):
+        for kind in ("chatbot", "ingest"):
+            grants = policy_grants(fakes.state_value(f"iam-policy:{tenant}-{kind}:access"))
+            assert grants["rds-db:connect"] == {
+                f"arn:aws:rds-db:eu-west-1:123456789012:dbuser:cluster-FAKERESOURCEID/{role}"
+            }
+
+
+def test_faiss_onboarding_touches_no_database(fakes: Fakes) -> None:
+    ok(fakes.run("onboard-tenant.sh", "tenanta"))
+    assert psql_runs(fakes) == []
+    assert "rds-db:connect" not in policy_grants(fakes.state_value("iam-policy:tenanta-chatbot:access"))
+
+
+def test_pgvector_offboarding_drops_the_schema_and_role(fakes: Fakes) -> None:
+    ok(fakes.run("bootstrap-cluster.sh", "--with-aurora"))
+    ok(fakes.run("onboard-tenant.sh", "tenanta", **PGVECTOR))
+    ok(fakes.run("offboard-tenant.sh", "--yes", "tenanta", **PGVECTOR))
+    last = psql_runs(fakes)[-1]["sql"]
+    assert 'DROP SCHEMA IF EXISTS "tenant_tenanta" CASCADE' in last and 'DROP ROLE IF EXISTS "tenant_tenanta"' in last
+    assert AURORA in fakes.state_keys(), "offboarding one tenant keeps the shared cluster"

@@ -35,7 +35,11 @@ def test_dockerfiles_follow_the_contract() -> None:
     assert 'ENTRYPOINT ["gunicorn", "-c", "api/gunicorn.conf.py", "api.main:app"]' in ragapi
     assert '"./[ragapi,otel]"' in ragapi and "[local]" not in ragapi and "sentence-transformers" not in ragapi
     chatbot = (REPO_ROOT / "Dockerfile.chatbot").read_text()
-    assert 'ENTRYPOINT ["streamlit", "run", "webapp/app.py"' in chatbot and '"./[webapp]"' in chatbot
+    assert (
+        'ENTRYPOINT ["python", "-m", "webapp.server"' in chatbot
+        and "COPY .streamlit/ .streamlit/" in chatbot
+        and '"./[webapp]"' in chatbot
+    )
 
 
 def test_dockerignore_allowlist() -> None:

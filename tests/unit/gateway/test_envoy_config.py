@@ -52,10 +52,12 @@ def test_one_provider_and_requirement_per_tenant() -> None:
     assert provider["issuer"] == ISSUER and provider["audiences"] == ["client"]
     assert provider["forward"] is True and provider["clock_skew_seconds"] == 60
     assert provider["remote_jwks"]["http_uri"]["uri"] == ISSUER + "/.well-known/jwks.json"
+    # only the tenant claim: the e-mail is read from the verified token by the web chat (a claim with
+    # a control character would make an invalid header value, i.e. a 503)
     assert {c["claim_name"]: c["header_name"] for c in provider["claim_to_headers"]} == {
-        "custom:tenantid": "x-auth-request-tenantid",
-        "email": "x-auth-request-email",
+        "custom:tenantid": "x-auth-request-tenantid"
     }
+    assert provider["max_lifetime"] == "3630s"  # ID token validity 1 h + the web chat's 30 s leeway
     assert "rules" not in jwt_cfg  # requirements are chosen per route only
     # the default RBAC policy (routes without their own) denies everything
     assert filters["envoy.filters.http.rbac"]["typed_config"]["rules"] == {"action": "ALLOW", "policies": {}}
@@ -141,3 +143,59 @@ def test_real_envoy_accepts_generated_configs(tmp_path) -> None:
     hcm(broken)["http_filters"][2]["typed_config"]["providers"]["tenant-tenanta"]["bogus_field"] = 1
     with pytest.raises(EnvoyError, match="bogus_field"):
         EnvoyGateway(broken, tmp_path / "c").validate()
+
+
+def test_only_the_chat_paths_are_routed_and_everything_else_is_404() -> None:
+    summary = ec.summarize(ec.build_envoy_config(routes(), 10000, login_upstream=("127.0.0.1", 9)))
+    host = summary["hosts"]["tenanta.localhost"]
+    assert host["exact_paths"] == ["/", "/favicon.png", "/manifest.json", "/_stcore/health", "/_stcore/host-config"]
+    assert host["prefix_paths"] == ["/static/"]
+    assert host["refused"] == {"/_stcore/stream": 403, "/": 404}
+    vhost = next(v for v in hcm(ec.build_envoy_config(routes(), 10000))["route_config"]["virtual_hosts"])
+    names = [r["name"] for r in vhost["routes"]]
+    # the websocket with the right Origin first, then its refusal, the pages, the assets, the 404 last
+    assert names[0] == "tenanta-stream" and names[1] == "tenanta-stream-origin" and names[-1] == "tenanta-not-found"
+    assert "/_stcore/metrics" not in host["exact_paths"] and not any(
+        "/_stcore/metrics".startswith(p) for p in host["prefix_paths"]
+    )
+
+
+def test_websocket_requires_the_tenant_origin() -> None:
+    default = ec.summarize(ec.build_envoy_config(routes(), 10000))["hosts"]["tenanta.localhost"]["stream"]
+    assert default == {"path": "/_stcore/stream", "origin": {"exact": "http://tenanta.localhost:10000"}}
+    tls = [
+        ec.TenantRoute("tenanta", "tenanta.example.com", 1, ISSUER, ("c",), origins=("https://tenanta.example.com",))
+    ]
+    assert ec.summarize(ec.build_envoy_config(tls, 1))["hosts"]["tenanta.example.com"]["stream"]["origin"] == {
+        "exact": "https://tenanta.example.com"
+    }
+    two = ("https://tenanta.example.com", "https://tenanta.example.com:8443")
+    many = [ec.TenantRoute("tenanta", "tenanta.example.com", 1, ISSUER, ("c",), origins=two)]
+    regex = ec.summarize(ec.build_envoy_config(many, 1))["hosts"]["tenanta.example.com"]["stream"]["origin"]
+    assert regex == {"safe_regex": {"regex": r"^(https://tenanta\.example\.com|https://tenanta\.example\.com:8443)$"}}
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "https://tenanta.example.com.evil", "tenanta.example.com"])
+def test_origin_of_another_host_is_rejected(origin: str) -> None:
+    with pytest.raises(ValueError, match="is not http"):
+        ec.TenantRoute("tenanta", "tenanta.example.com", 1, ISSUER, ("c",), origins=(origin,))
+
+
+def test_connection_limits_come_from_the_istio_envoyfilter() -> None:
+    limits = ec.gateway_limits()
+    assert limits == {
+        "request_headers_timeout": "10s",
+        "stream_idle_timeout": "300s",
+        "max_request_headers_kb": 60,
+        "path_with_escaped_slashes_action": "REJECT_REQUEST",
+        "common_http_protocol_options": {"idle_timeout": "300s", "max_headers_count": 100},
+    }
+    manager = hcm(ec.build_envoy_config(routes(), 10000))
+    assert {k: manager[k] for k in limits} == limits
+    short = hcm(ec.build_envoy_config(routes(), 10000, limits={"request_headers_timeout": "1s"}))
+    assert short["request_headers_timeout"] == "1s" and "stream_idle_timeout" not in short
+
+
+def test_cookie_lua_refuses_two_token_cookies() -> None:
+    lua = ec.cookie_to_bearer_lua()
+    assert 'getNumValues("cookie")' in lua and "count > 1" in lua and '":status"] = "400"' in lua

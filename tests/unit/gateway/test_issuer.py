@@ -10,7 +10,7 @@ from types import SimpleNamespace
 import jwt
 import pytest
 
-from gateway.issuer import DEMO_USERS, LocalIssuer, SigningKey
+from gateway.issuer import DEMO_USERS, LocalIssuer, SigningKey, safe_redirect
 from rag.tenant import InvalidTenantIdError
 
 
@@ -58,33 +58,102 @@ def test_mint_overrides_and_removals(issuer: LocalIssuer) -> None:
     assert jwt.get_unverified_header(token)["kid"] == other.kid
 
 
-def test_web_chat_verifier_accepts_issuer_tokens_and_refuses_other_tenant(issuer: LocalIssuer) -> None:
-    """The issuer's tokens meet the web chat's own check (webapp.identity.TokenVerifier)."""
-    from webapp.identity import IdentityError, TokenVerifier
+def test_kernel_verifier_accepts_issuer_tokens_and_refuses_other_tenant(issuer: LocalIssuer) -> None:
+    """The issuer's tokens meet the kernel's check (rag.identity.verify_id_token) used by the web chat."""
+    from rag.identity import IdentityError, Reason, verify_id_token
+    from rag.settings import load_settings
 
     (key,) = jwks_of(issuer)["keys"]
     keys = SimpleNamespace(get_signing_key_from_jwt=lambda token: jwt.PyJWK(key))
-    verifier = TokenVerifier(issuer.issuer_url, "tenanta", issuer.client_id, keys=keys)
-    assert verifier.verify(issuer.mint_for("alice"))["email"] == "alice@tenanta.example.com"
-    with pytest.raises(IdentityError, match="not_allowed"):
-        verifier.verify(issuer.mint_for("bob"))
-    with pytest.raises(IdentityError, match="expired"):
-        verifier.verify(issuer.mint("tenanta", "alice@tenanta.example.com", now=int(time.time()) - 7200))
+    settings = load_settings(
+        tenant_id="tenanta", issuer_uri=issuer.issuer_url, cognito_client_id=issuer.client_id, auth_mode="oidc"
+    )
+    alice = verify_id_token(issuer.mint_for("alice"), settings, jwks_client=keys)
+    assert alice.email == "alice@tenanta.example.com"
+    assert alice.subject == jwt.decode(issuer.mint_for("alice"), options={"verify_signature": False})["sub"]
+    with pytest.raises(IdentityError) as info:
+        verify_id_token(issuer.mint_for("bob"), settings, jwks_client=keys)
+    assert info.value.reason is Reason.WRONG_TENANT
+    with pytest.raises(IdentityError) as info:
+        verify_id_token(
+            issuer.mint("tenanta", "alice@tenanta.example.com", now=int(time.time()) - 7200), settings, jwks_client=keys
+        )
+    assert info.value.reason is Reason.EXPIRED
 
 
-def test_login_sets_host_only_httponly_cookie_and_redirects(issuer: LocalIssuer) -> None:
+def test_login_sets_host_only_httponly_strict_cookie_and_redirects(issuer: LocalIssuer) -> None:
     response = issuer.respond("GET", "/oauth2/login?user=alice&rd=/chat", {"host": "tenanta.localhost:8701"})
     headers = dict(response.headers)
     assert response.status == 302 and headers["Location"] == "/chat"
     cookie = SimpleCookie(headers["Set-Cookie"])["id_token"]
-    assert cookie["httponly"] and cookie["samesite"] == "Lax" and cookie["path"] == "/" and not cookie["domain"]
+    assert cookie["httponly"] and cookie["samesite"] == "Strict" and cookie["path"] == "/" and not cookie["domain"]
+    assert not cookie["secure"]  # plain-HTTP demo: a Secure cookie would never come back
     assert jwt.decode(cookie.value, options={"verify_signature": False})["custom:tenantid"] == "tenanta"
 
 
-@pytest.mark.parametrize("rd", ["https://evil.example/", "//evil.example/", "/\\evil.example"])
-def test_login_has_no_open_redirect(issuer: LocalIssuer, rd: str) -> None:
-    response = issuer.respond("GET", f"/oauth2/login?user=bob&rd={rd}")
-    assert dict(response.headers)["Location"] == "/"
+def test_login_cookie_is_secure_behind_tls(issuer: LocalIssuer) -> None:
+    response = issuer.respond("GET", "/oauth2/login?user=alice", {"x-forwarded-proto": "https"})
+    cookie = SimpleCookie(dict(response.headers)["Set-Cookie"])["id_token"]
+    assert cookie["secure"] and cookie["samesite"] == "Strict"
+
+
+@pytest.mark.parametrize(
+    "rd",
+    [
+        "/",
+        "/chat",
+        "/a/b?x=1&y=%2F#frag",
+        "/_stcore/health",
+        "/%09/evil.example/",  # percent-encoded once more: stays a literal path on this site
+    ],
+)
+def test_safe_redirect_accepts_same_origin_paths(rd: str) -> None:
+    assert safe_redirect(rd) == rd
+
+
+@pytest.mark.parametrize(
+    "rd",
+    [
+        "https://evil.example/",
+        "javascript:alert(1)",
+        "//evil.example/",
+        "/\\evil.example",
+        "\\evil.example",
+        "/\t/evil.example/",  # TAB between the slashes: browsers drop it and get //evil.example/
+        "/\n/evil.example/",
+        "/x\r\nSet-Cookie: id_token=attacker",
+        "/\x00",
+        "/a//b",
+        " /x",
+        "/x y",
+        '/x"onload',
+        "/é",
+        "",
+        "evil.example",
+        "/" + "a" * 2048,
+    ],
+)
+def test_safe_redirect_refuses_everything_else(rd: str) -> None:
+    assert safe_redirect(rd) is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "rd=https://evil.example/",
+        "rd=//evil.example/",
+        "rd=/%5Cevil.example",
+        "rd=/%09/evil.example/",
+        "rd=/%0d%0aSet-Cookie:%20id_token=attacker",
+        "rd=/x%0aLocation:%20https://evil.example",
+    ],
+)
+def test_login_refuses_unsafe_redirects_without_a_cookie(issuer: LocalIssuer, query: str) -> None:
+    response = issuer.respond("GET", f"/oauth2/login?user=bob&{query}")
+    assert response.status == 400
+    assert b"rd must be a relative path" in response.body
+    names = [name.lower() for name, _ in response.headers]
+    assert "set-cookie" not in names and "location" not in names
 
 
 def test_login_page_lists_users_of_the_host_tenant(issuer: LocalIssuer) -> None:
@@ -107,7 +176,14 @@ def test_other_endpoints(issuer: LocalIssuer) -> None:
 
 
 def test_demo_users_and_bad_tenants() -> None:
-    assert {(u.username, u.tenant) for u in DEMO_USERS} == {("alice", "tenanta"), ("bob", "tenantb")}
+    assert {(u.username, u.tenant, u.groups) for u in DEMO_USERS} == {
+        ("alice", "tenanta", ("admins",)),  # the admin of tenanta: sees the Documents page
+        ("bob", "tenantb", ()),
+        ("carol", "tenanta", ()),  # a member of tenanta, not an admin
+    }
+    issuer = LocalIssuer()
+    assert jwt.decode(issuer.mint_for("alice"), options={"verify_signature": False})["cognito:groups"] == ["admins"]
+    assert "cognito:groups" not in jwt.decode(issuer.mint_for("carol"), options={"verify_signature": False})
     from gateway.issuer import DemoUser
 
     with pytest.raises(InvalidTenantIdError):

@@ -8,6 +8,7 @@ import pytest
 from langchain_core.embeddings import DeterministicFakeEmbedding
 
 from rag.index.embeddings import NormalizedEmbeddings
+from tests.support.pdf import make_pdf
 
 FAKE_MODEL = "fake-model"
 FAKE_DIM = 32
@@ -36,33 +37,8 @@ def fake_embeddings() -> CountingEmbeddings:
 
 
 def minimal_pdf(pages: list[str]) -> bytes:
-    """A small valid PDF (Helvetica text, one line per page), with a correct xref table."""
-    objects: list[bytes] = []
-    count = len(pages)
-    page_ids = [3 + 2 * i for i in range(count)]
-    font_id = 3 + 2 * count
-    objects.append(b"<< /Type /Catalog /Pages 2 0 R >>")
-    kids = " ".join(f"{p} 0 R" for p in page_ids).encode()
-    objects.append(b"<< /Type /Pages /Kids [" + kids + b"] /Count " + str(count).encode() + b" >>")
-    for i, text in enumerate(pages):
-        content_id = page_ids[i] + 1
-        objects.append(
-            f"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents {content_id} 0 R "
-            f"/Resources << /Font << /F1 {font_id} 0 R >> >> >>".encode()
-        )
-        stream = f"BT /F1 12 Tf 72 720 Td ({text}) Tj ET".encode()
-        objects.append(b"<< /Length " + str(len(stream)).encode() + b" >>\nstream\n" + stream + b"\nendstream")
-    objects.append(b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>")
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += f"{number} 0 obj\n".encode() + body + b"\nendobj\n"
-    xref = len(out)
-    out += f"xref\n0 {len(objects) + 1}\n0000000000 65535 f \n".encode()
-    out += b"".join(f"{o:010d} 00000 n \n".encode() for o in offsets)
-    out += f"trailer\n<< /Size {len(objects) + 1} /Root 1 0 R >>\nstartxref\n{xref}\n%%EOF\n".encode()
-    return bytes(out)
+    """A small valid PDF, one text page per item (:func:`tests.support.pdf.make_pdf`)."""
+    return make_pdf(pages)
 
 
 def write_tree(root: Path, files: dict[str, bytes | str]) -> Path:

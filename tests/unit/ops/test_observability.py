@@ -13,7 +13,7 @@ import yaml
 from langchain_core.tracers.context import collect_runs
 from prometheus_client.parser import text_string_to_metric_families
 
-from api.routes import rag as rag_routes
+from api.services import answer as answer_service
 from rag import logs
 from rag.answer import tracing
 from rag.answer.chain import astream_chain
@@ -69,13 +69,14 @@ def test_one_request_logs_json_with_request_id_route_status_duration(ops_client,
 
 def test_request_id_reaches_the_llm_run_metadata(ops_client, monkeypatch) -> None:
     seen: list[dict[str, Any]] = []
-    real = rag_routes.astream_chain
+    real = answer_service.AnswerTurn._run_config
 
-    def spy(*args: Any, **kwargs: Any) -> Any:
-        seen.append(kwargs)
-        return real(*args, **kwargs)
+    def spy(turn: Any) -> Any:
+        config = real(turn)
+        seen.append(config)
+        return config
 
-    monkeypatch.setattr(rag_routes, "astream_chain", spy)
+    monkeypatch.setattr(answer_service.AnswerTurn, "_run_config", spy)
     api = ops_client(ScriptedChatModel())
     api.post("/api/v1/llm/rag/stream", json=rag_body(), headers={"X-Request-ID": "sse-9"})
     assert seen[0]["metadata"]["request_id"] == "sse-9"
@@ -87,7 +88,8 @@ def test_request_id_reaches_the_llm_run_metadata(ops_client, monkeypatch) -> Non
 
     async def run() -> list[Any]:
         with collect_runs() as collector:
-            async for _ in astream_chain(chain, "What is EMR?", [], metadata={"request_id": "r-42"}, tags=["t1"]):
+            config = {"metadata": {"request_id": "r-42"}, "tags": ["t1"]}
+            async for _ in astream_chain(chain, "What is EMR?", [], config=config):
                 pass
         return collector.traced_runs
 

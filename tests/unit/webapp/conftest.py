@@ -3,88 +3,26 @@ and an ``AppTest`` runner with request headers patched in."""
 
 from __future__ import annotations
 
-import json
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 from streamlit.testing.v1 import AppTest
 
+from rag.contract import DocumentLinkResponse, Usage
 from tests.conftest import REPO_ROOT
+from tests.support import jwt_issuer
+from tests.support.jwt_issuer import CLIENT_ID, EMAIL, ISSUER, SUBJECT, TENANT, Issuer
 from webapp import api_client, identity
-from webapp.api_client import ApiError, ChatMessage, DoneEvent, Source, SourcesEvent, TokenEvent
+from webapp.api_client import ApiError, DoneEvent, HistoryMessage, Source, SourcesEvent, TokenEvent
 
 APP_PATH = str(REPO_ROOT / "webapp" / "app.py")
-ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
-CLIENT_ID = "webchat-client"
-TENANT = "tenanta"
-EMAIL = "alice@example.com"
+__all__ = ["CLIENT_ID", "EMAIL", "ISSUER", "SUBJECT", "TENANT", "Issuer"]  # re-exported for the tests
 
-
-@dataclass
-class Issuer:
-    """A fake OIDC issuer: signs RS256 tokens and publishes the JWKS."""
-
-    key: rsa.RSAPrivateKey
-    kid: str = "test-key-1"
-    extra_keys: list[tuple[str, rsa.RSAPrivateKey]] = field(default_factory=list)
-
-    def jwks(self) -> dict[str, Any]:
-        keys = []
-        for kid, key in [(self.kid, self.key), *self.extra_keys]:
-            jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(key.public_key()))
-            keys.append({**jwk, "kid": kid, "alg": "RS256", "use": "sig"})
-        return {"keys": keys}
-
-    def claims(self, **overrides: Any) -> dict[str, Any]:
-        now = int(time.time())
-        claims = {
-            "iss": ISSUER,
-            "sub": "0f1e2d3c",
-            "aud": CLIENT_ID,
-            "token_use": "id",
-            "email": EMAIL,
-            "custom:tenantid": TENANT,
-            "iat": now,
-            "exp": now + 3600,
-        }
-        claims.update(overrides)
-        return {k: v for k, v in claims.items() if v is not None}
-
-    def token(self, key: rsa.RSAPrivateKey | None = None, kid: str | None = None, **overrides: Any) -> str:
-        return jwt.encode(
-            self.claims(**overrides), key or self.key, algorithm="RS256", headers={"kid": kid or self.kid}
-        )
-
-
-@pytest.fixture(scope="session")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
-
-
-@pytest.fixture
-def issuer(rsa_key: rsa.RSAPrivateKey, monkeypatch: pytest.MonkeyPatch) -> Issuer:
-    """The test issuer; every PyJWKClient gets its JWKS from it instead of the network."""
-    fake = Issuer(key=rsa_key)
-    fetches: list[str] = []
-
-    def fetch_data(self: jwt.PyJWKClient) -> Any:
-        fetches.append(self.uri)
-        data = fake.jwks()
-        if self.jwk_set_cache is not None:
-            self.jwk_set_cache.put(data)
-        return data
-
-    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", fetch_data)
-    fake.fetches = fetches  # type: ignore[attr-defined]
-    identity.jwks_client.cache_clear()
-    yield fake
-    identity.jwks_client.cache_clear()
+rsa_key = jwt_issuer.rsa_key
+issuer = jwt_issuer.issuer
 
 
 @dataclass
@@ -104,32 +42,45 @@ class FakeRagApi:
             )
         ]
     )
-    history_messages: dict[str, list[ChatMessage]] = field(default_factory=dict)
+    history_messages: dict[str, list[HistoryMessage]] = field(default_factory=dict)
     error: ApiError | None = None
     history_error: ApiError | None = None
     calls: list[dict[str, Any]] = field(default_factory=list)
-    answer_id: str = "ans-1"
-    grounded: bool = True
+    answer_id: str | None = None  # None: "ans-<n>" for the n-th call (the API's ids are unique)
     feedback: list[dict[str, Any]] = field(default_factory=list)
     feedback_error: ApiError | None = None
+    links: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
 
-    def stream_answer(self, question: str, session_id: str, *, request_id: str | None = None) -> Iterator[Any]:
-        self.calls.append({"q": question, "session_id": session_id, "request_id": request_id})
+    def stream_answer(
+        self, question: str, session_id: str, *, request_id: str | None = None, regenerate: bool = False
+    ) -> Iterator[Any]:
+        self.calls.append({"q": question, "session_id": session_id, "request_id": request_id, "regenerate": regenerate})
         if self.error is not None:
             raise self.error
         for word in self.answer.split(" "):
             yield TokenEvent(text=word + " ")
-        yield SourcesEvent(sources=tuple(self.sources) if self.grounded else ())
+        yield SourcesEvent(sources=list(self.sources))
+        usage = Usage(input_tokens=3, output_tokens=5, total_tokens=8)
         yield DoneEvent(
-            session_id=session_id, answer=self.answer + " ", answer_id=self.answer_id, grounded=self.grounded
+            session_id=session_id,
+            answer=self.answer + " ",
+            usage=usage,
+            model_id="fake",
+            answer_id=self.answer_id if self.answer_id is not None else f"ans-{len(self.calls)}",
         )
 
-    def history(self, session_id: str) -> list[ChatMessage]:
+    def document_link(self, source: str) -> DocumentLinkResponse:
+        self.links.append(source)
+        return DocumentLinkResponse(url="https://tenanta-data.s3.amazonaws.com/x?X-Amz-Signature=abc", expires_in=300)
+
+    def history(self, session_id: str) -> list[HistoryMessage]:
         if self.history_error is not None:
             raise self.history_error
         return self.history_messages.get(session_id, [])
 
     def delete_history(self, session_id: str) -> None:
+        self.deleted.append(session_id)
         self.history_messages.pop(session_id, None)
 
     def ready(self) -> bool:

@@ -9,16 +9,23 @@ import pytest
 
 from tests.unit.webapp.conftest import FakeRagApi, bearer
 from tests.unit.webapp.test_api_client import SID, client_for, sse
-from webapp import ui
+from webapp import api_client, ui
 from webapp.api_client import ApiError, DoneEvent, parse_event
 
 QUOTA_MESSAGE = "Usage limit reached: the limit of 5 questions per minute for you. Try again in 42 seconds."
 
 
-def test_done_event_carries_the_answer_id_and_old_apis_still_parse():
-    done = parse_event("done", json.dumps({"session_id": SID, "answer": "a", "answer_id": "abc"}))
-    assert done == DoneEvent(session_id=SID, answer="a", answer_id="abc")
-    assert parse_event("done", json.dumps({"session_id": SID, "answer": "a"})).answer_id == ""
+USAGE = {"input_tokens": 1, "output_tokens": 2, "total_tokens": 3}
+
+
+def test_done_event_is_validated_by_the_contract():
+    done = parse_event("done", json.dumps({"session_id": SID, "answer": "a", "answer_id": "abc", "usage": USAGE,
+                                           "model_id": "m"}))  # fmt: skip
+    assert done == DoneEvent(session_id=SID, answer="a", answer_id="abc", usage=USAGE, model_id="m")
+    assert done.grounded is True  # the contract's default
+    with pytest.raises(ApiError) as info:  # a done event without usage breaks the contract
+        parse_event("done", json.dumps({"session_id": SID, "answer": "a"}))
+    assert (info.value.status, info.value.code, info.value.message) == (502, "bad_stream", api_client.BAD_REPLY)
 
 
 def test_send_feedback_posts_the_contract():
@@ -43,7 +50,8 @@ def test_send_feedback_errors_become_api_errors():
 
     with pytest.raises(ApiError) as info:
         client_for(handler).send_feedback(SID, "abc", "up")
-    assert info.value.status == 403 and "another tenant" in info.value.message
+    assert info.value.status == 403 and info.value.code == "forbidden"
+    assert info.value.message == api_client.NOT_YOURS  # a sentence for people, not the API's text
 
 
 def test_quota_429_shows_the_apis_message():
@@ -54,12 +62,14 @@ def test_quota_429_shows_the_apis_message():
 
     with pytest.raises(ApiError) as info:
         list(client_for(handler).stream_answer("q", SID))
-    assert info.value.message == QUOTA_MESSAGE and info.value.retry_after == 42.0 and info.value.retryable
+    assert info.value.message == QUOTA_MESSAGE and info.value.retry_after == 42.0
+    assert not info.value.retryable  # a 4xx: sending again at once cannot help
     assert info.value.code == "quota_exceeded"
     # a 429 without a quota body (e.g. a proxy) keeps the generic text
     plain = client_for(lambda r: httpx.Response(429, content=b"")).stream_answer("q", SID)
-    with pytest.raises(ApiError, match="busy"):
+    with pytest.raises(ApiError) as busy:
         list(plain)
+    assert busy.value.message == api_client.BUSY
     assert sse  # same helpers as the client tests
 
 
@@ -70,7 +80,7 @@ def test_quota_message_in_the_page(app, set_headers, issuer, fake_api: FakeRagAp
     at.chat_input[0].set_value("What is SageMaker?").run()
     assert not at.exception
     assert [e.value for e in at.error] == [QUOTA_MESSAGE]  # once, not followed by a second wait notice
-    assert at.button(key="retry")
+    assert not [b for b in at.button if b.key == "retry"]  # no Retry for a 4xx
 
 
 def test_thumbs_under_each_answer_send_feedback(app, set_headers, issuer, fake_api: FakeRagApi):
@@ -81,13 +91,15 @@ def test_thumbs_under_each_answer_send_feedback(app, set_headers, issuer, fake_a
     assert [w.key for w in at.get("feedback")] == ["feedback_ans-1"]  # thumbs under the streamed answer
     at.get("feedback")[0].set_value(0).run()  # thumbs down
     assert not at.exception
-    sid = at.session_state["session_id"]
+    sid = at.session_state["conversation_id"]
     assert fake_api.feedback == [{"session_id": sid, "answer_id": "ans-1", "rating": "down", "comment": ""}]
-    assert ui.FEEDBACK_THANKS in [i.value for i in at.info]
+    assert ui.FEEDBACK_THANKS in [t.value for t in at.toast]  # a toast: nothing covers it
     assert len(at.get("feedback")) == 1  # the replayed answer keeps its thumbs
-    # once rated: an optional comment, sent with the rating
-    at.text_area(key="comment_ans-1").input("It named the wrong service.")
-    at.button(key="send_comment_ans-1").click().run()
+    assert at.session_state["feedback_ans-1"] == 0  # still shown as rated
+    # once rated: an optional comment, sent with the rating (the field is inline, not a popover)
+    at.text_input(key="comment_ans-1").input("It named the wrong service.")
+    (send,) = [b for b in at.button if b.label == "Send comment"]
+    send.click().run()
     assert not at.exception
     assert fake_api.feedback[-1] == {
         "session_id": sid,

@@ -1,124 +1,20 @@
-"""JWT verification against a local JWKS, and identity resolution from request headers."""
+"""webapp.identity: the request glue around rag.identity (headers, cookies, pages, dev mode).
+
+The token rules themselves are tested in tests/unit/rag/test_identity.py.
+"""
 
 from __future__ import annotations
 
-import time
-
-import jwt
 import pytest
-from cryptography.hazmat.primitives.asymmetric import rsa
 
+from rag.identity import Reason
 from rag.settings import load_settings
-from tests.unit.webapp.conftest import CLIENT_ID, EMAIL, ISSUER, TENANT, Issuer, bearer
-from webapp.identity import Denial, IdentityError, TokenVerifier, bearer_token, jwks_client, resolve_identity
+from tests.unit.webapp.conftest import CLIENT_ID, EMAIL, ISSUER, SUBJECT, TENANT, Issuer, bearer
+from webapp.identity import Denial, IdentityError, bearer_token, denial_of, resolve_identity, token_cookie_count
 
 
-@pytest.fixture
-def verifier(issuer: Issuer) -> TokenVerifier:
-    return TokenVerifier(ISSUER, TENANT, CLIENT_ID)
-
-
-def denial_of(verifier: TokenVerifier, token: str) -> Denial:
-    with pytest.raises(IdentityError) as info:
-        verifier.verify(token)
-    return info.value.denial
-
-
-def test_valid_id_token(verifier, issuer):
-    claims = verifier.verify(issuer.token())
-    assert claims["email"] == EMAIL
-
-
-def test_valid_access_token_checks_client_id(verifier, issuer):
-    token = issuer.token(token_use="access", aud=None, client_id=CLIENT_ID, email=None)
-    assert verifier.verify(token)["client_id"] == CLIENT_ID
-    other = issuer.token(token_use="access", aud=None, client_id="other-app", email=None)
-    assert denial_of(verifier, other) is Denial.NOT_ALLOWED
-
-
-def test_id_token_for_another_client_is_refused(verifier, issuer):
-    assert denial_of(verifier, issuer.token(aud="other-app")) is Denial.NOT_ALLOWED
-
-
-def test_client_id_not_checked_when_unset(issuer):
-    assert TokenVerifier(ISSUER, TENANT, None).verify(issuer.token(aud="any-app"))
-
-
-@pytest.mark.parametrize("token_use", [None, "refresh", "ID"])
-def test_token_use_must_be_id_or_access(verifier, issuer, token_use):
-    assert denial_of(verifier, issuer.token(token_use=token_use)) is Denial.NOT_ALLOWED
-
-
-def test_missing_tenant_claim_is_refused(verifier, issuer):
-    assert denial_of(verifier, issuer.token(**{"custom:tenantid": None})) is Denial.NOT_ALLOWED
-
-
-def test_expired_beyond_leeway(verifier, issuer):
-    now = int(time.time())
-    assert denial_of(verifier, issuer.token(iat=now - 4000, exp=now - 60)) is Denial.EXPIRED
-    # within the 30 s leeway: still accepted
-    assert verifier.verify(issuer.token(iat=now - 4000, exp=now - 10))
-
-
-def test_not_yet_valid_and_issued_in_future(verifier, issuer):
-    now = int(time.time())
-    assert denial_of(verifier, issuer.token(nbf=now + 600)) is Denial.NOT_ALLOWED
-    assert denial_of(verifier, issuer.token(iat=now + 600, exp=now + 4000)) is Denial.NOT_ALLOWED
-
-
-def test_exp_is_required(verifier, issuer):
-    assert denial_of(verifier, issuer.token(exp=None)) is Denial.NOT_ALLOWED
-
-
-def test_garbage_and_unsigned_tokens(verifier, issuer):
-    assert denial_of(verifier, "not-a-jwt") is Denial.NOT_ALLOWED
-    assert denial_of(verifier, jwt.encode(issuer.claims(), None, algorithm="none")) is Denial.NOT_ALLOWED
-
-
-def test_rs512_is_refused(verifier, issuer):
-    token = jwt.encode(issuer.claims(), issuer.key, algorithm="RS512", headers={"kid": issuer.kid})
-    assert denial_of(verifier, token) is Denial.NOT_ALLOWED
-
-
-def test_key_rotation_refetches_jwks_on_unknown_kid(issuer):
-    verifier = TokenVerifier(ISSUER, TENANT, CLIENT_ID, keys=jwks_client(ISSUER))
-    verifier.verify(issuer.token())
-    verifier.verify(issuer.token())
-    assert len(issuer.fetches) == 1  # cached
-    new_key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    issuer.extra_keys.append(("test-key-2", new_key))  # the issuer rotates
-    assert verifier.verify(issuer.token(key=new_key, kid="test-key-2"))
-    assert len(issuer.fetches) == 2
-    assert issuer.fetches[0] == ISSUER + "/.well-known/jwks.json"
-
-
-def test_unknown_kid_after_refresh_is_refused(verifier, issuer):
-    stranger = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    assert denial_of(verifier, issuer.token(key=stranger, kid="nobody")) is Denial.NOT_ALLOWED
-
-
-def test_jwks_unreachable_is_unavailable(monkeypatch):
-    def broken(self):
-        raise jwt.PyJWKClientConnectionError("down")
-
-    monkeypatch.setattr(jwt.PyJWKClient, "fetch_data", broken)
-    jwks_client.cache_clear()
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    token = jwt.encode(Issuer(key=key).claims(), key, algorithm="RS256", headers={"kid": "k"})
-    assert denial_of(TokenVerifier(ISSUER, TENANT, CLIENT_ID), token) is Denial.UNAVAILABLE
-    jwks_client.cache_clear()
-
-
-@pytest.mark.parametrize(
-    ("value", "expected"),
-    [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic abc", None), ("Bearer ", None), ("", None)],
-)
-def test_bearer_token(value, expected):
-    assert bearer_token({"authorization": value}) == expected
-
-
-def oidc_settings(**overrides):
-    values = {
+def oidc_settings(**overrides: object):
+    values: dict[str, object] = {
         "tenant_id": TENANT,
         "issuer_uri": ISSUER,
         "cognito_client_id": CLIENT_ID,
@@ -129,29 +25,123 @@ def oidc_settings(**overrides):
     return load_settings(**values)
 
 
-def lower(headers):
+def lower(headers: dict[str, str]) -> dict[str, str]:
     return {k.lower(): v for k, v in headers.items()}
 
 
-def test_resolve_identity_uses_token_email(issuer):
-    user = resolve_identity(lower(bearer(issuer.token(), email="ALICE@example.com")), oidc_settings())
-    assert (user.tenant, user.email, user.dev_mode) == (TENANT, EMAIL, False)
-    assert user.user_key == f"{TENANT}:{EMAIL}"
-
-
-def test_resolve_identity_access_token_falls_back_to_header_email(issuer):
-    token = issuer.token(token_use="access", aud=None, client_id=CLIENT_ID, email=None)
-    assert resolve_identity(lower(bearer(token)), oidc_settings()).email == EMAIL
+def refusal(headers: dict[str, str]) -> IdentityError:
     with pytest.raises(IdentityError) as info:
-        resolve_identity(lower(bearer(token, email=None)), oidc_settings())
-    assert info.value.denial is Denial.NOT_SIGNED_IN
+        resolve_identity(lower(headers), oidc_settings())
+    return info.value
 
 
-def test_resolve_identity_rejects_colon_in_email(issuer):
-    with pytest.raises(IdentityError):
-        resolve_identity(lower(bearer(issuer.token(email="a:b@example.com"), email=None)), oidc_settings())
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("Bearer abc", "abc"), ("bearer  abc ", "abc"), ("Basic abc", None), ("Bearer ", None), ("", None)],
+)
+def test_bearer_token(value: str, expected: str | None) -> None:
+    assert bearer_token({"authorization": value}) == expected
 
 
-def test_dev_mode_uses_dev_user():
-    user = resolve_identity({}, oidc_settings(auth_mode="dev", dev_user_email="dev@example.com"))
-    assert (user.email, user.dev_mode) == ("dev@example.com", True)
+@pytest.mark.parametrize("value", ["Bearer a.b.c, Bearer d.e.f", "Bearer a.b.c d.e.f", "Bearer a.b.c,d.e.f"])
+def test_two_bearer_tokens_are_ambiguous(value: str) -> None:
+    with pytest.raises(IdentityError) as info:
+        bearer_token({"authorization": value})
+    assert info.value.reason is Reason.AMBIGUOUS_TOKEN
+
+
+def test_resolve_identity_is_keyed_by_subject(issuer: Issuer) -> None:
+    user = resolve_identity(lower(bearer(issuer.token(), email="ALICE@example.com")), oidc_settings())
+    assert (user.tenant, user.subject, user.email, user.dev_mode) == (TENANT, SUBJECT, EMAIL, False)
+    assert user.user_key == f"{TENANT}:{SUBJECT}"
+
+
+def test_email_header_is_optional(issuer: Issuer) -> None:
+    assert resolve_identity(lower(bearer(issuer.token(), email=None)), oidc_settings()).email == EMAIL
+
+
+def test_email_header_disagreeing_with_token_is_refused(issuer: Issuer) -> None:
+    error = refusal(bearer(issuer.token(), email="mallory@example.com"))
+    assert (error.reason, denial_of(error)) == (Reason.HEADER_MISMATCH, Denial.NOT_ALLOWED)
+
+
+def test_email_header_without_token_email_is_refused(issuer: Issuer) -> None:
+    error = refusal(bearer(issuer.token(email=None, email_verified=None), email=EMAIL))
+    assert error.reason is Reason.HEADER_MISMATCH
+
+
+def test_unverified_email_is_not_allowed(issuer: Issuer) -> None:
+    error = refusal(bearer(issuer.token(email_verified=False), email=None))
+    assert (error.reason, denial_of(error)) == (Reason.EMAIL_NOT_VERIFIED, Denial.NOT_ALLOWED)
+
+
+def test_no_token_is_not_signed_in() -> None:
+    error = refusal({"X-Auth-Request-Email": EMAIL})
+    assert (error.reason, denial_of(error)) == (Reason.NO_TOKEN, Denial.NOT_SIGNED_IN)
+
+
+def test_expired_token_is_expired_page(issuer: Issuer) -> None:
+    error = refusal(bearer(issuer.token(iat=1_000_000, exp=1_000_600)))
+    assert (error.reason, denial_of(error)) == (Reason.EXPIRED, Denial.EXPIRED)
+
+
+@pytest.mark.parametrize(
+    "cookie",
+    ["id_token=a.b.c; id_token=d.e.f", "other=1; id_token=a.b.c;id_token=a.b.c", "id_token=a.b.c, id_token=x"],
+)
+def test_two_token_cookies_are_refused(issuer: Issuer, cookie: str) -> None:
+    assert token_cookie_count({"cookie": cookie}) == 2
+    error = refusal({**bearer(issuer.token()), "Cookie": cookie})
+    assert (error.reason, denial_of(error)) == (Reason.AMBIGUOUS_TOKEN, Denial.NOT_ALLOWED)
+
+
+def test_one_token_cookie_is_fine(issuer: Issuer) -> None:
+    token = issuer.token()
+    headers = lower({**bearer(token), "Cookie": f"theme=dark; id_token={token}; x_id_token=1"})
+    assert token_cookie_count(headers) == 1
+    assert resolve_identity(headers, oidc_settings()).subject == SUBJECT
+
+
+def test_dev_mode_uses_dev_user_with_stable_subject() -> None:
+    settings = oidc_settings(auth_mode="dev", dev_user_email="dev@example.com")
+    first, second = resolve_identity({}, settings), resolve_identity({}, settings)
+    assert (first.email, first.dev_mode, first.token) == ("dev@example.com", True, "")
+    assert first.subject == second.subject and "@" not in first.subject
+    other = resolve_identity({}, oidc_settings(auth_mode="dev", dev_user_email="bob@example.com"))
+    assert other.subject != first.subject
+
+
+def test_keys_unavailable_is_unavailable_page() -> None:
+    assert denial_of(IdentityError(Reason.KEYS_UNAVAILABLE, "down")) is Denial.UNAVAILABLE
+    assert denial_of(IdentityError(Reason.LIFETIME_TOO_LONG, "too long")) is Denial.NOT_ALLOWED
+
+
+def test_origin_is_checked_when_configured(issuer: Issuer) -> None:
+    settings = oidc_settings(web_allowed_origins="https://tenanta.chat.example.com,http://tenanta.localhost:8080")
+    ok = lower({**bearer(issuer.token()), "Origin": "http://tenanta.localhost:8080"})
+    assert resolve_identity(ok, settings).subject == SUBJECT
+    for origin in ("http://localhost:8080", "https://tenanta.chat.example.com.evil", "null", None):
+        headers = lower(bearer(issuer.token())) | ({"origin": origin} if origin else {})
+        with pytest.raises(IdentityError) as info:
+            resolve_identity(headers, settings)
+        assert (info.value.reason, denial_of(info.value)) == (Reason.WRONG_ORIGIN, Denial.NOT_ALLOWED)
+
+
+def test_origin_is_checked_in_dev_mode_too() -> None:
+    settings = oidc_settings(auth_mode="dev", web_allowed_origins="http://127.0.0.1:8501")
+    with pytest.raises(IdentityError) as info:
+        resolve_identity({"origin": "http://localhost:9999"}, settings)
+    assert info.value.reason is Reason.WRONG_ORIGIN
+
+
+def test_origin_not_checked_when_unset(issuer: Issuer) -> None:
+    headers = lower({**bearer(issuer.token()), "Origin": "http://localhost:9999"})
+    assert resolve_identity(headers, oidc_settings()).subject == SUBJECT
+
+
+@pytest.mark.parametrize("value", ["https://a.example/", "*", "https://a.example, https://b.example", "ftp://a"])
+def test_allowed_origins_setting_is_validated(value: str) -> None:
+    from rag.settings import SettingsError
+
+    with pytest.raises(SettingsError, match=r"WEB_ALLOWED_ORIGINS|web_allowed_origins"):
+        oidc_settings(web_allowed_origins=value)

@@ -19,7 +19,8 @@ def test_answer_id_in_response_done_event_and_history(ops_client) -> None:
     events = parse_sse(api.post("/api/v1/llm/rag/stream", json=rag_body("What is EMR?")).text)
     done = events[-1][1]
     assert [name for name, _ in events][-2:] == ["sources", "done"]
-    assert set(done) == {"session_id", "answer", "grounded", "usage", "model_id", "answer_id"}
+    assert set(done) == {"session_id", "answer", "usage", "model_id", "answer_id", "grounded"}  # rag.contract.DoneEvent
+    assert done["grounded"] is True
     assert first["answer_id"] and done["answer_id"] and first["answer_id"] != done["answer_id"]
     messages = api.get(f"/api/v1/sessions/{SESSION}/messages").json()["messages"]
     assert [m.get("answer_id") for m in messages if m["role"] == "assistant"] == [first["answer_id"], done["answer_id"]]

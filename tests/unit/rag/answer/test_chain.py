@@ -1,7 +1,9 @@
-"""rag.answer.chain.astream_chain: the chain runs in one worker thread and its tokens reach the loop.
+"""rag.answer.chain: the chain runs in one worker thread and its tokens reach the loop.
 
 Tokens spaced in time arrive as separate events; tokens that pile up while the loop is busy arrive
-together (never lost, never reordered); closing the stream stops the chain at its next callback.
+together (never lost, never reordered); closing the stream stops the chain at its next step or
+token; the per-request values (k, generation parameters) are call arguments; the condense and
+no-answer hooks decide which model calls happen.
 """
 
 from __future__ import annotations
@@ -10,24 +12,21 @@ import asyncio
 import contextlib
 import threading
 import time
-import uuid
 
 import pytest
 from langchain_core.documents import Document
-from langchain_core.messages import HumanMessage
 from langchain_core.retrievers import BaseRetriever
 
 from rag.answer.chain import (
-    ANSWER_TAG,
     ChainCancelledError,
+    ChainResult,
     FinalEvent,
     TokenEvent,
-    _TokenCollector,
-    _TokenRelay,
+    TokenRelay,
     astream_chain,
     build_chain,
-    history_messages,
 )
+from rag.answer.models import GenerationParams
 from tests.unit.api.fakes import ScriptedChatModel
 
 
@@ -36,14 +35,15 @@ class _TwoDocs(BaseRetriever):
         return [Document("Studio is an IDE.", metadata={"id": "a"}), Document("EMR runs Spark.", metadata={"id": "b"})]
 
 
-async def _collect(chain, question: str, history=()) -> tuple[list[str], FinalEvent]:
+async def _collect(chain, question: str, history=()) -> tuple[list[str], ChainResult]:
     texts: list[str] = []
     final = None
-    async for event in astream_chain(chain, question, history_messages(list(history))):
+    async for event in astream_chain(chain, question, list(history)):
         if isinstance(event, TokenEvent):
             texts.append(event.text)
         else:
-            final = event
+            assert isinstance(event, FinalEvent)
+            final = event.result
     assert final is not None
     return texts, final
 
@@ -60,7 +60,7 @@ def test_spaced_tokens_are_separate_events_and_the_final_event_has_docs_and_usag
 
 def test_tokens_that_pile_up_while_the_loop_is_busy_arrive_together_in_order():
     async def run() -> list[str | None]:
-        relay = _TokenRelay(asyncio.get_running_loop())
+        relay = TokenRelay(asyncio.get_running_loop())
         producer = threading.Thread(target=lambda: [relay.put(w) for w in ("a", "b", "c")])
         producer.start()
         producer.join()  # the loop has not run: all three wait for one wake-up
@@ -76,7 +76,7 @@ def test_tokens_that_pile_up_while_the_loop_is_busy_arrive_together_in_order():
 def test_after_the_first_token_pieces_are_sent_at_most_every_flush_interval():
     async def run() -> list[tuple[str | None, float]]:
         loop = asyncio.get_running_loop()
-        relay = _TokenRelay(loop, flush_seconds=0.5)
+        relay = TokenRelay(loop, flush_seconds=0.5)
         started = loop.time()
         got: list[tuple[str | None, float]] = []
 
@@ -166,7 +166,7 @@ def test_a_client_that_leaves_during_the_condense_call_causes_no_retrieval():
     chain = build_chain(retriever=Recording(), llm=ScriptedChatModel(), condense_llm=Gated())
 
     async def run() -> None:
-        stream = astream_chain(chain, "and the price?", history_messages([("What is Studio?", "An IDE.")]))
+        stream = astream_chain(chain, "and the price?", [("What is Studio?", "An IDE.")])
         step = asyncio.ensure_future(anext(stream))
         await asyncio.to_thread(reached.wait, 10)
         step.cancel()  # the client goes away
@@ -179,17 +179,62 @@ def test_a_client_that_leaves_during_the_condense_call_causes_no_retrieval():
     assert searched == []
 
 
-def test_once_cancelled_every_retriever_or_model_start_and_token_stops_the_chain():
+def test_a_cancelled_run_makes_no_retrieval_and_no_model_call():
+    searched: list[str] = []
+
+    class Recording(_TwoDocs):
+        def _get_relevant_documents(self, query, *, run_manager):
+            searched.append(query)
+            return super()._get_relevant_documents(query, run_manager=run_manager)
+
+    model = ScriptedChatModel()
     cancelled = threading.Event()
-    collector = _TokenCollector(_TokenRelay(asyncio.new_event_loop()), cancelled)
-    run = uuid.uuid4()
-    collector.on_retriever_start({}, "q")
-    collector.on_chat_model_start({}, [[HumanMessage("hi")]], run_id=run)
     cancelled.set()
-    for call in (
-        lambda: collector.on_retriever_start({}, "q"),
-        lambda: collector.on_chat_model_start({}, [[HumanMessage("hi")]], run_id=run),
-        lambda: collector.on_llm_new_token("x", run_id=run, tags=[ANSWER_TAG]),
-    ):
-        with pytest.raises(ChainCancelledError):
-            call()
+    chain = build_chain(retriever=Recording(), llm=model)
+    with pytest.raises(ChainCancelledError):
+        chain.run("q?", [("What is Studio?", "An IDE.")], cancelled=cancelled)
+    assert searched == [] and model.calls == []
+
+
+def test_k_and_generation_parameters_are_call_arguments_and_the_shared_model_is_not_copied():
+    seen: list[dict] = []
+
+    class KRetriever(BaseRetriever):
+        def _get_relevant_documents(self, query, *, run_manager, k=None, stats=None):
+            seen.append({"k": k})
+            return [Document(f"doc {n}", metadata={"id": str(n)}) for n in range(k or 1)]
+
+    model = ScriptedChatModel(replies=["ok"])
+    chain = build_chain(retriever=KRetriever(), llm=model)
+    params = GenerationParams(temperature=0.7, max_tokens=99, top_p=0.5, top_k=40, stop=["END"])
+    result = chain.run("q?", k=4, generation=params)
+    assert seen == [{"k": 4}] and len(result.documents) == 4
+    call = model.calls[-1]
+    assert call["kwargs"] == {"temperature": 0.7, "max_tokens": 99, "top_p": 0.5, "top_k": 40}
+    assert call["stop"] == ["END"]
+    assert model.temperature is None  # the shared model itself is untouched
+
+
+def test_needs_condense_false_skips_the_condense_call():
+    model = ScriptedChatModel(replies=["It is an IDE."])
+    chain = build_chain(retriever=_TwoDocs(), llm=model, needs_condense=lambda question, history: False)
+    result = chain.run("What is SageMaker Studio?", [("What is EMR?", "Spark on EC2.")])
+    assert len(model.calls) == 1 and "Standalone question:" not in model.calls[0]["prompt"]
+    assert result.generated_question == "What is SageMaker Studio?"
+
+
+def test_the_no_answer_hook_answers_without_a_model_call():
+    model = ScriptedChatModel()
+    got: list[tuple[str, list[str]]] = []
+
+    def no_answer(question, docs):
+        got.append((question, [d.metadata["id"] for d in docs]))
+        return "The documents do not cover this."
+
+    chain = build_chain(retriever=_TwoDocs(), llm=model, no_answer=no_answer)
+    tokens: list[str] = []
+    result = chain.run("q?", on_token=tokens.append)
+    assert model.calls == []
+    assert got == [("q?", ["a", "b"])]
+    assert (result.answer, result.grounded, result.documents) == ("The documents do not cover this.", False, [])
+    assert tokens == ["The documents do not cover this."]

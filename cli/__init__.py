@@ -1,0 +1,1 @@
+"""``rag``: the operator's command line (ask, load, status, reset). See :mod:`cli.main`."""
