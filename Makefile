@@ -39,9 +39,11 @@ format: install
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-eval: install ## retrieval quality on the dev question sets (after `make demo` built the indexes)
-	for t in tenanta tenantb; do EMBEDDINGS_PROVIDER=local $(PY) -m rag.eval --tenant $$t \
-	  --index-uri .demo/$$t/index --questions ../shared/eval/dev_$$t.jsonl; done
+eval: install ## retrieval, conversation and no-answer quality on the dev sets (after `make demo` built the indexes)
+	for t in tenanta tenantb; do EMBEDDINGS_PROVIDER=local HF_HUB_OFFLINE=1 $(PY) -m rag.eval --tenant $$t \
+	  --index-uri .demo/$$t/index --questions ../shared/eval/dev_$$t.jsonl \
+	  --conversations ../shared/eval/dev_conversations_$$t.jsonl \
+	  --unanswerable ../shared/eval/dev_unanswerable_$$t.jsonl; done
 
 bench: install
 	$(PY) benchmarks/ingest_bench.py

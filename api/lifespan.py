@@ -23,6 +23,7 @@ from api.services.answer import AnswerService
 from api.services.documents import build_document_services
 from api.state import IndexHolder, RagState
 from rag.answer.chain import LiveRetriever, build_chain, refers_back
+from rag.answer.grounding import floor_for
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.readers import open_index_reader
 from rag.answer.retrieval import make_retriever
@@ -151,11 +152,17 @@ async def build_state(parts: Components) -> RagState:
         retriever_factory=lambda index: make_retriever(settings, index, embeddings, k=MAX_MATCHING_DOCS),
     )
     holder.on_loaded = retriever.prime
+    floor = floor_for(embedding_model, settings.relevance_floor)
+    if floor is None:
+        logger.warning(
+            "no relevance floor for %s: only the model's own refusals mark ungrounded answers", embedding_model
+        )
     chain = build_chain(
         retriever=retriever,
         llm=chat_model,
         condense_llm=condense_model,
-        needs_condense=refers_back,  # placeholder until rag.answer.followup (grounded answers) lands
+        needs_condense=refers_back,
+        relevance_floor=floor,
         condense_max_tokens=settings.condense_max_tokens,
     )
     return RagState(

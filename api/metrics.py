@@ -83,6 +83,12 @@ QUOTA_ERRORS = Counter(
     ["tenant"],
 )
 USAGE_ERRORS = Counter("ragapi_usage_record_errors_total", "Usage records that could not be stored.", ["tenant"])
+UNGROUNDED = Counter(
+    "ragapi_ungrounded_answers_total",
+    "Answers saying the documents do not cover the question, by tenant and reason "
+    "(no_relevant_passage: nothing cleared the relevance floor, no model call; model_refused).",
+    ["tenant", "reason"],
+)
 FEEDBACK = Counter("ragapi_feedback_total", "Feedback received, by tenant and rating (up/down).", ["tenant", "rating"])
 
 #: Every metric name /metrics exports (histograms add _bucket/_sum/_count, counters _total).
@@ -104,6 +110,7 @@ EXPORTED = (
     QUOTA_REJECTIONS,
     QUOTA_ERRORS,
     USAGE_ERRORS,
+    UNGROUNDED,
     FEEDBACK,
 )
 

@@ -141,7 +141,7 @@ class DemoStack:
         env.setdefault("EMBEDDINGS_PROVIDER", "local")
         env.setdefault("LLM_PROVIDER", "extractive")
         env.setdefault("AUTH_MODE", "dev")
-        env.setdefault("RETRIEVER_MODE", "hybrid")
+        env.setdefault("RETRIEVER_MODE", "dense")
         env.setdefault("HF_HUB_OFFLINE", "1")
         env.setdefault("TOKENIZERS_PARALLELISM", "false")
         env.update(self.env)

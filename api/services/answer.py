@@ -90,6 +90,7 @@ def to_sources(documents: list[Document]) -> list[Source]:
                 title=str(meta["title"]) if meta.get("title") else None,
                 score=float(meta.get("score", 0.0)),
                 snippet=doc.page_content[:SNIPPET_CHARS],
+                cited=bool(meta.get("cited", False)),
             )
         )
     return sources
@@ -329,6 +330,8 @@ class AnswerTurn:
         metrics.TOKENS.labels("output").inc(result.usage.output_tokens)
         if result.retrieval.retrieval_seconds is not None:
             metrics.RETRIEVAL.observe(result.retrieval.retrieval_seconds)
+        if not result.grounded:
+            metrics.UNGROUNDED.labels(self.state.settings.tenant_id, result.ungrounded_reason or "hook").inc()
         self.sources = to_sources(result.documents)
         self._emit(SourcesEvent(sources=self.sources))
         if self._cancelled.is_set():
@@ -419,6 +422,7 @@ class AnswerTurn:
             output_tokens=usage.output_tokens,
             cost_usd=state.prices.cost(model, usage.input_tokens, usage.output_tokens),
             at=utc_now_iso(),
+            grounded=result.grounded,
         )
         metrics.MODEL_TOKENS.labels(tenant, model, "input").inc(usage.input_tokens)
         metrics.MODEL_TOKENS.labels(tenant, model, "output").inc(usage.output_tokens)

@@ -43,6 +43,20 @@ from langchain_core.retrievers import BaseRetriever
 from langchain_core.runnables import RunnableConfig
 from pydantic import ConfigDict, PrivateAttr
 
+from rag.answer.followup import ALONE_WEIGHT, QueryPlan, plan_query
+from rag.answer.followup import refers_back as _question_refers_back
+from rag.answer.grounding import (
+    NO_ANSWER,
+    REASON_MODEL_REFUSED,
+    REASON_NO_PASSAGE,
+    RelevanceFloor,
+    Verdict,
+    dense_score,
+    is_refusal,
+    judge,
+    mark_cited,
+    unknown_share,
+)
 from rag.answer.models import (
     CONDENSE_MARKER,
     QUESTION_MARKER,
@@ -51,7 +65,7 @@ from rag.answer.models import (
     generation_kwargs_for,
     text_stream_for,
 )
-from rag.answer.retrieval import TenantRetriever
+from rag.answer.retrieval import TenantRetriever, reciprocal_rank_fusion
 from rag.answer.tracing import span
 from rag.index.backend import SearchIndex
 
@@ -76,15 +90,18 @@ CONDENSE_PROMPT = PromptTemplate.from_template(CONDENSE_TEMPLATE)
 
 ANSWER_SYSTEM = (
     "You are a helpful assistant that answers questions about the organisation's documents. "
-    "Answer only from the documents below; if they do not contain the answer, say that you do not "
-    "know. Cite the documents you used as [n].\n\n"
+    "Answer only from the documents below. If they do not contain the answer, reply with exactly "
+    f"this sentence and nothing else: {NO_ANSWER} "
+    "Cite the documents you used as [n].\n\n"
     "Documents:\n{context}"
 )
 ANSWER_PROMPT = ChatPromptTemplate.from_messages(
     [("system", ANSWER_SYSTEM), ("human", f"{QUESTION_MARKER} {{question}}")]
 )
 #: How one retrieved chunk appears in {context}; ``n`` is its 1-based rank.
-DOCUMENT_PROMPT = PromptTemplate.from_template('<doc n="{rank}" source="{source}">\n{page_content}\n</doc>')
+DOCUMENT_PROMPT = PromptTemplate.from_template(
+    '<doc n="{rank}" source="{source}" title="{title}">\n{page_content}\n</doc>'
+)
 #: Between two documents in {context} (LangChain's stuff-documents default).
 DOCUMENT_SEPARATOR = "\n\n"
 
@@ -102,67 +119,16 @@ def condense_when_history(question: str, history: Sequence[HistoryTurn]) -> bool
     return bool(history)
 
 
-#: Words that point back into the conversation ("how much is *it*", "and *those*?").
-_REFERRING_WORDS = frozenset(
-    [
-        "it",
-        "its",
-        "it's",
-        "they",
-        "them",
-        "their",
-        "theirs",
-        "this",
-        "that",
-        "these",
-        "those",
-        "there",
-        "he",
-        "she",
-        "him",
-        "her",
-        "his",
-        "hers",
-        "one",
-        "ones",
-        "same",
-        "such",
-        "former",
-        "latter",
-        "above",
-        "previous",
-        "earlier",
-        "also",
-        "too",
-        "else",
-        "other",
-        "another",
-    ]
-)
-_FOLLOW_UP_START = ("and ", "but ", "so ", "or ", "what about", "how about", "then ")
-#: Fewer words than this: too short to stand alone ("pricing?", "in Europe?").
-_MIN_STANDALONE_WORDS = 4
-
-
 def refers_back(question: str, history: Sequence[HistoryTurn]) -> bool:
-    """PLACEHOLDER :data:`NeedsCondense` until ``rag.answer.followup`` (grounded answers) lands: condense only
-    a question with history that refers back to it — a referring word (``it``, ``that``, ``those``, …), a
-    follow-up opening (``and …``, ``what about …``) or fewer than 4 words; any other question stands alone
-    and is retrieved with its own words, without the condense call.
+    """The :data:`NeedsCondense` of grounded answers: condense only a question with history whose wording
+    points back at it (:func:`rag.answer.followup.refers_back`); any other question is retrieved with its own
+    words, without the condense call.
 
     Args:
         question: the user's question.
         history: past turns, oldest first.
     """
-    if not history:
-        return False
-    text = question.strip().lower()
-    words = [w.strip("?!.,;:'\"()") for w in text.split()]
-    return (
-        len(words) < _MIN_STANDALONE_WORDS
-        or text.startswith(_FOLLOW_UP_START)
-        or any(w in _REFERRING_WORDS for w in words)
-    )
+    return bool(history) and _question_refers_back(question)
 
 
 @dataclass
@@ -250,18 +216,65 @@ class LiveRetriever(BaseRetriever):
             if current is not None:
                 current.set_attribute("documents", len(docs))
         if stats is not None:
-            stats.retrieval_seconds = time.perf_counter() - started
+            # a follow-up may retrieve twice (question alone + condensed): the times add up
+            stats.retrieval_seconds = (stats.retrieval_seconds or 0.0) + time.perf_counter() - started
             stats.index_version = index.version.version
         return docs
 
+    def vocabulary(self) -> frozenset[str] | None:
+        """The current index's words (for the grounding check), None before the first load."""
+        index = self.index_provider()
+        return index.vocabulary() if index is not None else None
+
 
 def _rank_and_source(docs: list[Document]) -> list[Document]:
-    """Make sure DOCUMENT_PROMPT's variables exist on every document."""
+    """Make sure DOCUMENT_PROMPT's variables exist on every document (``rank`` = position, 1-based)."""
     out = []
     for position, doc in enumerate(docs, start=1):
-        metadata = {"rank": position, "source": "", **doc.metadata}
+        metadata = {"source": "", "title": "", **doc.metadata, "rank": position}
         out.append(Document(page_content=doc.page_content, metadata=metadata, id=doc.id))
     return out
+
+
+def _doc_key(doc: Document) -> str:
+    meta = doc.metadata
+    return str(
+        doc.id or meta.get("id") or (meta.get("source"), meta.get("row"), meta.get("page"), meta.get("start_index"))
+    )
+
+
+def fuse_documents(rankings: list[list[Document]], weights: list[float], k: int) -> list[Document]:
+    """Merge ranked document lists by reciprocal rank fusion (:func:`rag.answer.retrieval.reciprocal_rank_fusion`).
+
+    A chunk found by several lists keeps the metadata of its best-ranked occurrence and the highest
+    ``dense_score`` (each list's cosine is to its own query). Returns the ``k`` best.
+    """
+    by_key: dict[str, Document] = {}
+    keyed: list[list[int]] = []
+    keys: dict[str, int] = {}
+    for ranking in rankings:
+        ids = []
+        for doc in ranking:
+            key = _doc_key(doc)
+            position = keys.setdefault(key, len(keys))
+            ids.append(position)
+            seen = by_key.get(key)
+            if seen is None:
+                by_key[key] = doc
+            elif dense_score(doc) > dense_score(seen):
+                by_key[key] = Document(
+                    page_content=seen.page_content,
+                    metadata={
+                        **seen.metadata,
+                        "dense_score": doc.metadata.get("dense_score"),
+                        "score": doc.metadata.get("score"),
+                    },
+                    id=seen.id,
+                )
+        keyed.append(ids)
+    ordered = [key for key, _ in sorted(keys.items(), key=lambda kv: kv[1])]
+    fused = reciprocal_rank_fusion(keyed, weights)[:k]
+    return [by_key[ordered[position]] for position, _ in fused]
 
 
 def format_history(history: Sequence[HistoryTurn]) -> str:
@@ -309,7 +322,11 @@ class ChainResult:
         generated_question: the question retrieval used (the condensed one, or the user's own).
         usage: tokens of every model call of the run.
         retrieval: search time and index version.
-        grounded: False when the :data:`NoAnswer` hook answered instead of the model.
+        grounded: False when the :data:`NoAnswer` hook or the relevance floor answered instead of the
+            model, or the model itself said the documents lack the answer.
+        ungrounded_reason: one of :data:`rag.answer.grounding.UNGROUNDED_REASONS` when not grounded.
+        query_kind: what retrieval used: ``alone``, ``condensed`` or ``fused``
+            (:func:`rag.answer.followup.plan_query`).
     """
 
     answer: str
@@ -318,6 +335,8 @@ class ChainResult:
     usage: Usage = field(default_factory=Usage)
     retrieval: RetrievalStats = field(default_factory=RetrievalStats)
     grounded: bool = True
+    ungrounded_reason: str | None = None
+    query_kind: str = "alone"
 
 
 def _usage_of(meta: Any) -> tuple[int, int] | None:
@@ -348,6 +367,12 @@ class AnswerChain:
         no_answer: optional hook between retrieval and the answer call (:data:`NoAnswer`).
         condense_max_tokens: upper bound of the condense call's output tokens (a question, not an
             answer); None: the request's ``max_tokens``.
+        relevance_floor: the no-answer floor (:func:`rag.answer.grounding.floor_for`): below it the
+            answer is :data:`rag.answer.grounding.NO_ANSWER` without a model call, and only passages
+            above it go to the model. None: every retrieval counts as relevant (the model's own
+            refusals still mark the answer ungrounded).
+        vocabulary: returns the index's words for the unknown-word penalty (default: the retriever's
+            ``vocabulary`` when it has one; None: no penalty).
     """
 
     def __init__(
@@ -359,8 +384,12 @@ class AnswerChain:
         needs_condense: NeedsCondense = condense_when_history,
         no_answer: NoAnswer | None = None,
         condense_max_tokens: int | None = None,
+        relevance_floor: RelevanceFloor | None = None,
+        vocabulary: Callable[[], frozenset[str] | None] | None = None,
     ) -> None:
         self.retriever = retriever
+        self.relevance_floor = relevance_floor
+        self.vocabulary = vocabulary or getattr(retriever, "vocabulary", None)
         self.llm = llm
         self.condense_llm = condense_llm or llm
         self.needs_condense = needs_condense
@@ -440,14 +469,75 @@ class AnswerChain:
             query = self._condense(question, history, generation, config, usage)
         check()
         stats = RetrievalStats()
-        docs = _rank_and_source(self.retriever.invoke(query, {**config, "run_name": "retriever"}, k=k, stats=stats))
+        docs, verdict, plan = self._retrieve_turn(question, query, bool(history), k, stats, config)
         if self.no_answer is not None and (reply := self.no_answer(question, docs)) is not None:
             if on_token is not None and reply:
                 on_token(reply)
-            return ChainResult(reply, [], query, usage, stats, grounded=False)
+            return ChainResult(reply, [], query, usage, stats, grounded=False, query_kind=plan.kind)
+        if not verdict.grounded:
+            if on_token is not None:
+                on_token(NO_ANSWER)
+            return ChainResult(
+                NO_ANSWER, [], query, usage, stats, False, ungrounded_reason=REASON_NO_PASSAGE, query_kind=plan.kind
+            )
+        given = verdict.relevant if self.relevance_floor is not None else docs
         check()
-        answer = self._answer(question, docs, generation, config, usage, on_token, check)
-        return ChainResult(answer, docs, query, usage, stats)
+        answer = self._answer(question, given, generation, config, usage, on_token, check)
+        if is_refusal(answer):
+            return ChainResult(
+                NO_ANSWER, [], query, usage, stats, False, ungrounded_reason=REASON_MODEL_REFUSED, query_kind=plan.kind
+            )
+        return ChainResult(answer, mark_cited(docs, answer, given), query, usage, stats, query_kind=plan.kind)
+
+    def _vocabulary(self) -> frozenset[str] | None:
+        return self.vocabulary() if self.vocabulary is not None else None
+
+    def _search(self, query: str, k: int | None, stats: RetrievalStats, config: RunnableConfig) -> list[Document]:
+        return _rank_and_source(self.retriever.invoke(query, {**config, "run_name": "retriever"}, k=k, stats=stats))
+
+    def _retrieve_turn(
+        self,
+        question: str,
+        condensed: str,
+        has_history: bool,
+        k: int | None,
+        stats: RetrievalStats,
+        config: RunnableConfig,
+    ) -> tuple[list[Document], Verdict, QueryPlan]:
+        """Retrieve with the question alone, the condensed question or both fused (:func:`plan_query`)."""
+        floor = self.relevance_floor.floor if self.relevance_floor else None
+        vocabulary = self._vocabulary()
+        alone = self._search(question, k, stats, config)
+        alone_verdict = judge(question, alone, self.relevance_floor, vocabulary)
+        if not has_history or condensed.strip() == question.strip():
+            return alone, alone_verdict, plan_query(question, question, has_history=has_history)
+        with_history = self._search(condensed, k, stats, config)
+        # The unknown-word penalty counts the user's own words, not the topic the condensed question
+        # borrows from the history: an off-topic question after an on-topic conversation stays off-topic.
+        history_verdict = judge(question, with_history, self.relevance_floor, vocabulary)
+        plan = plan_query(
+            question,
+            condensed,
+            has_history=True,
+            alone_relevance=alone_verdict.relevance,
+            condensed_relevance=history_verdict.relevance,
+            floor=floor,
+            unknown_share=unknown_share(question, vocabulary),
+        )
+        if plan.kind == "alone":
+            return alone, alone_verdict, plan
+        if plan.kind == "condensed":
+            return with_history, history_verdict, plan
+        docs = _rank_and_source(
+            fuse_documents([with_history, alone], [1.0, ALONE_WEIGHT], len(alone) or len(with_history))
+        )
+        relevant_keys = {_doc_key(d) for d in (*alone_verdict.relevant, *history_verdict.relevant)}
+        verdict = Verdict(
+            grounded=alone_verdict.grounded or history_verdict.grounded,
+            relevance=max(alone_verdict.relevance, history_verdict.relevance),
+            relevant=[d for d in docs if _doc_key(d) in relevant_keys],
+        )
+        return docs, verdict, plan
 
     def _condense(
         self,
@@ -535,6 +625,7 @@ def build_chain(
     needs_condense: NeedsCondense = condense_when_history,
     no_answer: NoAnswer | None = None,
     condense_max_tokens: int | None = None,
+    relevance_floor: RelevanceFloor | None = None,
 ) -> AnswerChain:
     """Build the conversational RAG chain (once per process); see :class:`AnswerChain` for the arguments."""
     return AnswerChain(
@@ -544,6 +635,7 @@ def build_chain(
         needs_condense=needs_condense,
         no_answer=no_answer,
         condense_max_tokens=condense_max_tokens,
+        relevance_floor=relevance_floor,
     )
 
 

@@ -39,7 +39,8 @@ EXTRACTIVE_LABEL = "Extractive answer (no generative model configured):"
 #: Markers the prompts in :mod:`rag.answer.chain` use; the extractive model parses them.
 CONDENSE_MARKER = "Standalone question:"
 QUESTION_MARKER = "Question:"
-_DOC_RE = re.compile(r'<doc n="(?P<n>\d+)"[^>]*>\n?(?P<text>.*?)\n?</doc>', re.DOTALL)
+_DOC_RE = re.compile(r'<doc n="(?P<n>\d+)"(?P<attrs>[^>]*)>\n?(?P<text>.*?)\n?</doc>', re.DOTALL)
+_TITLE_RE = re.compile(r'\btitle="(?P<title>[^"]*)"')
 
 
 @dataclass(frozen=True)
@@ -308,11 +309,16 @@ class ExtractiveChatModel(BaseChatModel):
 
     It understands the two prompts of :mod:`rag.answer.chain`:
 
-    * the answer prompt (documents in ``<doc n="1" ...>...</doc>`` blocks, then ``Question:``):
-      it picks the sentences that share the most content words with the question from the top
-      documents and cites them as ``[n]``, under the label :data:`EXTRACTIVE_LABEL`;
+    * the answer prompt (documents in ``<doc n="1" ... title="...">...</doc>`` blocks, then
+      ``Question:``): it quotes the document's text without its title line (for a FAQ row: the
+      answer, not the question), starting with the sentence of the best (first) document that
+      shares the most content words with the question and the sentences after it (a list stays
+      with its introduction), then the best sentence of each next document that shares any; each
+      quote is cited as ``[n]``, under the label :data:`EXTRACTIVE_LABEL`. The chain gives it only
+      the passages above the relevance floor, so weak passages are not quoted;
     * the condense prompt (ends with :data:`CONDENSE_MARKER`): it cannot rewrite, so it returns the
-      previous user question followed by the follow-up (query expansion for retrieval).
+      conversation's topic question followed by the follow-up
+      (:func:`rag.answer.followup.offline_condense`; query expansion for retrieval).
 
     Token usage is estimated (:func:`estimate_tokens`). ``max_tokens`` (the field, or the call
     argument of the same name, which wins) caps the answer in words.
@@ -346,26 +352,45 @@ class ExtractiveChatModel(BaseChatModel):
 
     @staticmethod
     def _condense(prompt: str) -> str:
+        from rag.answer.followup import offline_condense
+
         body = prompt.rstrip()[: -len(CONDENSE_MARKER)]
         follow_up = ""
         if "Follow-up question:" in body:
             body, follow_up = body.rsplit("Follow-up question:", 1)
         previous = [line.split(":", 1)[1].strip() for line in body.splitlines() if line.startswith("Human:")]
-        earlier = previous[-1] if previous else ""
-        return f"{earlier} {follow_up.strip()}".strip()
+        return offline_condense(follow_up.strip(), previous)
+
+    @staticmethod
+    def _answer_text(attrs: str, text: str) -> str:
+        """The passage without its title line (a FAQ row's question), when it starts with it."""
+        title = _TITLE_RE.search(attrs)
+        first, _, rest = text.partition("\n")
+        if title and title.group("title").strip() and first.strip() == title.group("title").strip() and rest.strip():
+            return rest
+        return text
 
     def _extract(self, prompt: str) -> str:
-        docs = [(int(m.group("n")), m.group("text")) for m in _DOC_RE.finditer(prompt)]
+        docs = [
+            (int(m.group("n")), self._answer_text(m.group("attrs"), m.group("text"))) for m in _DOC_RE.finditer(prompt)
+        ]
         question = prompt.rsplit(QUESTION_MARKER, 1)[-1].split("\n")[0] if QUESTION_MARKER in prompt else prompt
         if not docs:
             return f"{EXTRACTIVE_LABEL} no matching passage was found in the documents."
         wanted = _content_words(question)
         parts = []
-        for number, text in docs[: self.max_passages]:
+        for position, (number, text) in enumerate(docs[: self.max_passages]):
             sentences = _split_sentences(text)
-            scored = sorted(enumerate(sentences), key=lambda item: (-len(_content_words(item[1]) & wanted), item[0]))
-            chosen = sorted(scored[: self.max_sentences])
-            passage = " ".join(s for _, s in chosen)
+            if not sentences:
+                continue
+            overlaps = [len(_content_words(sentence) & wanted) for sentence in sentences]
+            best = max(range(len(sentences)), key=lambda i: (overlaps[i], -i))
+            if position == 0:
+                passage = " ".join(sentences[best : best + self.max_sentences])
+            elif overlaps[best] > 0:
+                passage = sentences[best]
+            else:
+                continue
             parts.append(f"{passage} [{number}]")
         return f"{EXTRACTIVE_LABEL} " + " ".join(parts)
 

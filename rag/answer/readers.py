@@ -46,6 +46,7 @@ class FaissIndexReader:
         )
         if self.prebuild_bm25:
             loaded.bm25()
+        loaded.vocabulary()  # the grounding check's word list, built here rather than on the first question
         return loaded
 
     def check(self) -> None:

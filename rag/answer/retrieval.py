@@ -48,6 +48,7 @@ class TenantIndex(SearchIndex):
     version: IndexVersion
     ef_search: int = 128
     _bm25: bm25s.BM25 | None = field(default=None, repr=False)
+    _vocabulary: frozenset[str] | None = field(default=None, repr=False)
 
     @property
     def tenant(self) -> str:
@@ -68,6 +69,14 @@ class TenantIndex(SearchIndex):
             model.index(corpus or [["<empty>"]], show_progress=False)
             self._bm25 = model
         return self._bm25
+
+    def vocabulary(self) -> frozenset[str]:
+        """Every content word of the chunks (built on first use; the grounding check's unknown words)."""
+        if self._vocabulary is None:
+            from rag.answer.grounding import index_vocabulary
+
+            self._vocabulary = index_vocabulary(self.documents)
+        return self._vocabulary
 
     def dense_search(self, query_vector: list[float] | np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top ``k`` chunk positions by inner product (cosine: vectors are unit length).

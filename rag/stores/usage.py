@@ -112,6 +112,8 @@ class UsageRecord:
         output_tokens: generated tokens.
         cost_usd: estimated cost, USD.
         at: when the answer completed, ISO 8601 UTC with milliseconds.
+        grounded: False when the answer said the documents do not cover the question
+            (``rag.answer.grounding``); what users ask that the documents lack.
     """
 
     tenant: str
@@ -123,6 +125,7 @@ class UsageRecord:
     output_tokens: int
     cost_usd: float
     at: str
+    grounded: bool = True
 
 
 def iso_utc(moment: datetime) -> str:
@@ -208,6 +211,7 @@ class DynamoDBUsageStore:
                         output_tokens=int(item.get("output_tokens", 0)),
                         cost_usd=float(item.get("cost_usd", 0)),
                         at=str(item.get("at", "")),
+                        grounded=bool(item.get("grounded", True)),
                     )
                     if lo <= rec.at < hi:
                         records.append(rec)
@@ -230,6 +234,7 @@ class SQLiteUsageStore:
         tenant TEXT NOT NULL, at TEXT NOT NULL, answer_id TEXT NOT NULL, user TEXT NOT NULL,
         session_id TEXT NOT NULL, model_id TEXT NOT NULL, input_tokens INTEGER NOT NULL,
         output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, expires_at INTEGER NOT NULL,
+        grounded INTEGER NOT NULL DEFAULT 1,
         PRIMARY KEY (tenant, at, answer_id)
     );
     """
@@ -238,12 +243,16 @@ class SQLiteUsageStore:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self._connections = SharedConnections(self.path, self._SCHEMA, error=UsageUnavailableError, label="usage")
+        columns = {row[1] for row in self._connections.execute("PRAGMA table_info(usage)")}
+        if "grounded" not in columns:  # a file written before grounded answers existed
+            self._connections.execute("ALTER TABLE usage ADD COLUMN grounded INTEGER NOT NULL DEFAULT 1")
 
     def record(self, record: UsageRecord) -> None:
         """See :class:`UsageStore`."""
         now = int(time.time())
         self._connections.execute(
-            "INSERT OR REPLACE INTO usage VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO usage (tenant, at, answer_id, user, session_id, model_id, input_tokens, "
+            "output_tokens, cost_usd, expires_at, grounded) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.tenant,
                 record.at,
@@ -255,6 +264,7 @@ class SQLiteUsageStore:
                 record.output_tokens,
                 record.cost_usd,
                 now + self.ttl_seconds,
+                int(record.grounded),
             ),
         )
         self._connections.execute("DELETE FROM usage WHERE expires_at < ?", (now,))
@@ -262,11 +272,14 @@ class SQLiteUsageStore:
     def query(self, tenant: str, start: datetime, end: datetime) -> list[UsageRecord]:
         """See :class:`UsageStore`."""
         rows = self._connections.execute(
-            "SELECT user, session_id, answer_id, model_id, input_tokens, output_tokens, cost_usd, at "
+            "SELECT user, session_id, answer_id, model_id, input_tokens, output_tokens, cost_usd, at, grounded "
             "FROM usage WHERE tenant = ? AND at >= ? AND at < ? ORDER BY at",
             (tenant, iso_utc(start), iso_utc(end)),
         )
-        return [UsageRecord(tenant, u, s, a, m, int(i), int(o), float(c), at) for u, s, a, m, i, o, c, at in rows]
+        return [
+            UsageRecord(tenant, u, s, a, m, int(i), int(o), float(c), at, bool(g))
+            for u, s, a, m, i, o, c, at, g in rows
+        ]
 
 
 def make_usage_store(settings: Settings, *, dynamodb_resource: Any = None) -> UsageStore:
@@ -283,11 +296,19 @@ def make_usage_store(settings: Settings, *, dynamodb_resource: Any = None) -> Us
 
 
 def _bucket() -> dict[str, Any]:
-    return {"requests": 0, "input_tokens": 0, "output_tokens": 0, "total_tokens": 0, "estimated_cost_usd": 0.0}
+    return {
+        "requests": 0,
+        "ungrounded": 0,
+        "input_tokens": 0,
+        "output_tokens": 0,
+        "total_tokens": 0,
+        "estimated_cost_usd": 0.0,
+    }
 
 
 def _add(bucket: dict[str, Any], record: UsageRecord) -> None:
     bucket["requests"] += 1
+    bucket["ungrounded"] += not record.grounded
     bucket["input_tokens"] += record.input_tokens
     bucket["output_tokens"] += record.output_tokens
     bucket["total_tokens"] += record.input_tokens + record.output_tokens

@@ -13,11 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser
+from playwright.sync_api import Browser, expect
 
 from devstack.stack import DemoStack
+from rag.answer.grounding import NO_ANSWER
 from tests.conftest import EVAL_DIR
-from tests.integration.webapp.browser import ask, open_chat, running_browser, screenshot, sources
+from tests.integration.webapp.browser import ASSISTANT, EXPANDER, ask, open_chat, running_browser, screenshot, sources
+from webapp.ui import UNGROUNDED_HINT
 
 
 def _free_base_port() -> int:
@@ -89,6 +91,21 @@ def test_tenantb_answers_from_the_emr_corpus_only(stack: DemoStack, browser: Bro
     # A SageMaker-only question asked of tenantb still gets EMR sources only.
     ask(page, "can I drive the sagemaker python sdk from R code with reticulate?", timeout=90)
     assert all("Amazon_EMR_FAQs.csv" in line for line in sources(page))
+    page.close()
+
+
+def test_an_unanswerable_question_gets_the_no_answer_reply_without_sources(stack: DemoStack, browser: Browser) -> None:
+    page = open_chat(browser, stack.endpoints["tenanta"].web_url)
+    answer = ask(page, "who won the football game last night?", timeout=90)
+    screenshot(page, "e2e-tenanta-no-answer")
+    assert answer == NO_ANSWER
+    assert sources(page) == []  # no citations under the reply
+    bubble = page.locator(ASSISTANT).last
+    expect(bubble.locator(EXPANDER)).to_have_count(0)
+    expect(bubble).to_contain_text(UNGROUNDED_HINT)
+    # the next, answerable question is answered with sources again
+    ask(page, "What is Amazon SageMaker?", timeout=90)
+    assert sources(page)
     page.close()
 
 

@@ -70,3 +70,28 @@ def test_retrieval_quality(demo_indexes, local_model, eval_dir: Path, tenant: st
     for scores in (dense, hybrid):
         assert scores.recall[1] <= scores.recall[4] <= scores.recall[10] <= 1.0
         assert scores.recall[1] <= scores.mrr <= scores.recall[10]
+
+
+def test_default_relevance_floor_is_reproduced_from_the_dev_files(demo_indexes, local_model, eval_dir: Path) -> None:
+    """The MiniLM floor in DEFAULT_FLOORS is what the calibration of ``python -m rag.eval --calibrate`` gives."""
+    from rag.answer.grounding import DEFAULT_FLOORS, RelevanceFloor, calibrate_floor
+    from rag.eval import load_conversations, load_unanswerable, question_relevance
+
+    default = DEFAULT_FLOORS[LOCAL_EMBEDDING_MODEL_ID]
+    probe = RelevanceFloor(0.0, unknown_word_penalty=default.unknown_word_penalty)
+    answerable, unanswerable = {}, {}
+    for tenant in CORPORA:
+        _, store = demo_indexes[tenant]
+        index = TenantIndex(load_index_version(store, tenant=tenant, embedding_model=LOCAL_EMBEDDING_MODEL_ID))
+        texts = [q.question for q in load_questions(eval_dir / f"dev_{tenant}.jsonl")]
+        conversations = load_conversations(eval_dir / f"dev_conversations_{tenant}.jsonl")
+        texts += [t.question for c in conversations for t in c if t.kind != "follow_up"]
+        answerable[tenant] = [question_relevance(index, local_model, q, probe) for q in texts]
+        unanswerable[tenant] = [
+            question_relevance(index, local_model, q, probe)
+            for q, _ in load_unanswerable(eval_dir / f"dev_unanswerable_{tenant}.jsonl")
+        ]
+    result = calibrate_floor(answerable, unanswerable)
+    print(f"\ncalibrated {result}")
+    assert round(result.floor, 3) == default.floor
+    assert all(share <= 0.05 for share in result.falsely_refused.values())

@@ -373,7 +373,7 @@ def test_chatbot_deployment_contract(objects: dict, tenant: str) -> None:
         "LOG_FORMAT": "json",
         "EMBEDDINGS_PROVIDER": "bedrock",
         "LLM_PROVIDER": "bedrock",
-        "RETRIEVER_MODE": "hybrid",
+        "RETRIEVER_MODE": "dense",
         "INDEX_POLL_SECONDS": "60",
         # documents area: the API checks admins' tokens itself and starts Jobs in its own namespace
         "ISSUER_URI": web_env["ISSUER_URI"],

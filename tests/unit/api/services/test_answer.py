@@ -150,7 +150,8 @@ def test_the_condense_call_is_bounded_and_not_streamed():
     converse_stream.assert_not_called()  # one plain Converse call, no stream thrown away token by token
     assert converse.call_args.kwargs["inferenceConfig"]["maxTokens"] == 40
     assert converse.call_args.kwargs["modelId"] == "fast.model-v1:0"
-    assert retriever.queries == ["What does Studio cost?"]
+    # grounded answers: the question alone and the condensed one are both retrieved (rag.answer.followup.plan_query)
+    assert retriever.queries == ["and what does it cost?", "What does Studio cost?"]
     assert result.usage.input_tokens == 30 + 10 and result.usage.output_tokens == 5 + 3  # condense + answer
 
 

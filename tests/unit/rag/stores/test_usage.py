@@ -55,6 +55,7 @@ def test_summarize_totals_and_breakdowns() -> None:
     body = summarize("tenanta", records, lo, hi)
     assert body["totals"] == {
         "requests": 3,
+        "ungrounded": 0,
         "input_tokens": 600,
         "output_tokens": 60,
         "total_tokens": 660,
@@ -78,6 +79,31 @@ def test_sqlite_usage_store_range_and_tenant(tmp_path) -> None:
     found = store.query("tenanta", lo, lo + timedelta(days=1))
     assert [(r.user, r.input_tokens) for r in found] == [("a@x.io", 1)]
     assert len(store.query("tenanta", lo, lo + timedelta(days=2))) == 2
+
+
+def test_ungrounded_answers_are_kept_and_counted(tmp_path) -> None:
+    import dataclasses
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as old:  # a file written before the grounded column existed
+        old.execute(
+            "CREATE TABLE usage (tenant TEXT NOT NULL, at TEXT NOT NULL, answer_id TEXT NOT NULL, user TEXT NOT NULL, "
+            "session_id TEXT NOT NULL, model_id TEXT NOT NULL, input_tokens INTEGER NOT NULL, "
+            "output_tokens INTEGER NOT NULL, cost_usd REAL NOT NULL, expires_at INTEGER NOT NULL, "
+            "PRIMARY KEY (tenant, at, answer_id))"
+        )
+        old.execute(
+            "INSERT INTO usage VALUES ('tenanta', '2026-11-01T01:00:00.000+00:00', 'old', 'a@x.io', 's', 'm', 1, 1, 0, ?)",
+            (2**40,),
+        )
+    store = SQLiteUsageStore(path, ttl_seconds=86_400)
+    refused = dataclasses.replace(_record("a@x.io", "2026-11-01T02:00:00.000+00:00", (0, 0), 0.0), grounded=False)
+    store.record(refused)
+    lo = datetime(2026, 11, 1, tzinfo=UTC)
+    found = store.query("tenanta", lo, lo + timedelta(days=1))
+    assert [(r.answer_id, r.grounded) for r in found] == [("old", True), (refused.answer_id, False)]
+    assert summarize("tenanta", found, lo, lo + timedelta(days=1))["totals"]["ungrounded"] == 1
 
 
 class StubbedConverse(ChatBedrockConverse):
