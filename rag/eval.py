@@ -39,6 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from langchain_core.embeddings import Embeddings
 
 from rag.answer.chain import AnswerChain, ChainResult, LiveRetriever, build_chain, refers_back
@@ -316,9 +317,12 @@ class ChainEvaluator:
 
 def question_relevance(index: TenantIndex, embeddings: Embeddings, question: str, floor: RelevanceFloor) -> float:
     """The relevance (:func:`rag.answer.grounding.relevance`) of a question's best dense match."""
-    hits = index.dense_search(embeddings.embed_query(question), 1)
+    vector = embeddings.embed_query(question)
+    hits = index.dense_search(vector, 1)
     best = hits[0][1] if hits else -1.0
-    return relevance(question, best, floor, index.vocabulary())
+    centroid = index.centroid()
+    corpus = float(np.dot(np.asarray(vector, dtype=np.float32), centroid)) if centroid is not None else 0.0
+    return relevance(question, best, floor, index.vocabulary(), corpus)
 
 
 def format_table(tenant: str, results: list[RetrievalScores]) -> str:
@@ -411,8 +415,9 @@ def run_calibration(specs: list[str], max_false_refusals: float) -> str:
         _, index, embeddings = _open_index(tenant, uri)
         model = index.version.manifest.embedding_model
         models.add(model)
-        penalty = DEFAULT_FLOORS.get(model, RelevanceFloor(0.0)).unknown_word_penalty
-        floor = RelevanceFloor(0.0, unknown_word_penalty=penalty)
+        default = DEFAULT_FLOORS.get(model, RelevanceFloor(0.0))
+        penalty, weight = default.unknown_word_penalty, default.corpus_weight
+        floor = RelevanceFloor(0.0, unknown_word_penalty=penalty, corpus_weight=weight)
         answerable[tenant] = [question_relevance(index, embeddings, text, floor) for text in texts]
         unanswerable[tenant] = [
             question_relevance(index, embeddings, q, floor) for q, _ in load_unanswerable(Path(unanswered))
@@ -420,7 +425,10 @@ def run_calibration(specs: list[str], max_false_refusals: float) -> str:
     if len(models) != 1:
         raise ValueError(f"--calibrate: the indexes use different embedding models: {sorted(models)}")
     result = calibrate_floor(answerable, unanswerable, max_false_refusals=max_false_refusals)
-    lines = [f"embedding model {models.pop()}: relevance floor {result.floor:.3f} (unknown-word penalty {penalty})"]
+    lines = [
+        f"embedding model {models.pop()}: relevance floor {result.floor:.3f} "
+        f"(unknown-word penalty {penalty}, corpus weight {weight})"
+    ]
     for tenant in answerable:
         lines.append(
             f"  {tenant}: unanswerable refused {result.refused[tenant]:.2f}, "
@@ -480,7 +488,11 @@ def main(argv: list[str] | None = None) -> int:
     floor = floor_for(manifest.embedding_model, settings.relevance_floor)
     modes = ("dense", "hybrid") if args.mode == "both" else (args.mode,)
     evaluators = [ChainEvaluator(index, embeddings, m, floor, k=args.k) for m in modes]
-    floor_text = f"{floor.floor:.3f} (unknown-word penalty {floor.unknown_word_penalty})" if floor else "none"
+    floor_text = (
+        f"{floor.floor:.3f} (unknown-word penalty {floor.unknown_word_penalty}, corpus weight {floor.corpus_weight})"
+        if floor
+        else "none"
+    )
     print(f"index version {index.version.version} ({manifest.count} chunks, {manifest.embedding_model})")
     print(f"relevance floor {floor_text}")
     if questions is not None:

@@ -51,6 +51,7 @@ from rag.answer.grounding import (
     REASON_NO_PASSAGE,
     RelevanceFloor,
     Verdict,
+    corpus_score,
     dense_score,
     is_refusal,
     judge,
@@ -247,7 +248,8 @@ def fuse_documents(rankings: list[list[Document]], weights: list[float], k: int)
     """Merge ranked document lists by reciprocal rank fusion (:func:`rag.answer.retrieval.reciprocal_rank_fusion`).
 
     A chunk found by several lists keeps the metadata of its best-ranked occurrence and the highest
-    ``dense_score`` (each list's cosine is to its own query). Returns the ``k`` best.
+    ``dense_score`` (each list's cosine is to its own query), with that query's ``corpus_score``.
+    Returns the ``k`` best.
     """
     by_key: dict[str, Document] = {}
     keyed: list[list[int]] = []
@@ -268,6 +270,7 @@ def fuse_documents(rankings: list[list[Document]], weights: list[float], k: int)
                         **seen.metadata,
                         "dense_score": doc.metadata.get("dense_score"),
                         "score": doc.metadata.get("score"),
+                        **({"corpus_score": doc.metadata["corpus_score"]} if "corpus_score" in doc.metadata else {}),
                     },
                     id=seen.id,
                 )
@@ -512,9 +515,12 @@ class AnswerChain:
         if not has_history or condensed.strip() == question.strip():
             return alone, alone_verdict, plan_query(question, question, has_history=has_history)
         with_history = self._search(condensed, k, stats, config)
-        # The unknown-word penalty counts the user's own words, not the topic the condensed question
-        # borrows from the history: an off-topic question after an on-topic conversation stays off-topic.
-        history_verdict = judge(question, with_history, self.relevance_floor, vocabulary)
+        # The unknown-word penalty and the corpus background count the user's own words, not the topic
+        # the condensed question borrows from the history: an off-topic question after an on-topic
+        # conversation stays off-topic, and a short follow-up ("how's it priced?") is not held to the
+        # background of the topic's words.
+        own_background = corpus_score(alone[0]) if alone and "corpus_score" in alone[0].metadata else None
+        history_verdict = judge(question, with_history, self.relevance_floor, vocabulary, own_background)
         plan = plan_query(
             question,
             condensed,
@@ -523,6 +529,8 @@ class AnswerChain:
             condensed_relevance=history_verdict.relevance,
             floor=floor,
             unknown_share=unknown_share(question, vocabulary),
+            alone_cosine=alone_verdict.cosine,
+            condensed_cosine=history_verdict.cosine,
         )
         if plan.kind == "alone":
             return alone, alone_verdict, plan
@@ -536,6 +544,7 @@ class AnswerChain:
             grounded=alone_verdict.grounded or history_verdict.grounded,
             relevance=max(alone_verdict.relevance, history_verdict.relevance),
             relevant=[d for d in docs if _doc_key(d) in relevant_keys],
+            cosine=max(alone_verdict.cosine, history_verdict.cosine),
         )
         return docs, verdict, plan
 

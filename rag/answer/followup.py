@@ -87,6 +87,8 @@ def plan_query(
     condensed_relevance: float | None = None,
     floor: float | None = None,
     unknown_share: float = 0.0,
+    alone_cosine: float | None = None,
+    condensed_cosine: float | None = None,
 ) -> QueryPlan:
     """Decide between the question alone, the condensed question, or both fused.
 
@@ -100,6 +102,11 @@ def plan_query(
         floor: the relevance floor; None: no floor (the lexical signal alone decides).
         unknown_share: share of the question's content words the index never uses
             (:func:`rag.answer.grounding.unknown_share`).
+        alone_cosine: the best passage's cosine for ``question``
+            (:attr:`rag.answer.grounding.Verdict.cosine`); with ``condensed_cosine`` it decides
+            whether the history makes a referring question's retrieval better (default: the
+            relevances are compared).
+        condensed_cosine: the same for ``condensed``.
 
     Returns:
         The plan (the caller retrieves accordingly).
@@ -109,8 +116,10 @@ def plan_query(
     if " ".join(condensed.split()).lower() == " ".join(question.split()).lower():
         return QueryPlan("alone", "unchanged_by_condense")
     alone_ok = alone_relevance is None or floor is None or alone_relevance >= floor
+    alone_best = alone_cosine if alone_cosine is not None else alone_relevance
+    condensed_best = condensed_cosine if condensed_cosine is not None else condensed_relevance
     if refers_back(question):
-        if alone_relevance is not None and condensed_relevance is not None and alone_relevance >= condensed_relevance:
+        if alone_best is not None and condensed_best is not None and alone_best >= condensed_best:
             # the pronoun has its antecedent in the question itself ("does EMR meet its SLA?"):
             # the history does not make the retrieval any better
             return QueryPlan("alone", "history_does_not_help")

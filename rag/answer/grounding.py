@@ -4,10 +4,16 @@ An answer is *grounded* when the tenant's documents hold something relevant to t
 checks decide it:
 
 1. **Before the answer model** (no tokens spent): the retrieval's *relevance* must clear a floor.
-   Relevance is the best passage's cosine similarity to the retrieval query minus a penalty for the
-   query's content words that occur nowhere in the index (``unknown_word_penalty`` x their share):
-   a question about "Textract pricing" to a SageMaker FAQ finds pricing rows with a fair cosine,
-   but "textract" is in none of them. The floor depends on the embedding model (cosines of MiniLM
+   Relevance is the best passage's cosine similarity to the retrieval query, minus
+   ``corpus_weight`` x the query's cosine with the index *centroid* (the mean chunk vector), minus a
+   penalty for the query's content words that occur nowhere in the index (``unknown_word_penalty``
+   x their share). The centroid term measures how close the question is to the corpus as a whole:
+   in a corpus on one topic (the EMR FAQ) any big-data question is near every passage, so its best
+   cosine says less than the same cosine in a broader corpus; subtracting part of that background
+   puts the tenants on one scale (sentence embeddings share a common direction, see Mu &
+   Viswanath, "All-but-the-Top", ICLR 2018). The unknown words catch a question about "Textract
+   pricing" to a SageMaker FAQ: it finds pricing rows with a fair cosine, but "textract" is in none
+   of them. The floor depends on the embedding model (cosines of MiniLM
    and Titan live on different scales), so :data:`DEFAULT_FLOORS` keys it by model id;
    ``RELEVANCE_FLOOR`` overrides it for one deployment. :func:`calibrate_floor` derives it from
    labelled answerable and unanswerable questions (``python -m rag.eval --calibrate``).
@@ -45,14 +51,17 @@ class RelevanceFloor:
     """The no-answer threshold of one embedding model.
 
     Attributes:
-        floor: the lowest relevance (cosine, -1..1, minus the penalty) that still counts as relevant.
+        floor: the lowest relevance (see :func:`relevance`, cosine units) that still counts as relevant.
         unknown_word_penalty: subtracted from the cosine per share (0..1) of the query's content
             words the index never contains.
+        corpus_weight: share (0..1) of the query's cosine with the index centroid subtracted from
+            the passage's cosine (0: the cosine alone).
         calibrated_on: where the numbers come from (for the README and logs).
     """
 
     floor: float
     unknown_word_penalty: float = 0.2
+    corpus_weight: float = 0.0
     calibrated_on: str = ""
 
 
@@ -61,7 +70,10 @@ class RelevanceFloor:
 #: Titan has no entry yet (no calibration run against Bedrock here): no floor, only the model's refusal.
 DEFAULT_FLOORS: dict[str, RelevanceFloor] = {
     LOCAL_EMBEDDING_MODEL_ID: RelevanceFloor(
-        floor=0.387, unknown_word_penalty=0.2, calibrated_on="shared/eval dev sets, tenanta + tenantb"
+        floor=0.262,
+        unknown_word_penalty=0.2,
+        corpus_weight=0.5,
+        calibrated_on="shared/eval dev sets, tenanta + tenantb",
     ),
 }
 
@@ -71,7 +83,8 @@ def floor_for(embedding_model: str, override: float | None = None) -> RelevanceF
 
     Args:
         embedding_model: the embedding model id of the index.
-        override: a floor set by the operator (cosine units); the default's word penalty is kept.
+        override: a floor set by the operator (cosine units); the default's word penalty and
+            corpus weight are kept.
 
     Returns:
         The floor, or None when the model has none (every retrieval then counts as relevant).
@@ -79,8 +92,13 @@ def floor_for(embedding_model: str, override: float | None = None) -> RelevanceF
     default = DEFAULT_FLOORS.get(embedding_model)
     if override is None:
         return default
-    penalty = default.unknown_word_penalty if default else RelevanceFloor(0.0).unknown_word_penalty
-    return RelevanceFloor(floor=override, unknown_word_penalty=penalty, calibrated_on="RELEVANCE_FLOOR")
+    base = default or RelevanceFloor(0.0)
+    return RelevanceFloor(
+        floor=override,
+        unknown_word_penalty=base.unknown_word_penalty,
+        corpus_weight=base.corpus_weight,
+        calibrated_on="RELEVANCE_FLOOR",
+    )
 
 
 def index_vocabulary(documents: Iterable[Document]) -> frozenset[str]:
@@ -111,9 +129,27 @@ def unknown_share(query: str, vocabulary: frozenset[str] | None) -> float:
     return sum(1 for w in words if not _known(w, vocabulary)) / len(words)
 
 
-def relevance(query: str, best_cosine: float, floor: RelevanceFloor, vocabulary: frozenset[str] | None) -> float:
-    """The score the floor is compared with: ``best_cosine - penalty * unknown_share(query)``."""
-    return best_cosine - floor.unknown_word_penalty * unknown_share(query, vocabulary)
+def relevance(
+    query: str,
+    best_cosine: float,
+    floor: RelevanceFloor,
+    vocabulary: frozenset[str] | None,
+    corpus_cosine: float = 0.0,
+) -> float:
+    """The score the floor is compared with.
+
+    ``best_cosine - corpus_weight * corpus_cosine - unknown_word_penalty * unknown_share(query)``.
+
+    Args:
+        query: the retrieval query.
+        best_cosine: the passage's cosine similarity with the query (-1..1).
+        floor: the weights.
+        vocabulary: the index's words (:func:`index_vocabulary`).
+        corpus_cosine: the query's cosine with the index centroid (``corpus_score`` of the
+            retrieved chunks; 0.0 when the index has no centroid).
+    """
+    penalty = floor.unknown_word_penalty * unknown_share(query, vocabulary)
+    return best_cosine - floor.corpus_weight * corpus_cosine - penalty
 
 
 def dense_score(doc: Document) -> float:
@@ -121,6 +157,14 @@ def dense_score(doc: Document) -> float:
     value = doc.metadata.get("dense_score", doc.metadata.get("score", 0.0))
     try:
         return float(value)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def corpus_score(doc: Document) -> float:
+    """The query's cosine with the index centroid (``corpus_score``; 0.0 when absent)."""
+    try:
+        return float(doc.metadata.get("corpus_score", 0.0))
     except (TypeError, ValueError):
         return 0.0
 
@@ -133,32 +177,49 @@ class Verdict:
         grounded: some passage cleared the floor.
         relevance: the retrieval's relevance (see :func:`relevance`; -1.0 without documents).
         relevant: the documents whose own relevance clears the floor (best first as retrieved).
+        cosine: the best passage's cosine similarity with the query (``dense_score``; -1.0 without
+            documents): what :func:`rag.answer.followup.plan_query` compares between two
+            retrievals of one turn, since the corpus term of :func:`relevance` would favour the
+            query with fewer words from the corpus's topic.
     """
 
     grounded: bool
     relevance: float
     relevant: list[Document]
+    cosine: float = -1.0
 
 
 def judge(
-    query: str, documents: Sequence[Document], floor: RelevanceFloor | None, vocabulary: frozenset[str] | None
+    query: str,
+    documents: Sequence[Document],
+    floor: RelevanceFloor | None,
+    vocabulary: frozenset[str] | None,
+    corpus_cosine: float | None = None,
 ) -> Verdict:
     """Apply the floor to the documents retrieved for ``query``.
 
     Args:
         query: the text the documents were retrieved with.
-        documents: retrieved chunks carrying ``dense_score`` (cosine to ``query``).
+        documents: retrieved chunks carrying ``dense_score`` (cosine to ``query``) and, when the
+            index has a centroid, ``corpus_score`` (the query's cosine with it).
         floor: None: everything retrieved counts as relevant.
         vocabulary: the index's words, for the unknown-word penalty.
+        corpus_cosine: the cosine with the index centroid to subtract (see :func:`relevance`);
+            default: each document's ``corpus_score``.
     """
     if not documents:
         return Verdict(False, -1.0, [])
+    cosine = max(dense_score(d) for d in documents)
     if floor is None:
-        return Verdict(True, max(dense_score(d) for d in documents), list(documents))
+        return Verdict(True, cosine, list(documents), cosine)
     penalty = floor.unknown_word_penalty * unknown_share(query, vocabulary)
-    scored = [(d, dense_score(d) - penalty) for d in documents]
+
+    def background(doc: Document) -> float:
+        return floor.corpus_weight * (corpus_score(doc) if corpus_cosine is None else corpus_cosine)
+
+    scored = [(d, dense_score(d) - background(d) - penalty) for d in documents]
     best = max(s for _, s in scored)
-    return Verdict(best >= floor.floor, best, [d for d, s in scored if s >= floor.floor])
+    return Verdict(best >= floor.floor, best, [d for d, s in scored if s >= floor.floor], cosine)
 
 
 # --------------------------------------------------------------------------------------------

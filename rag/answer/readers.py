@@ -47,6 +47,7 @@ class FaissIndexReader:
         if self.prebuild_bm25:
             loaded.bm25()
         loaded.vocabulary()  # the grounding check's word list, built here rather than on the first question
+        loaded.centroid()  # and its corpus centroid
         return loaded
 
     def check(self) -> None:

@@ -49,6 +49,7 @@ class TenantIndex(SearchIndex):
     ef_search: int = 128
     _bm25: bm25s.BM25 | None = field(default=None, repr=False)
     _vocabulary: frozenset[str] | None = field(default=None, repr=False)
+    _centroid: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def tenant(self) -> str:
@@ -77,6 +78,21 @@ class TenantIndex(SearchIndex):
 
             self._vocabulary = index_vocabulary(self.documents)
         return self._vocabulary
+
+    def centroid(self) -> np.ndarray | None:
+        """The unit-length mean of the chunk vectors (built on first use, read back from FAISS in
+        batches of 4,096; the grounding check's corpus similarity, see
+        :func:`rag.answer.grounding.relevance`). None for an empty index."""
+        if self._centroid is None:
+            index = self.version.index
+            if index.ntotal == 0:
+                return None
+            total = np.zeros(index.d, dtype=np.float64)
+            for start in range(0, index.ntotal, 4096):
+                total += index.reconstruct_n(start, min(4096, index.ntotal - start)).sum(axis=0)
+            norm = float(np.linalg.norm(total))
+            self._centroid = (total / norm if norm > 0 else total).astype(np.float32)
+        return self._centroid
 
     def dense_search(self, query_vector: list[float] | np.ndarray, k: int) -> list[tuple[int, float]]:
         """Top ``k`` chunk positions by inner product (cosine: vectors are unit length).
@@ -159,7 +175,8 @@ class TenantRetriever(BaseRetriever):
 
     Each returned ``Document`` is a copy whose metadata adds ``score`` and ``dense_score`` (cosine
     similarity), ``fusion_score`` (the score that ordered the results: cosine for dense, RRF for
-    hybrid; Bedrock's relevance score with a reranker) and ``rank`` (1-based).
+    hybrid; Bedrock's relevance score with a reranker), ``rank`` (1-based) and, when the index has
+    a :meth:`~rag.index.backend.SearchIndex.centroid`, ``corpus_score`` (the query's cosine with it).
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True)
@@ -199,6 +216,8 @@ class TenantRetriever(BaseRetriever):
             ranked = reciprocal_rank_fusion(
                 [[p for p, _ in dense], [p for p, _ in keyword]], [1.0, self.keyword_weight]
             )[: self.k]
+        centroid = self.index.centroid()
+        corpus = None if centroid is None else round(float(np.dot(np.asarray(vector, dtype=np.float32), centroid)), 6)
         results = []
         for rank, (position, score) in enumerate(ranked, start=1):
             doc = found.documents[position]
@@ -212,6 +231,8 @@ class TenantRetriever(BaseRetriever):
                 "fusion_score": round(score, 6),
                 "rank": rank,
             }
+            if corpus is not None:  # the query's cosine with the index centroid (same for every chunk)
+                metadata["corpus_score"] = corpus
             results.append(Document(page_content=doc.page_content, metadata=metadata, id=doc.id))
         return results
 

@@ -104,6 +104,12 @@ class SearchIndex(abc.ABC):
             VectorStoreUnavailableError: the database is down or slow (pgvector only).
         """
 
+    def centroid(self) -> np.ndarray | None:
+        """The unit-length mean of the version's chunk vectors (``dim`` floats), or None when the
+        backend does not provide it; the grounding check then compares the cosine alone
+        (:func:`rag.answer.grounding.relevance`)."""
+        return None
+
 
 class IndexReader(Protocol):
     """What the API's :class:`api.state.IndexHolder` needs from a backend."""

@@ -78,7 +78,7 @@ def test_default_relevance_floor_is_reproduced_from_the_dev_files(demo_indexes, 
     from rag.eval import load_conversations, load_unanswerable, question_relevance
 
     default = DEFAULT_FLOORS[LOCAL_EMBEDDING_MODEL_ID]
-    probe = RelevanceFloor(0.0, unknown_word_penalty=default.unknown_word_penalty)
+    probe = RelevanceFloor(0.0, unknown_word_penalty=default.unknown_word_penalty, corpus_weight=default.corpus_weight)
     answerable, unanswerable = {}, {}
     for tenant in CORPORA:
         _, store = demo_indexes[tenant]

@@ -68,10 +68,36 @@ def test_nothing_above_the_floor_means_no_answer_call() -> None:
     assert result.documents == [] and model.calls == []
 
 
+def test_a_follow_up_is_judged_against_its_own_background_not_the_topics() -> None:
+    follow_up = "How much does it cost?"
+    condensed = f"{TOPIC} {follow_up}"
+
+    def doc(key: str, score: float, corpus: float) -> Document:
+        found = _doc(key, score)
+        found.metadata["corpus_score"] = corpus
+        return found
+
+    # the condensed question is close to the whole corpus (0.8); the user's own words are not (0.2)
+    table = {follow_up: [doc("pricing-general", 0.3, 0.2)], condensed: [doc("studio-pricing", 0.7, 0.8)]}
+    floor = RelevanceFloor(0.4, unknown_word_penalty=0.0, corpus_weight=0.5)
+    retriever = ByQuery(table=table, queries=[])
+    model = ScriptedChatModel(replies=[condensed, "Studio is free [1]."])
+    chain = build_chain(retriever=retriever, llm=model, relevance_floor=floor)
+    result = chain.run(follow_up, [(TOPIC, "An IDE.")])
+    # 0.7 - 0.5 * 0.2 = 0.6 clears the floor (with the topic's background: 0.7 - 0.4 = 0.3 would not)
+    assert result.grounded is True and result.query_kind == "condensed"
+    assert [d.id for d in result.documents] == ["studio-pricing"]
+
+
 def test_fusion_keeps_each_chunk_once_with_its_best_cosine() -> None:
     fused = fuse_documents([[_doc("a", 0.5), _doc("b", 0.4)], [_doc("b", 0.9), _doc("c", 0.3)]], [1.0, 1.0], k=3)
     assert [d.id for d in fused] == ["b", "a", "c"]  # b is in both lists
     assert fused[0].metadata["dense_score"] == 0.9
+    with_background = [_doc("b", 0.4), _doc("b", 0.9)]
+    for doc, corpus in zip(with_background, (0.1, 0.6), strict=True):
+        doc.metadata["corpus_score"] = corpus
+    kept = fuse_documents([[with_background[0]], [with_background[1]]], [1.0, 1.0], k=1)[0]
+    assert (kept.metadata["dense_score"], kept.metadata["corpus_score"]) == (0.9, 0.6)  # one query's pair
 
 
 def test_an_answer_saying_the_documents_lack_it_is_not_grounded() -> None:

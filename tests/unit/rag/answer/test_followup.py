@@ -65,6 +65,13 @@ def test_a_reference_uses_the_history() -> None:
         alone_relevance=0.6, condensed_relevance=0.5, floor=0.4,
     )  # fmt: skip
     assert own_antecedent == QueryPlan("alone", "history_does_not_help")
+    # the cosines, when given, decide whether the history helps (the relevances' corpus term would
+    # favour the question with fewer topic words)
+    helped = plan_query(
+        "Which regions can I use it in?", "What is Studio Lab? Which regions can I use it in?", has_history=True,
+        alone_relevance=0.45, condensed_relevance=0.42, floor=0.3, alone_cosine=0.5, condensed_cosine=0.6,
+    )  # fmt: skip
+    assert helped == QueryPlan("fused", "refers_back")
     assert plan_query("And for GPUs?", "Studio and for GPUs?", has_history=True).kind == "condensed"  # no floor
 
 

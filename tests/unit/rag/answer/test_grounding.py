@@ -32,7 +32,7 @@ def test_floor_per_embedding_model_and_override() -> None:
     assert 0.0 < minilm.floor < 1.0
     assert floor_for("amazon.titan-embed-text-v2:0") is None  # not calibrated: no floor, only refusals
     override = floor_for(LOCAL_EMBEDDING_MODEL_ID, 0.5)
-    assert override == RelevanceFloor(0.5, minilm.unknown_word_penalty, "RELEVANCE_FLOOR")
+    assert override == RelevanceFloor(0.5, minilm.unknown_word_penalty, minilm.corpus_weight, "RELEVANCE_FLOOR")
     assert floor_for("some-model", 0.3).floor == 0.3
 
 
@@ -44,6 +44,22 @@ def test_unknown_words_lower_the_relevance() -> None:
     assert unknown_share("the a of", vocabulary) == 0.0  # no content words
     floor = RelevanceFloor(0.4, unknown_word_penalty=0.2)
     assert relevance("Textract notebooks", 0.5, floor, vocabulary) == pytest.approx(0.4)
+
+
+def test_the_corpus_background_lowers_the_relevance() -> None:
+    floor = RelevanceFloor(0.3, unknown_word_penalty=0.2, corpus_weight=0.5)
+    # cosine 0.5, the query's cosine with the index centroid 0.4: 0.5 - 0.5 * 0.4
+    assert relevance("anything", 0.5, floor, None, 0.4) == pytest.approx(0.3)
+    assert relevance("anything", 0.5, floor, None) == pytest.approx(0.5)  # no centroid: the cosine alone
+    # the same passage cosine: a question near the whole corpus (a one-topic corpus) is not grounded,
+    # one that stands out from the corpus background is
+    near_everything = Document("x", metadata={"dense_score": 0.5, "corpus_score": 0.6}, id="x")
+    stands_out = Document("x", metadata={"dense_score": 0.5, "corpus_score": 0.2}, id="x")
+    assert not judge("q", [near_everything], floor, None).grounded
+    verdict = judge("q", [stands_out], floor, None)
+    assert verdict.grounded and verdict.relevance == pytest.approx(0.4) and verdict.cosine == pytest.approx(0.5)
+    # an explicit background (the user's own question's, for a condensed retrieval) wins over the chunks'
+    assert judge("q", [near_everything], floor, None, corpus_cosine=0.2).grounded
 
 
 def test_judge_keeps_only_passages_above_the_floor() -> None:

@@ -144,3 +144,19 @@ def test_k_larger_than_corpus_and_empty_query(written_index, fake_embeddings) ->
     assert len({d.metadata["id"] for d in found}) == len(docs)
     assert index.keyword_search("the of a", 5) == []
     assert index.dense_search(fake_embeddings.embed_query("x"), 0) == []
+
+
+def test_centroid_and_corpus_score(written_index, fake_embeddings) -> None:
+    store, _, docs, vectors = written_index
+    index = TenantIndex(load_index_version(store, tenant="tenanta", embedding_model=FAKE_MODEL))
+    centroid = index.centroid()
+    expected = vectors.mean(axis=0) / np.linalg.norm(vectors.mean(axis=0))
+    assert centroid is not None and np.allclose(centroid, expected, atol=1e-6)
+    assert index.centroid() is centroid  # computed once
+    query = docs[0].page_content
+    found = TenantRetriever(index=index, embeddings=fake_embeddings, mode="dense", k=3).invoke(query)
+    vector = np.asarray(fake_embeddings.embed_query(query), dtype=np.float32)
+    # one value per query, the same on every chunk it retrieved
+    scores = {d.metadata["corpus_score"] for d in found}
+    assert len(found) == 3 and len(scores) == 1
+    assert scores.pop() == pytest.approx(float(vector @ expected), abs=1e-5)
