@@ -184,6 +184,8 @@ class SQLiteHistoryStore:
         path: database file (created with its table on first use).
         ttl_seconds: rows older than this are ignored and purged on write, seconds.
         max_turns: turns returned at most per session.
+        purge_interval_seconds: expired rows of every session are deleted by an ``append`` at most
+            this often per process (one indexed ``DELETE``), so the file does not grow forever.
     """
 
     _SCHEMA = """
@@ -200,14 +202,20 @@ class SQLiteHistoryStore:
         model_id TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX IF NOT EXISTS chat_turns_session ON chat_turns (session_id, seq);
+    CREATE INDEX IF NOT EXISTS chat_turns_expiry ON chat_turns (expires_at);
     """
     #: Columns added after the first release (files created before get them on open).
     _ADDED_COLUMNS = ("answer_id", "model_id")
 
-    def __init__(self, path: str | Path, *, ttl_seconds: int, max_turns: int = MAX_TURNS) -> None:
+    def __init__(
+        self, path: str | Path, *, ttl_seconds: int, max_turns: int = MAX_TURNS, purge_interval_seconds: float = 60.0
+    ) -> None:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self.max_turns = max_turns
+        self.purge_interval_seconds = purge_interval_seconds
+        self._next_purge = 0.0  # time.monotonic() after which the next append purges
+        self._purge_lock = threading.Lock()
         self._connections = SharedConnections(
             self.path, self._SCHEMA, error=HistoryUnavailableError, label="chat history", migrate=self._migrate
         )
@@ -262,6 +270,16 @@ class SQLiteHistoryStore:
                 row.get("model_id", ""),
             ),
         )
+        self._purge_expired()
+
+    def _purge_expired(self) -> None:
+        """Delete every session's expired rows, at most once per ``purge_interval_seconds``."""
+        with self._purge_lock:
+            now = time.monotonic()
+            if now < self._next_purge:
+                return
+            self._next_purge = now + self.purge_interval_seconds
+        self._run("DELETE FROM chat_turns WHERE expires_at < ?", (int(time.time()),))
 
     def clear(self, session_id: str) -> None:
         """See :class:`HistoryStore`."""

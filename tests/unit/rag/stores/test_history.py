@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import inspect
+import sqlite3
+import time
+from pathlib import Path
 
 import boto3
 import pytest
@@ -64,3 +67,31 @@ def test_the_history_store_has_no_operation_that_lists_across_sessions() -> None
     for backend in (InMemoryHistoryStore, SQLiteHistoryStore, DynamoDBHistoryStore):
         methods = {n for n, v in inspect.getmembers(backend, inspect.isfunction) if not n.startswith("_")}
         assert methods == {"load", "append", "clear"}, backend
+
+
+def test_sqlite_append_purges_expired_rows_of_every_session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "history.db"
+    store = SQLiteHistoryStore(path, ttl_seconds=60, purge_interval_seconds=0)
+    old, current = (
+        "tenanta:sub-a:00000000-0000-4000-8000-000000000001",
+        "tenanta:sub-b:00000000-0000-4000-8000-000000000002",
+    )
+    store.append(old, Turn(question="old q", answer="old a"))
+    real_time = time.time
+    monkeypatch.setattr(time, "time", lambda: real_time() + 3600)  # an hour later: the first row has expired
+    store.append(current, Turn(question="new q", answer="new a"))
+    with sqlite3.connect(path) as conn:
+        rows = conn.execute("SELECT session_id, question FROM chat_turns ORDER BY seq").fetchall()
+    assert rows == [(current, "new q")]  # the expired row is gone from the file, not only hidden
+    assert [t.question for t in store.load(current)] == ["new q"]
+
+
+def test_sqlite_purge_runs_at_most_once_per_interval(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    store = SQLiteHistoryStore(tmp_path / "history.db", ttl_seconds=3600, purge_interval_seconds=300)
+    statements: list[str] = []
+    run = store._run
+    monkeypatch.setattr(store, "_run", lambda sql, params: (statements.append(sql.split()[0]), run(sql, params))[1])
+    for n in range(5):
+        store.append("tenanta:sub-a:00000000-0000-4000-8000-000000000001", Turn(question=f"q{n}", answer="a"))
+    assert statements.count("INSERT") == 5
+    assert statements.count("DELETE") == 1  # the first append purges, the next four are inside the interval
