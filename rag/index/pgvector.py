@@ -58,7 +58,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from rag.index.backend import Candidates, SearchIndex, VectorStoreUnavailableError
+from rag.index.backend import Candidates, SearchIndex, VectorStoreUnavailableError, published_or_none
 from rag.index.store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
@@ -541,7 +541,8 @@ class PgVectorIndex:
         """
         if validate_tenant_id(tenant) != self.tenant:
             raise ValueError(f"this index serves tenant {self.tenant!r}, not {tenant!r}")
-        try:
+
+        def load() -> tuple[PgVersion, list[Any]]:
             with self.connection() as conn:
                 current = self._checked(self._current(conn), embedding_model)
                 rows = conn.execute(
@@ -549,11 +550,12 @@ class PgVectorIndex:
                         self._ident(current.chunk_table)
                     )
                 ).fetchall()
-        except IndexNotFoundError:
+            return current, rows
+
+        published = published_or_none(load)
+        if published is None:
             return None
-        except IndexIntegrityError as exc:
-            log.warning("published index is not reusable (%s): every source is embedded again", exc)
-            return None
+        current, rows = published
         if [r[0] for r in rows] != list(range(len(rows))) or len(rows) != current.manifest.count:
             log.warning("published version %s has gaps in its ordinals: embedding everything again", current.version)
             return None
