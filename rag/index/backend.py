@@ -106,6 +106,14 @@ class SearchIndex(abc.ABC):
             VectorStoreUnavailableError: the database is down or slow (pgvector only).
         """
 
+    def vocabulary(self) -> frozenset[str] | None:
+        """Every content word (:func:`rag.text.content_words`) of this version's chunks, or None if unknown.
+
+        The grounding check (:mod:`rag.answer.grounding`) penalises a question's words that occur
+        nowhere in the index; None switches that penalty off. Backends build it once per version.
+        """
+        return None
+
 
 class IndexReader(Protocol):
     """What the API's :class:`api.state.IndexHolder` needs from a backend."""
