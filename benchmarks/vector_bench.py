@@ -14,10 +14,14 @@ embeddings cluster by topic) with short FAQ-like texts, then per backend measure
   (its size on disk is reported too).
 
 PostgreSQL is ``pgserver`` (PostgreSQL 16 + pgvector 0.6, Unix socket, default ``shared_buffers``
-128 MB) on the same machine; ``maintenance_work_mem`` 2 GB for the HNSW build.
+128 MB) on the same machine; ``maintenance_work_mem`` 2 GB for the HNSW build (``--maintenance-work-mem``:
+pgvector builds the graph in memory only while it fits, then goes on much slower; a NOTICE in the
+server log, printed after the build). Each HNSW index is built once and served once per
+``--ef-search`` value; progress lines (UTC, seconds per phase) go to stdout as the run goes.
 
     .venv/bin/python benchmarks/vector_bench.py                         # 100k and 1M, dim 384
-    .venv/bin/python benchmarks/vector_bench.py --sizes 100000 --dim 384
+    .venv/bin/python benchmarks/vector_bench.py --sizes 100000 --dim 384 --ef-search 128 400
+    .venv/bin/python benchmarks/vector_bench.py --sizes 1000000 --maintenance-work-mem 6GB
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ import tempfile
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -76,6 +81,10 @@ def documents(n: int) -> list[Document]:
 
 def percentiles(ms: list[float]) -> tuple[float, float]:
     return float(np.percentile(ms, 50)), float(np.percentile(ms, 95))
+
+
+def progress(message: str) -> None:
+    print(f"[{datetime.now(UTC):%H:%M:%S}] {message}", flush=True)
 
 
 def recall(found: list[list[int]], exact: list[list[int]]) -> float:
@@ -128,8 +137,10 @@ def serve(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def run_size(n: int, dim: int, work: Path, pg, queries_n: int, types: list[str]) -> list[dict]:
+def run_size(n: int, dim: int, work: Path, pg, queries_n: int, types: list[str], ef_values: list[int],
+             maintenance_work_mem: str, on_row: Any = None) -> list[dict]:  # fmt: skip
     print(f"\n== {n:,} vectors x {dim} dims ==", flush=True)
+    t = time.perf_counter()
     vectors = synthetic_vectors(n, dim, seed=7)
     docs = documents(n)
     rng = np.random.default_rng(3)
@@ -137,57 +148,84 @@ def run_size(n: int, dim: int, work: Path, pg, queries_n: int, types: list[str])
     queries = (queries / np.linalg.norm(queries, axis=1, keepdims=True)).astype(np.float32)
     qfile = work / f"queries-{n}.npy"
     np.save(qfile, queries)
+    progress(f"vectors and documents: {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter()
     exact_index = faiss.IndexFlatIP(dim)
     exact_index.add(vectors)
     _, exact_ids = exact_index.search(queries, 10)
     exact = [list(map(int, row)) for row in exact_ids]
     del exact_index
+    progress(f"exact top-10 of {queries_n} queries: {time.perf_counter() - t:.1f} s")
     sources = [SourceRecord("s3://b/docs/faq.csv", "sha256:0", n)]
     rows = []
     for kind in types:
+        efs = [None] if kind == "faiss-flat" else ef_values
+        served_by_ef: dict[int | None, dict] = {}
         if kind.startswith("faiss"):
             index_type = kind.split("-")[1]
             root = work / f"faiss-{index_type}-{n}"
             faiss.omp_set_num_threads(2)
+            progress(f"{kind}: building and writing the version")
             started = time.perf_counter()
             write_index_version(open_store(str(root)), tenant="bench", embedding_model=MODEL, vectors=vectors,
                                 documents=docs, sources=sources, index_type=index_type)  # fmt: skip
             ingest_s = time.perf_counter() - started
-            served = serve(SERVE_FAISS, str(root), MODEL, str(EF_SEARCH), str(qfile))
+            progress(f"{kind}: written in {ingest_s:.1f} s ({n / ingest_s:,.0f} rows/s)")
+            for ef in efs:
+                t = time.perf_counter()
+                served_by_ef[ef] = serve(SERVE_FAISS, str(root), MODEL, str(ef or EF_SEARCH), str(qfile))
+                progress(f"{kind}: served (ef_search={ef}) in {time.perf_counter() - t:.1f} s")
             size = sum(p.stat().st_size for p in root.rglob("*") if p.is_file())
-            switch = served["load"]
+            switch = {ef: served["load"] for ef, served in served_by_ef.items()}
             shutil.rmtree(root)
         else:
             tenant_url = pg.provision("bench")
+            with pg.admin() as admin:  # pgvector's "graph no longer fits" is a NOTICE: into the server log
+                admin.execute("ALTER SYSTEM SET log_min_messages = 'notice'")
+                admin.execute("SELECT pg_reload_conf()")
             backend = PgVectorIndex(
-                tenant="bench", conninfo=tenant_url, statement_timeout=0, maintenance_work_mem="2GB"
+                tenant="bench", conninfo=tenant_url, statement_timeout=0, maintenance_work_mem=maintenance_work_mem
             )
+            progress(f"{kind}: COPY + HNSW + GIN + ANALYZE (maintenance_work_mem {maintenance_work_mem})")
             started = time.perf_counter()
             version = backend.publish(tenant="bench", embedding_model=MODEL, previous=None, kept_positions=[],
                                       new_vectors=vectors, documents=docs, sources=sources,
                                       chunking={"chunk_size": 1500, "chunk_overlap": 150}, index_type="hnsw",
                                       switch=False)  # fmt: skip
             ingest_s = time.perf_counter() - started
+            progress(f"{kind}: published in {ingest_s:.1f} s ({n / ingest_s:,.0f} rows/s)")
+            log = pg.root / "log"
+            for line in log.read_text(errors="replace").splitlines() if log.exists() else []:
+                if "hnsw" in line.lower() or "maintenance_work_mem" in line:
+                    progress(f"{kind}: server log: {line.strip()}")
             t = time.perf_counter()
             backend.switch(version)
             PgIndexReader(backend, embedding_model=MODEL).load(version)
-            switch = time.perf_counter() - t
+            switch_s = time.perf_counter() - t
             with backend.connection() as conn:
                 size = conn.execute("SELECT sum(pg_total_relation_size(c.oid)) FROM pg_class c JOIN pg_namespace n "
                                     "ON n.oid = c.relnamespace WHERE n.nspname = %s AND c.relkind = 'r'",
                                     (backend.schema,)).fetchone()[0]  # fmt: skip
             backend.close()
-            served = serve(SERVE_PG, tenant_url, MODEL, str(EF_SEARCH), str(qfile))
+            for ef in efs:
+                t = time.perf_counter()
+                served_by_ef[ef] = serve(SERVE_PG, tenant_url, MODEL, str(ef), str(qfile))
+                progress(f"{kind}: served (ef_search={ef}) in {time.perf_counter() - t:.1f} s")
+            switch = dict.fromkeys(efs, switch_s)
             with pg.admin() as admin:
                 admin.execute("DROP SCHEMA tenant_bench CASCADE")
-        p50, p95 = percentiles(served["ms"])
-        row = {
-            "backend": kind, "n": n, "dim": dim, "ingest_rows_s": n / ingest_s, "ingest_s": ingest_s,
-            "load_switch_s": switch, "p50_ms": p50, "p95_ms": p95, "recall10": recall(served["found"], exact),
-            "serving_rss_mib": served["rss"] / 2**20, "stored_mib": int(size) / 2**20, "ef_search": EF_SEARCH,
-        }  # fmt: skip
-        print(json.dumps(row), flush=True)
-        rows.append(row)
+        for ef, served in served_by_ef.items():
+            p50, p95 = percentiles(served["ms"])
+            row = {
+                "backend": kind, "n": n, "dim": dim, "ingest_rows_s": n / ingest_s, "ingest_s": ingest_s,
+                "load_switch_s": switch[ef], "p50_ms": p50, "p95_ms": p95, "recall10": recall(served["found"], exact),
+                "serving_rss_mib": served["rss"] / 2**20, "stored_mib": int(size) / 2**20, "ef_search": ef,
+                "maintenance_work_mem": maintenance_work_mem if kind.startswith("pgvector") else None,
+            }  # fmt: skip
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+            if on_row is not None:
+                on_row(row)
     return rows
 
 
@@ -199,33 +237,40 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=300)
     parser.add_argument("--backends", nargs="+", default=["faiss-flat", "faiss-hnsw", "pgvector-hnsw"])
     parser.add_argument("--json", type=Path, help="append result rows to this JSON-lines file")
-    parser.add_argument("--ef-search", type=int, default=EF_SEARCH, help="HNSW candidates per query (both HNSW)")
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[EF_SEARCH],
+                        help="HNSW candidates per query (both HNSW), one serving run each")  # fmt: skip
+    parser.add_argument("--maintenance-work-mem", default="2GB", help="pgvector's HNSW build memory")
     args = parser.parse_args()
-    EF_SEARCH = args.ef_search
+    EF_SEARCH = args.ef_search[0]
     from tests.support.postgres import LocalPostgres
 
     work = Path(tempfile.mkdtemp(prefix="vector-bench-"))
     pg = LocalPostgres(work / f"pg-{secrets.token_hex(3)}")
     rows: list[dict] = []
+
+    def on_row(row: dict) -> None:
+        if args.json:
+            with args.json.open("a") as handle:
+                handle.write(json.dumps(row) + "\n")
+
     try:
         for n in args.sizes:
-            rows += run_size(n, args.dim, work, pg, args.queries, args.backends)
-            if args.json:
-                with args.json.open("a") as handle:
-                    for row in rows[-len(args.backends) :]:
-                        handle.write(json.dumps(row) + "\n")
+            rows += run_size(n, args.dim, work, pg, args.queries, args.backends, args.ef_search,
+                             args.maintenance_work_mem, on_row)  # fmt: skip
     finally:
         pg.close()
         shutil.rmtree(work, ignore_errors=True)
     print(f"\n{datetime.now(UTC):%Y-%m-%d}, {platform.machine()}, {faiss.__version__=}, HNSW m={HNSW_M} "
-          f"ef_construction={HNSW_EF_CONSTRUCTION} ef_search={EF_SEARCH}\n")  # fmt: skip
+          f"ef_construction={HNSW_EF_CONSTRUCTION} ef_search={args.ef_search} "
+          f"maintenance_work_mem={args.maintenance_work_mem}\n")  # fmt: skip
     print(
-        "| backend | vectors | ingest rows/s | load/switch s | p50 ms | p95 ms | recall@10 | serving RSS MiB "
-        "| stored MiB |"
+        "| backend | vectors | ef_search | ingest rows/s | load/switch s | p50 ms | p95 ms | recall@10 "
+        "| serving RSS MiB | stored MiB |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for r in rows:
-        print(f"| {r['backend']} | {r['n']:,} x {r['dim']} | {r['ingest_rows_s']:,.0f} | {r['load_switch_s']:.2f} | "
+        print(f"| {r['backend']} | {r['n']:,} x {r['dim']} | {r['ef_search'] or '–'} | {r['ingest_rows_s']:,.0f} | "
+              f"{r['load_switch_s']:.2f} | "
               f"{r['p50_ms']:.2f} | {r['p95_ms']:.2f} | {r['recall10']:.3f} | {r['serving_rss_mib']:.0f} | "
               f"{r['stored_mib']:.0f} |")  # fmt: skip
 

@@ -40,9 +40,9 @@ def main(argv: list[str] | None = None) -> int:
     stack = DemoStack(workdir=args.workdir, tenants=tuple(args.tenants), base_port=args.base_port, documents=documents)
     env = stack.base_env(args.tenants[0])
     log.info(
-        "providers: embeddings=%s llm=%s history=%s auth=%s retriever=%s",
+        "providers: embeddings=%s llm=%s history=%s auth=%s retriever=%s vector store=%s",
         env["EMBEDDINGS_PROVIDER"], env["LLM_PROVIDER"], env["HISTORY_URL"].split(":")[0] if
-        env.get("HISTORY_URL") else "dynamodb", env["AUTH_MODE"], env["RETRIEVER_MODE"],
+        env.get("HISTORY_URL") else "dynamodb", env["AUTH_MODE"], env["RETRIEVER_MODE"], stack.vector_store,
     )  # fmt: skip
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (background)
         signal.signal(signum, _interrupt)

@@ -7,7 +7,9 @@ tests, so what the tests prove is what a user runs.
 
 Providers follow the environment: with nothing set, local embeddings, the extractive answerer and
 SQLite; setting ``EMBEDDINGS_PROVIDER=bedrock`` / ``LLM_PROVIDER=bedrock`` (plus AWS credentials and
-``AWS_DEFAULT_REGION``) switches the same stack to Bedrock.
+``AWS_DEFAULT_REGION``) switches the same stack to Bedrock. ``VECTOR_STORE=pgvector`` keeps the
+indexes in a local PostgreSQL with pgvector (:mod:`devstack.postgres`, started and deleted with the
+stack), one schema and login role per tenant as in production, instead of FAISS files.
 """
 
 from __future__ import annotations
@@ -124,6 +126,8 @@ class DemoStack:
     issuer: Any = None  # gateway.issuer.LocalIssuer while running in oidc mode
     gateway: Any = None  # gateway.runner.EnvoyGateway while running in oidc mode
     # --- end oidc mode ---
+    postgres: Any = None  # devstack.postgres.LocalPostgres while running with VECTOR_STORE=pgvector
+    _pgvector_urls: dict[str, str] = field(default_factory=dict)  # tenant -> URL of its login role
     endpoints: dict[str, TenantEndpoints] = field(default_factory=dict)
     _procs: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
@@ -165,7 +169,37 @@ class DemoStack:
         env.setdefault("USAGE_URL", f"sqlite:///{tenant_dir / 'usage.sqlite3'}")
         env.setdefault("QUOTA_URL", f"sqlite:///{tenant_dir / 'quota.sqlite3'}")
         env.setdefault("FEEDBACK_URL", f"sqlite:///{tenant_dir / 'feedback.sqlite3'}")
+        if tenant in self._pgvector_urls:  # VECTOR_STORE=pgvector: the tenant's own role and schema
+            env["PGVECTOR_URL"] = self._pgvector_urls[tenant]
         return env
+
+    @property
+    def vector_store(self) -> str:
+        """``faiss`` (default) or ``pgvector``, from ``env`` or ``$VECTOR_STORE``."""
+        return (self.env.get("VECTOR_STORE") or os.environ.get("VECTOR_STORE") or "faiss").strip().lower()
+
+    def _start_postgres(self) -> None:
+        """Start a local PostgreSQL with pgvector and provision each tenant's schema and login role.
+
+        Its data lives in a fresh ``/tmp`` directory (the server runs as the system user ``pgserver``,
+        which must be able to enter it) and is deleted at :meth:`stop`: every start ingests anew.
+        """
+        import tempfile
+
+        from devstack.postgres import LocalPostgres
+
+        self.postgres = LocalPostgres(Path(tempfile.mkdtemp(prefix="tenant-rag-demo-pg-")) / "data")
+        for tenant in self.tenants:
+            self._pgvector_urls[tenant] = self.postgres.provision(tenant)
+        log.info("pgvector: PostgreSQL on %s, one schema and role per tenant", self.postgres.socket_dir)
+
+    def _stop_postgres(self) -> None:
+        if self.postgres is not None:
+            root = self.postgres.root.parent
+            self.postgres.close()
+            shutil.rmtree(root, ignore_errors=True)
+            self.postgres = None
+            self._pgvector_urls.clear()
 
     def prepare_documents(self, tenant: str) -> Path:
         """Copy the tenant's corpus into ``<workdir>/<tenant>/documents`` and return that directory.
@@ -258,6 +292,8 @@ class DemoStack:
         try:
             if self.oidc:  # --- oidc mode: the issuer must be up before the web chats start ---
                 self._start_issuer()
+            if self.vector_store == "pgvector":
+                self._start_postgres()
             for tenant in self.tenants:
                 self.ingest(tenant)
             for tenant, ep in self.endpoints.items():
@@ -362,3 +398,4 @@ class DemoStack:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait()
         self._procs.clear()
+        self._stop_postgres()  # after the processes that use it

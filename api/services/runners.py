@@ -20,6 +20,8 @@ import os
 import subprocess
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -173,35 +175,40 @@ class KubernetesIngestionRunner:
 
     def start(self, run_id: str) -> str:
         """See :class:`IngestionRunner`: read the CronJob, create the Job."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
+        with kubernetes_errors("the ingestion Job"):
             cron = self.batch.read_namespaced_cron_job(self.cronjob, self.namespace)
             job = self.batch.create_namespaced_job(self.namespace, self._job(cron, run_id))
-        except ApiException as exc:
-            raise RunnerUnavailableError(
-                f"the Kubernetes API refused the ingestion Job ({exc.status} {exc.reason})"
-            ) from None
-        except (HTTPError, OSError) as exc:
-            raise RunnerUnavailableError(f"the Kubernetes API is unreachable ({type(exc).__name__})") from None
         log.info("ingestion %s started as Job %s/%s", run_id, self.namespace, job.metadata.name)
         return str(job.metadata.name)
 
     def active_runs(self) -> list[str]:
         """See :class:`IngestionRunner`: unfinished Jobs labelled ``app.kubernetes.io/name=chatbot-ingest``."""
-        from kubernetes.client.exceptions import ApiException
-        from urllib3.exceptions import HTTPError
-
-        try:
+        with kubernetes_errors("to list Jobs"):
             jobs = self.batch.list_namespaced_job(self.namespace, label_selector=f"{JOB_NAME_LABEL}={JOB_NAME_VALUE}")
-        except ApiException as exc:
-            raise RunnerUnavailableError(
-                f"the Kubernetes API refused to list Jobs ({exc.status} {exc.reason})"
-            ) from None
-        except (HTTPError, OSError) as exc:
-            raise RunnerUnavailableError(f"the Kubernetes API is unreachable ({type(exc).__name__})") from None
         return [str((job.metadata.labels or {}).get(RUN_ID_LABEL, "")) for job in jobs.items if not _job_finished(job)]
+
+
+@contextmanager
+def kubernetes_errors(refused: str) -> Iterator[None]:
+    """Turn the Kubernetes client's failures inside the block into :class:`RunnerUnavailableError`.
+
+    Args:
+        refused: what the API refused, completing "the Kubernetes API refused ..." (``"the ingestion Job"``).
+
+    Raises:
+        RunnerUnavailableError: for an ``ApiException`` (an HTTP error status, with its status and reason)
+            or a transport failure (urllib3 ``HTTPError``, ``OSError``; the message names only the
+            exception's type).
+    """
+    from kubernetes.client.exceptions import ApiException
+    from urllib3.exceptions import HTTPError
+
+    try:
+        yield
+    except ApiException as exc:
+        raise RunnerUnavailableError(f"the Kubernetes API refused {refused} ({exc.status} {exc.reason})") from None
+    except (HTTPError, OSError) as exc:
+        raise RunnerUnavailableError(f"the Kubernetes API is unreachable ({type(exc).__name__})") from None
 
 
 def in_cluster_batch_api() -> Any:

@@ -12,17 +12,13 @@ default ``aws:kms`` as ``deploy-scripts/onboard-tenant.sh`` sets the bucket's de
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import os
-import tempfile
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
 from rag.documents.rules import normalise_name
-from rag.index.store import parse_s3_uri
+from rag.index.store import parse_s3_uri, s3_checksum_sha256, s3_object_exists, s3_prefix, write_file_atomically
 from rag.stores.base import StoreUnavailableError
 
 #: Most objects listed (a tenant's documents, not a data lake; the page shows them all).
@@ -114,17 +110,7 @@ class LocalDocumentStore:
     def put(self, name: str, data: bytes, content_type: str) -> DocumentInfo:
         """See :class:`DocumentStore` (temporary file, fsync, ``os.replace``)."""
         path = self._path(name)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".upload")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file_atomically(path, data, suffix=".upload")
         stat = path.stat()
         return DocumentInfo(path.name, stat.st_size, datetime.fromtimestamp(stat.st_mtime, UTC), str(path))
 
@@ -159,7 +145,7 @@ class S3DocumentStore:
     ) -> None:
         self.client = client
         self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.prefix = s3_prefix(prefix)
         self.sse = sse
         self.kms_key_id = kms_key_id
         self.uri = f"s3://{bucket}/{self.prefix}"
@@ -196,7 +182,7 @@ class S3DocumentStore:
             Key=key,
             Body=data,
             ContentType=content_type,
-            ChecksumSHA256=base64.b64encode(hashlib.sha256(data).digest()).decode(),
+            ChecksumSHA256=s3_checksum_sha256(data),
             **extra,
         )
         head = self.client.head_object(Bucket=self.bucket, Key=key)
@@ -204,15 +190,9 @@ class S3DocumentStore:
 
     def delete(self, name: str) -> bool:
         """See :class:`DocumentStore` (a ``HeadObject`` first, so a missing name is reported)."""
-        from botocore.exceptions import ClientError
-
         key = self.prefix + normalise_name(name)
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=key)
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
+        if not s3_object_exists(self.client, self.bucket, key):
+            return False
         self.client.delete_object(Bucket=self.bucket, Key=key)
         return True
 

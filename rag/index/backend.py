@@ -20,7 +20,7 @@ import abc
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import numpy as np
 from langchain_core.documents import Document
@@ -45,6 +45,8 @@ if TYPE_CHECKING:
     from rag.settings import Settings
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class VectorStoreUnavailableError(RuntimeError):
@@ -104,6 +106,14 @@ class SearchIndex(abc.ABC):
             VectorStoreUnavailableError: the database is down or slow (pgvector only).
         """
 
+    def vocabulary(self) -> frozenset[str] | None:
+        """Every content word (:func:`rag.text.content_words`) of this version's chunks, or None if unknown.
+
+        The grounding check (:mod:`rag.answer.grounding`) penalises a question's words that occur
+        nowhere in the index; None switches that penalty off. Backends build it once per version.
+        """
+        return None
+
     def centroid(self) -> np.ndarray | None:
         """The unit-length mean of the version's chunk vectors (``dim`` floats), or None when the
         backend does not provide it; the grounding check then compares the cosine alone
@@ -158,6 +168,28 @@ class IndexWriter(Protocol):
         """Delete all but the ``keep`` newest versions, never the published one; failures only log."""
 
 
+def published_or_none(load: Callable[[], T]) -> T | None:
+    """What ``load`` reads of the published version, or None when incremental ingestion cannot reuse it.
+
+    The one rule of both backends' :meth:`IndexWriter.previous`.
+
+    Args:
+        load: reads the published version (raising the :mod:`rag.index.store` errors).
+
+    Returns:
+        ``load()``; None when nothing is published (``IndexNotFoundError``) or the version is corrupt,
+        for another tenant or another embedding model (``IndexIntegrityError``, logged as a warning):
+        every source is then embedded again.
+    """
+    try:
+        return load()
+    except IndexNotFoundError:
+        return None
+    except IndexIntegrityError as exc:
+        log.warning("published index is not reusable (%s): every source is embedded again", exc)
+        return None
+
+
 # --------------------------------------------------------------------------------------------
 # FAISS files (rag.index.store)
 
@@ -175,13 +207,7 @@ class FaissIndexWriter:
 
     def previous(self, tenant: str, embedding_model: str) -> IndexVersion | None:
         """See :class:`IndexWriter`."""
-        try:
-            return load_index_version(self.store, tenant=tenant, embedding_model=embedding_model)
-        except IndexNotFoundError:
-            return None
-        except IndexIntegrityError as exc:
-            log.warning("published index is not reusable (%s): every source is embedded again", exc)
-            return None
+        return published_or_none(lambda: load_index_version(self.store, tenant=tenant, embedding_model=embedding_model))
 
     def publish(
         self,

@@ -46,7 +46,7 @@ import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlsplit, urlunsplit
@@ -58,7 +58,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from rag.index.backend import Candidates, SearchIndex, VectorStoreUnavailableError
+from rag.index.backend import Candidates, SearchIndex, VectorStoreUnavailableError, published_or_none
 from rag.index.store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
@@ -73,6 +73,7 @@ from rag.index.store import (
     resolve_index_type,
 )
 from rag.tenant import validate_tenant_id
+from rag.text import content_words
 
 if TYPE_CHECKING:
     from rag.settings import Settings
@@ -92,6 +93,8 @@ TS_CONFIG = "english"
 RANK_NORMALIZATION = 1
 #: ``lock_timeout`` while dropping an old version's table: readers in flight hold it for milliseconds.
 DROP_LOCK_TIMEOUT_MS = 10_000
+#: Statement timeout of the one-pass vocabulary read at load (seconds; a search's is ``PG_STATEMENT_TIMEOUT``).
+VOCABULARY_TIMEOUT_SECONDS = 300
 _IDENT_RE = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -394,6 +397,33 @@ class PgVectorIndex:
 
     # ---- search -----------------------------------------------------------------------------
 
+    def vocabulary(self, version: PgVersion) -> frozenset[str]:
+        """Every content word (:func:`rag.text.content_words`) of ``version``'s chunks.
+
+        Runs once per version and pod when the API loads it, under a statement timeout of
+        :data:`VOCABULARY_TIMEOUT_SECONDS` instead of the per-search one.
+
+        The database splits the texts into distinct lower-cased ``\\W+`` tokens (one pass over the
+        table, only distinct words cross the wire); each token is then filtered with the same
+        :func:`~rag.text.content_words` as the FAISS path, so both backends judge alike.
+
+        Raises:
+            psycopg.errors.UndefinedTable: the version's table was dropped (a newer one is current).
+            VectorStoreUnavailableError: the database is unreachable or did not answer in time.
+        """
+        if version.chunk_table != table_for(version.version):
+            raise IndexIntegrityError(f"version {version.version} points at an unexpected table")
+        query = sql.SQL(
+            "SELECT DISTINCT w FROM {}, regexp_split_to_table(lower(text), '\\W+') AS w WHERE w <> ''"
+        ).format(self._ident(version.chunk_table))
+        with self.connection() as conn, conn.transaction():
+            # one pass over every chunk: longer than a search may take (a background load, not a request)
+            conn.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{VOCABULARY_TIMEOUT_SECONDS}s"))
+            )
+            rows = conn.execute(query).fetchall()
+        return frozenset(word for (token,) in rows for word in content_words(token))
+
     def search(
         self,
         query: str,
@@ -541,7 +571,8 @@ class PgVectorIndex:
         """
         if validate_tenant_id(tenant) != self.tenant:
             raise ValueError(f"this index serves tenant {self.tenant!r}, not {tenant!r}")
-        try:
+
+        def load() -> tuple[PgVersion, list[Any]]:
             with self.connection() as conn:
                 current = self._checked(self._current(conn), embedding_model)
                 rows = conn.execute(
@@ -549,11 +580,12 @@ class PgVectorIndex:
                         self._ident(current.chunk_table)
                     )
                 ).fetchall()
-        except IndexNotFoundError:
+            return current, rows
+
+        published = published_or_none(load)
+        if published is None:
             return None
-        except IndexIntegrityError as exc:
-            log.warning("published index is not reusable (%s): every source is embedded again", exc)
-            return None
+        current, rows = published
         if [r[0] for r in rows] != list(range(len(rows))) or len(rows) != current.manifest.count:
             log.warning("published version %s has gaps in its ordinals: embedding everything again", current.version)
             return None
@@ -772,6 +804,18 @@ class PgTenantIndex(SearchIndex):
     embedding_model: str
     ef_search: int = 128
 
+    _vocabulary: frozenset[str] | None = field(default=None, repr=False)
+
+    def vocabulary(self) -> frozenset[str] | None:
+        """See :meth:`rag.index.backend.SearchIndex.vocabulary`: :meth:`PgVectorIndex.vocabulary` of
+        ``version``, read once (None when that version was dropped meanwhile: the next load reads it)."""
+        if self._vocabulary is None:
+            try:
+                self._vocabulary = self.backend.vocabulary(self.version)
+            except psycopg.errors.UndefinedTable:
+                return None
+        return self._vocabulary
+
     def search(self, query: str, vector: list[float] | np.ndarray, *, dense_k: int, keyword_k: int) -> Candidates:
         """See :meth:`PgVectorIndex.search`."""
         return self.backend.search(
@@ -804,7 +848,9 @@ class PgIndexReader:
         current = self.backend.current_version(embedding_model=self.embedding_model)
         if current.version != version:  # switched again since the pointer was read: take the newer
             log.info("index version %s superseded by %s while loading", version, current.version)
-        return PgTenantIndex(self.backend, current, self.embedding_model, self.ef_search)
+        loaded = PgTenantIndex(self.backend, current, self.embedding_model, self.ef_search)
+        loaded.vocabulary()  # the grounding check's word list, read here rather than on the first question
+        return loaded
 
     def check(self) -> None:
         """See :class:`rag.index.backend.IndexReader`."""

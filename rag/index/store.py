@@ -18,6 +18,7 @@ write the bucket run code in the pod, hence JSON lines.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import os
@@ -88,6 +89,63 @@ def _safe_key(key: str) -> str:
     return key
 
 
+def write_file_atomically(path: Path, data: bytes, *, suffix: str = ".tmp") -> None:
+    """Write ``data`` to ``path`` so readers see the old or the new file, never half of one.
+
+    A hidden temporary file (``.<name>.<random><suffix>``) in the same directory is written,
+    fsynced and moved over ``path`` with ``os.replace`` (atomic on POSIX,
+    https://docs.python.org/3/library/os.html#os.replace); it is removed when anything fails.
+
+    Args:
+        path: the target file; its parent directories are created.
+        data: the whole content.
+        suffix: the temporary file's ending.
+
+    Raises:
+        OSError: the disk failed (``path`` is then unchanged).
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=suffix)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def s3_prefix(prefix: str) -> str:
+    """``prefix`` as an S3 key prefix: no leading ``/``, one trailing ``/`` ("" for the bucket root)."""
+    return prefix.strip("/") + "/" if prefix.strip("/") else ""
+
+
+def s3_checksum_sha256(data: bytes) -> str:
+    """The ``ChecksumSHA256`` of a ``PutObject`` (base64 of the SHA-256 digest), which S3 verifies
+    before it stores the object (https://docs.aws.amazon.com/AmazonS3/latest/userguide/checking-object-integrity.html).
+    """
+    return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+
+def s3_object_exists(client: Any, bucket: str, key: str) -> bool:
+    """True when ``HeadObject`` finds ``key`` in ``bucket``; False on 404 / ``NoSuchKey`` / ``NotFound``.
+
+    Raises:
+        botocore.exceptions.ClientError: any other S3 error (access denied, throttling).
+    """
+    from botocore.exceptions import ClientError
+
+    try:
+        client.head_object(Bucket=bucket, Key=key)
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+    return True
+
+
 class LocalBlobStore:
     """A directory on disk. Writes go to a temporary file then ``os.replace`` (atomic on POSIX).
 
@@ -108,18 +166,7 @@ class LocalBlobStore:
 
     def write(self, key: str, data: bytes) -> None:
         """See :class:`BlobStore`."""
-        path = self._path(key)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_file_atomically(self._path(key), data)
 
     def exists(self, key: str) -> bool:
         """See :class:`BlobStore`."""
@@ -150,7 +197,7 @@ class S3BlobStore:
     def __init__(self, client: Any, bucket: str, prefix: str) -> None:
         self.client = client
         self.bucket = bucket
-        self.prefix = prefix.strip("/") + "/" if prefix.strip("/") else ""
+        self.prefix = s3_prefix(prefix)
         self.uri = f"s3://{bucket}/{self.prefix}"
 
     def read(self, key: str) -> bytes:
@@ -163,27 +210,16 @@ class S3BlobStore:
 
     def write(self, key: str, data: bytes) -> None:
         """See :class:`BlobStore`. One PutObject: readers see the old or the new object, never half."""
-        checksum = hashlib.sha256(data).digest()
-        import base64
-
         self.client.put_object(
             Bucket=self.bucket,
             Key=self.prefix + _safe_key(key),
             Body=data,
-            ChecksumSHA256=base64.b64encode(checksum).decode(),
+            ChecksumSHA256=s3_checksum_sha256(data),
         )
 
     def exists(self, key: str) -> bool:
         """See :class:`BlobStore`."""
-        from botocore.exceptions import ClientError
-
-        try:
-            self.client.head_object(Bucket=self.bucket, Key=self.prefix + _safe_key(key))
-        except ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
-                return False
-            raise
-        return True
+        return s3_object_exists(self.client, self.bucket, self.prefix + _safe_key(key))
 
     def list(self, prefix: str) -> list[str]:
         """See :class:`BlobStore`."""

@@ -38,6 +38,9 @@ from rag.stores.sqlite import SharedConnections
 
 #: Turns kept per session (oldest dropped first).
 MAX_TURNS = 50
+#: Read-and-write rounds of a DynamoDB regenerate before giving up (another append won each time).
+REPLACE_ATTEMPTS = 3
+_CONDITION_FAILED = frozenset({"ConditionalCheckFailedException"})
 
 
 class HistoryUnavailableError(StoreUnavailableError):
@@ -86,6 +89,9 @@ class HistoryStore(Protocol):
 
     def clear(self, session_id: str) -> None:
         """Delete every turn of the session (idempotent)."""
+
+    def replace_last(self, session_id: str, turn: Turn) -> None:
+        """Replace the session's last turn with ``turn`` atomically (a regenerated answer); append when it has none."""
 
 
 def _turn_to_json(turn: Turn) -> dict[str, str]:
@@ -176,6 +182,42 @@ class DynamoDBHistoryStore:
         """See :class:`HistoryStore`."""
         self._call(self.table.delete_item, Key={"SessionId": session_id})
 
+    def replace_last(self, session_id: str, turn: Turn) -> None:
+        """See :class:`HistoryStore`: one conditional ``UpdateItem`` of ``Turns[n-1]``.
+
+        The condition ``size(Turns) = n`` makes the write fail, instead of overwriting the wrong turn,
+        when another append landed since the read; the read and the write are then tried again
+        (:data:`REPLACE_ATTEMPTS` times in all).
+        https://docs.aws.amazon.com/amazondynamodb/latest/developerguide/Expressions.ConditionExpressions.html
+
+        Raises:
+            HistoryUnavailableError: DynamoDB failed, or the session kept changing under the write.
+        """
+        from botocore.exceptions import ClientError
+
+        for _ in range(REPLACE_ATTEMPTS):
+            count = len(self.load(session_id))
+            if count == 0:
+                self.append(session_id, turn)
+                return
+            try:
+                with dynamodb_errors(HistoryUnavailableError, "chat history", passthrough=_CONDITION_FAILED):
+                    self.table.update_item(
+                        Key={"SessionId": session_id},
+                        UpdateExpression=f"SET Turns[{count - 1}] = :turn, expires_at = :exp, updated_at = :now",
+                        ConditionExpression="size(Turns) = :n",
+                        ExpressionAttributeValues={
+                            ":turn": _turn_to_json(turn),
+                            ":n": count,
+                            ":exp": int(time.time()) + self.ttl_seconds,
+                            ":now": turn.answered_at or utc_now_iso(),
+                        },
+                    )
+                return
+            except ClientError:  # only ConditionalCheckFailedException passes through: read again
+                continue
+        raise HistoryUnavailableError(f"chat history: session changed during {REPLACE_ATTEMPTS} replace attempts")
+
 
 class SQLiteHistoryStore:
     """History in a SQLite file (the local default): one row per turn.
@@ -184,6 +226,8 @@ class SQLiteHistoryStore:
         path: database file (created with its table on first use).
         ttl_seconds: rows older than this are ignored and purged on write, seconds.
         max_turns: turns returned at most per session.
+        purge_interval_seconds: expired rows of every session are deleted by an ``append`` at most
+            this often per process (one indexed ``DELETE``), so the file does not grow forever.
     """
 
     _SCHEMA = """
@@ -200,14 +244,20 @@ class SQLiteHistoryStore:
         model_id TEXT NOT NULL DEFAULT ''
     );
     CREATE INDEX IF NOT EXISTS chat_turns_session ON chat_turns (session_id, seq);
+    CREATE INDEX IF NOT EXISTS chat_turns_expiry ON chat_turns (expires_at);
     """
     #: Columns added after the first release (files created before get them on open).
     _ADDED_COLUMNS = ("answer_id", "model_id")
 
-    def __init__(self, path: str | Path, *, ttl_seconds: int, max_turns: int = MAX_TURNS) -> None:
+    def __init__(
+        self, path: str | Path, *, ttl_seconds: int, max_turns: int = MAX_TURNS, purge_interval_seconds: float = 60.0
+    ) -> None:
         self.path = Path(path)
         self.ttl_seconds = ttl_seconds
         self.max_turns = max_turns
+        self.purge_interval_seconds = purge_interval_seconds
+        self._next_purge = 0.0  # time.monotonic() after which the next append purges
+        self._purge_lock = threading.Lock()
         self._connections = SharedConnections(
             self.path, self._SCHEMA, error=HistoryUnavailableError, label="chat history", migrate=self._migrate
         )
@@ -262,10 +312,44 @@ class SQLiteHistoryStore:
                 row.get("model_id", ""),
             ),
         )
+        self._purge_expired()
+
+    def _purge_expired(self) -> None:
+        """Delete every session's expired rows, at most once per ``purge_interval_seconds``."""
+        with self._purge_lock:
+            now = time.monotonic()
+            if now < self._next_purge:
+                return
+            self._next_purge = now + self.purge_interval_seconds
+        self._run("DELETE FROM chat_turns WHERE expires_at < ?", (int(time.time()),))
 
     def clear(self, session_id: str) -> None:
         """See :class:`HistoryStore`."""
         self._run("DELETE FROM chat_turns WHERE session_id = ?", (session_id,))
+
+    def replace_last(self, session_id: str, turn: Turn) -> None:
+        """See :class:`HistoryStore`: one ``UPDATE`` of the session's newest live row (atomic), else an append."""
+        row = _turn_to_json(turn)
+        now = int(time.time())
+        updated = self._run(
+            "UPDATE chat_turns SET question = ?, answer = ?, sources = ?, created_at = ?, answered_at = ?, "
+            "expires_at = ?, answer_id = ?, model_id = ? WHERE seq = (SELECT MAX(seq) FROM chat_turns "
+            "WHERE session_id = ? AND expires_at >= ?) RETURNING seq",
+            (
+                row["question"],
+                row["answer"],
+                row["sources"],
+                row["created_at"],
+                row["answered_at"],
+                now + self.ttl_seconds,
+                row.get("answer_id", ""),
+                row.get("model_id", ""),
+                session_id,
+                now,
+            ),
+        )
+        if not updated:
+            self.append(session_id, turn)
 
 
 class InMemoryHistoryStore:
@@ -290,6 +374,15 @@ class InMemoryHistoryStore:
         """See :class:`HistoryStore`."""
         with self._lock:
             self._turns.pop(session_id, None)
+
+    def replace_last(self, session_id: str, turn: Turn) -> None:
+        """See :class:`HistoryStore`."""
+        with self._lock:
+            turns = self._turns.setdefault(session_id, [])
+            if turns:
+                turns[-1] = turn
+            else:
+                turns.append(turn)
 
 
 def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> HistoryStore:
@@ -316,16 +409,10 @@ def make_history_store(settings: Settings, *, dynamodb_resource: Any = None) -> 
 def replace_last_turn(store: HistoryStore, session_id: str, turn: Turn) -> None:
     """Replace the session's last turn with ``turn`` (a regenerated answer); append when it has none.
 
-    Built on the protocol's three calls (load, clear, append) so every backend supports it; it
-    rewrites the session's turns, which is fine for an occasional user action on a history of at most
-    ``MAX_TURNS`` turns. Not atomic: a concurrent append to the same session between the calls can be
-    lost (one user's one conversation; the web chat sends one question at a time).
+    Each backend does it in one atomic write (:meth:`HistoryStore.replace_last`): a failure leaves the
+    old turn in place, never a half-rewritten conversation.
 
     Raises:
         HistoryUnavailableError: the backend failed.
     """
-    turns = store.load(session_id)
-    store.clear(session_id)
-    for earlier in turns[:-1]:
-        store.append(session_id, earlier)
-    store.append(session_id, turn)
+    store.replace_last(session_id, turn)

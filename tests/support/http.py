@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Self
 
 
 class BackgroundHTTPServer:
@@ -28,3 +29,27 @@ class BackgroundHTTPServer:
         """Stop serving and close the socket."""
         self._server.shutdown()
         self._server.server_close()
+
+
+class ServedFake:
+    """Base of a test fake that is served over HTTP while in a ``with`` block.
+
+    A subclass defines :meth:`handler`; ``with Fake() as fake`` starts a :class:`BackgroundHTTPServer`
+    with it, sets ``fake.url`` (``http://127.0.0.1:<port>``) and stops it on exit.
+    """
+
+    url: str = ""
+    _server: BackgroundHTTPServer | None = None
+
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """The request handler class, bound to this fake."""
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self._server = BackgroundHTTPServer(self.handler())
+        self.url = self._server.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server:
+            self._server.stop()

@@ -14,6 +14,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 import rag.identity
+from rag.settings import Settings, load_settings
 
 ISSUER = "https://cognito-idp.us-east-1.amazonaws.com/us-east-1_TEST"
 CLIENT_ID = "webchat-client"
@@ -63,6 +64,20 @@ class Issuer:
         return jwt.encode(
             self.claims(**overrides), key or self.key, algorithm="RS256", headers={"kid": kid or self.kid}
         )
+
+
+def issuer_settings(**overrides: object) -> Settings:
+    """Settings that trust this fake issuer (:data:`ISSUER`, :data:`CLIENT_ID`) for :data:`TENANT`,
+    with local embeddings and the extractive answerer; ``overrides`` are further settings fields."""
+    values: dict[str, object] = {
+        "tenant_id": TENANT,
+        "issuer_uri": ISSUER,
+        "cognito_client_id": CLIENT_ID,
+        "embeddings_provider": "local",
+        "llm_provider": "extractive",
+    }
+    values.update(overrides)
+    return load_settings(**values)
 
 
 def patch_jwks(fake: Issuer, monkeypatch: pytest.MonkeyPatch) -> Issuer:

@@ -288,6 +288,9 @@ def test_demo_corpora_dense_retrieval_equals_faiss_flat(
             ).fetchall()
         )
     assert "_hnsw" in plan, plan  # the HNSW graph answers, not an exact scan
+    # the grounding check's word list (unknown words of a question) is the same from either backend
+    assert pg.vocabulary() == flat.vocabulary()
+    assert len(pg.vocabulary()) > 500
 
     questions = load_questions(eval_dir / f"dev_{corpus}.jsonl")
     compared = 0

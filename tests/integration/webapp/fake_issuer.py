@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from tests.support.http import BackgroundHTTPServer
+from tests.support.http import ServedFake
 
 
 def subject_of(email: str) -> str:
@@ -20,7 +20,7 @@ def subject_of(email: str) -> str:
     return str(uuid.uuid5(uuid.NAMESPACE_URL, f"fake-issuer/{email}"))
 
 
-class FakeIssuer:
+class FakeIssuer(ServedFake):
     """Signs Cognito-like tokens and serves its JWKS; use as ``with FakeIssuer() as issuer``.
 
     Args:
@@ -32,9 +32,7 @@ class FakeIssuer:
         self.client_id = client_id
         self.kid = kid
         self.key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        self.url = ""
         self.jwks_requests = 0
-        self._server: BackgroundHTTPServer | None = None
 
     def jwks(self) -> dict[str, Any]:
         """The public key set."""
@@ -59,7 +57,8 @@ class FakeIssuer:
         claims = {k: v for k, v in claims.items() if v is not None}
         return jwt.encode(claims, self.key, algorithm="RS256", headers={"kid": self.kid})
 
-    def __enter__(self) -> FakeIssuer:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """Serves :meth:`jwks` at ``/.well-known/jwks.json`` (counted in ``jwks_requests``), 404 elsewhere."""
         issuer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -78,10 +77,4 @@ class FakeIssuer:
                 self.end_headers()
                 self.wfile.write(body)
 
-        self._server = BackgroundHTTPServer(Handler)
-        self.url = self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server:
-            self._server.stop()
+        return Handler

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from tests.support.http import BackgroundHTTPServer
+from tests.support.http import BackgroundHTTPServer, ServedFake
 
 _WORD = re.compile(r"[a-z0-9]+")
 
@@ -55,7 +55,7 @@ def load_faq(path: Path) -> list[FaqRow]:
 
 
 @dataclass
-class FakeRagApi:
+class FakeRagApi(ServedFake):
     """The fake server's state; start it with ``with FakeRagApi(rows) as api: api.url``.
 
     Attributes:
@@ -91,19 +91,14 @@ class FakeRagApi:
         top = scored[0][0] or 1.0
         return [(r, round(s / top, 3)) for s, r in scored[:k] if s > 0]
 
-    def __enter__(self) -> FakeRagApi:
+    def handler(self) -> type[BaseHTTPRequestHandler]:
+        """The API's routes (:class:`_Handler`) over this fake's state."""
         api = self
 
         class Handler(_Handler):
             state = api
 
-        self._server = BackgroundHTTPServer(Handler)
-        self.url = self._server.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server:
-            self._server.stop()
+        return Handler
 
 
 class _Handler(BaseHTTPRequestHandler):

@@ -150,6 +150,9 @@ class _BrokenHistory(InMemoryHistoryStore):
     def clear(self, session_id):
         raise HistoryUnavailableError("DynamoDB: unreachable")
 
+    def replace_last(self, session_id, turn):
+        raise HistoryUnavailableError("DynamoDB: unreachable")
+
 
 @pytest.mark.parametrize("route", ["/api/v1/llm/rag", "/api/v1/llm/rag/stream"])
 def test_history_down_before_answer_is_503(make_client, route):

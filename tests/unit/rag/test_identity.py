@@ -19,27 +19,15 @@ from rag.identity import (
     check_email,
     verify_id_token,
 )
-from rag.settings import Settings, load_settings
+from rag.settings import Settings
 from tests.support import jwt_issuer
-from tests.support.jwt_issuer import CLIENT_ID, EMAIL, ISSUER, SUBJECT, TENANT, Issuer, new_rsa_key
+from tests.support.jwt_issuer import CLIENT_ID, EMAIL, ISSUER, SUBJECT, TENANT, Issuer, issuer_settings, new_rsa_key
 
 rsa_key = jwt_issuer.rsa_key
 issuer = jwt_issuer.issuer
 
 
-def settings_for(**overrides: object) -> Settings:
-    values: dict[str, object] = {
-        "tenant_id": TENANT,
-        "issuer_uri": ISSUER,
-        "cognito_client_id": CLIENT_ID,
-        "embeddings_provider": "local",
-        "llm_provider": "extractive",
-    }
-    values.update(overrides)
-    return load_settings(**values)
-
-
-SETTINGS = settings_for()
+SETTINGS = issuer_settings()
 
 
 def reason_of(token: str, settings: Settings = SETTINGS) -> Reason:
@@ -143,7 +131,7 @@ def test_lifetime_limit_follows_the_setting(issuer: Issuer) -> None:
     now = int(time.time())
     token = issuer.token(iat=now, exp=now + 7200)
     assert reason_of(token) is Reason.LIFETIME_TOO_LONG
-    assert verify_id_token(token, settings_for(id_token_validity_seconds=7200)).subject == SUBJECT
+    assert verify_id_token(token, issuer_settings(id_token_validity_seconds=7200)).subject == SUBJECT
 
 
 def test_iat_is_required(issuer: Issuer) -> None:
@@ -165,7 +153,7 @@ def test_id_token_for_another_client_is_refused(issuer: Issuer) -> None:
 
 
 def test_client_id_not_checked_when_unset(issuer: Issuer) -> None:
-    assert verify_id_token(issuer.token(aud="any-app"), settings_for(cognito_client_id=None))
+    assert verify_id_token(issuer.token(aud="any-app"), issuer_settings(cognito_client_id=None))
 
 
 @pytest.mark.parametrize("token_use", [None, "access", "refresh", "ID"])
@@ -249,7 +237,7 @@ def test_jwks_unreachable_is_retryable(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_missing_issuer_setting_is_retryable(issuer: Issuer) -> None:
     with pytest.raises(IdentityError) as info:
-        verify_id_token(issuer.token(), settings_for(issuer_uri=None, auth_mode="dev"))
+        verify_id_token(issuer.token(), issuer_settings(issuer_uri=None, auth_mode="dev"))
     assert info.value.reason is Reason.NOT_CONFIGURED and info.value.retryable
 
 

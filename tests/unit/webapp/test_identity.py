@@ -8,21 +8,9 @@ from __future__ import annotations
 import pytest
 
 from rag.identity import Reason
-from rag.settings import load_settings
-from tests.unit.webapp.conftest import CLIENT_ID, EMAIL, ISSUER, SUBJECT, TENANT, Issuer, bearer
+from tests.support.jwt_issuer import issuer_settings
+from tests.unit.webapp.conftest import EMAIL, SUBJECT, TENANT, Issuer, bearer
 from webapp.identity import Denial, IdentityError, bearer_token, denial_of, resolve_identity, token_cookie_count
-
-
-def oidc_settings(**overrides: object):
-    values: dict[str, object] = {
-        "tenant_id": TENANT,
-        "issuer_uri": ISSUER,
-        "cognito_client_id": CLIENT_ID,
-        "embeddings_provider": "local",
-        "llm_provider": "extractive",
-    }
-    values.update(overrides)
-    return load_settings(**values)
 
 
 def lower(headers: dict[str, str]) -> dict[str, str]:
@@ -31,7 +19,7 @@ def lower(headers: dict[str, str]) -> dict[str, str]:
 
 def refusal(headers: dict[str, str]) -> IdentityError:
     with pytest.raises(IdentityError) as info:
-        resolve_identity(lower(headers), oidc_settings())
+        resolve_identity(lower(headers), issuer_settings())
     return info.value
 
 
@@ -51,13 +39,13 @@ def test_two_bearer_tokens_are_ambiguous(value: str) -> None:
 
 
 def test_resolve_identity_is_keyed_by_subject(issuer: Issuer) -> None:
-    user = resolve_identity(lower(bearer(issuer.token(), email="ALICE@example.com")), oidc_settings())
+    user = resolve_identity(lower(bearer(issuer.token(), email="ALICE@example.com")), issuer_settings())
     assert (user.tenant, user.subject, user.email, user.dev_mode) == (TENANT, SUBJECT, EMAIL, False)
     assert user.user_key == f"{TENANT}:{SUBJECT}"
 
 
 def test_email_header_is_optional(issuer: Issuer) -> None:
-    assert resolve_identity(lower(bearer(issuer.token(), email=None)), oidc_settings()).email == EMAIL
+    assert resolve_identity(lower(bearer(issuer.token(), email=None)), issuer_settings()).email == EMAIL
 
 
 def test_email_header_disagreeing_with_token_is_refused(issuer: Issuer) -> None:
@@ -99,15 +87,15 @@ def test_one_token_cookie_is_fine(issuer: Issuer) -> None:
     token = issuer.token()
     headers = lower({**bearer(token), "Cookie": f"theme=dark; id_token={token}; x_id_token=1"})
     assert token_cookie_count(headers) == 1
-    assert resolve_identity(headers, oidc_settings()).subject == SUBJECT
+    assert resolve_identity(headers, issuer_settings()).subject == SUBJECT
 
 
 def test_dev_mode_uses_dev_user_with_stable_subject() -> None:
-    settings = oidc_settings(auth_mode="dev", dev_user_email="dev@example.com")
+    settings = issuer_settings(auth_mode="dev", dev_user_email="dev@example.com")
     first, second = resolve_identity({}, settings), resolve_identity({}, settings)
     assert (first.email, first.dev_mode, first.token) == ("dev@example.com", True, "")
     assert first.subject == second.subject and "@" not in first.subject
-    other = resolve_identity({}, oidc_settings(auth_mode="dev", dev_user_email="bob@example.com"))
+    other = resolve_identity({}, issuer_settings(auth_mode="dev", dev_user_email="bob@example.com"))
     assert other.subject != first.subject
 
 
@@ -117,7 +105,7 @@ def test_keys_unavailable_is_unavailable_page() -> None:
 
 
 def test_origin_is_checked_when_configured(issuer: Issuer) -> None:
-    settings = oidc_settings(web_allowed_origins="https://tenanta.chat.example.com,http://tenanta.localhost:8080")
+    settings = issuer_settings(web_allowed_origins="https://tenanta.chat.example.com,http://tenanta.localhost:8080")
     ok = lower({**bearer(issuer.token()), "Origin": "http://tenanta.localhost:8080"})
     assert resolve_identity(ok, settings).subject == SUBJECT
     for origin in ("http://localhost:8080", "https://tenanta.chat.example.com.evil", "null", None):
@@ -128,7 +116,7 @@ def test_origin_is_checked_when_configured(issuer: Issuer) -> None:
 
 
 def test_origin_is_checked_in_dev_mode_too() -> None:
-    settings = oidc_settings(auth_mode="dev", web_allowed_origins="http://127.0.0.1:8501")
+    settings = issuer_settings(auth_mode="dev", web_allowed_origins="http://127.0.0.1:8501")
     with pytest.raises(IdentityError) as info:
         resolve_identity({"origin": "http://localhost:9999"}, settings)
     assert info.value.reason is Reason.WRONG_ORIGIN
@@ -136,7 +124,7 @@ def test_origin_is_checked_in_dev_mode_too() -> None:
 
 def test_origin_not_checked_when_unset(issuer: Issuer) -> None:
     headers = lower({**bearer(issuer.token()), "Origin": "http://localhost:9999"})
-    assert resolve_identity(headers, oidc_settings()).subject == SUBJECT
+    assert resolve_identity(headers, issuer_settings()).subject == SUBJECT
 
 
 @pytest.mark.parametrize("value", ["https://a.example/", "*", "https://a.example, https://b.example", "ftp://a"])
@@ -144,4 +132,4 @@ def test_allowed_origins_setting_is_validated(value: str) -> None:
     from rag.settings import SettingsError
 
     with pytest.raises(SettingsError, match=r"WEB_ALLOWED_ORIGINS|web_allowed_origins"):
-        oidc_settings(web_allowed_origins=value)
+        issuer_settings(web_allowed_origins=value)
