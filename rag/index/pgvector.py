@@ -424,6 +424,31 @@ class PgVectorIndex:
             rows = conn.execute(query).fetchall()
         return frozenset(word for (token,) in rows for word in content_words(token))
 
+    def centroid(self, version: PgVersion) -> np.ndarray | None:
+        """The unit-length mean of ``version``'s chunk vectors (``dim`` float32s), None when it has none.
+
+        pgvector's ``avg(vector)`` aggregate (https://github.com/pgvector/pgvector#aggregates) in one
+        pass, under the same load-time statement timeout as :meth:`vocabulary`.
+
+        Raises:
+            psycopg.errors.UndefinedTable: the version's table was dropped (a newer one is current).
+            VectorStoreUnavailableError: the database is unreachable or did not answer in time.
+        """
+        if version.chunk_table != table_for(version.version):
+            raise IndexIntegrityError(f"version {version.version} points at an unexpected table")
+        with self.connection() as conn, conn.transaction():
+            conn.execute(
+                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{VOCABULARY_TIMEOUT_SECONDS}s"))
+            )
+            row = conn.execute(sql.SQL("SELECT avg(embedding) FROM {}").format(self._ident(version.chunk_table)))
+            (mean,) = row.fetchone() or (None,)
+        if mean is None:
+            return None
+        # pgvector's adapter gives numpy arrays for columns, a ``pgvector.Vector`` for an aggregate's result
+        total = np.asarray(mean.to_numpy() if hasattr(mean, "to_numpy") else mean, dtype=np.float64)
+        norm = float(np.linalg.norm(total))
+        return (total / norm if norm > 0 else total).astype(np.float32)
+
     def search(
         self,
         query: str,
@@ -816,6 +841,18 @@ class PgTenantIndex(SearchIndex):
                 return None
         return self._vocabulary
 
+    _centroid: np.ndarray | None = field(default=None, repr=False)
+
+    def centroid(self) -> np.ndarray | None:
+        """See :meth:`rag.index.backend.SearchIndex.centroid`: :meth:`PgVectorIndex.centroid` of
+        ``version``, read once (None when that version was dropped meanwhile or is empty)."""
+        if self._centroid is None:
+            try:
+                self._centroid = self.backend.centroid(self.version)
+            except psycopg.errors.UndefinedTable:
+                return None
+        return self._centroid
+
     def search(self, query: str, vector: list[float] | np.ndarray, *, dense_k: int, keyword_k: int) -> Candidates:
         """See :meth:`PgVectorIndex.search`."""
         return self.backend.search(
@@ -850,6 +887,7 @@ class PgIndexReader:
             log.info("index version %s superseded by %s while loading", version, current.version)
         loaded = PgTenantIndex(self.backend, current, self.embedding_model, self.ef_search)
         loaded.vocabulary()  # the grounding check's word list, read here rather than on the first question
+        loaded.centroid()  # and its corpus centroid
         return loaded
 
     def check(self) -> None:

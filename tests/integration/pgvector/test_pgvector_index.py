@@ -291,6 +291,9 @@ def test_demo_corpora_dense_retrieval_equals_faiss_flat(
     # the grounding check's word list (unknown words of a question) is the same from either backend
     assert pg.vocabulary() == flat.vocabulary()
     assert len(pg.vocabulary()) > 500
+    # and the corpus centroid (the grounding check's specificity term)
+    assert pg.centroid() is not None and flat.centroid() is not None
+    np.testing.assert_allclose(pg.centroid(), flat.centroid(), atol=1e-5)
 
     questions = load_questions(eval_dir / f"dev_{corpus}.jsonl")
     compared = 0
