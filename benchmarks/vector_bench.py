@@ -242,7 +242,7 @@ def main() -> None:
     parser.add_argument("--maintenance-work-mem", default="2GB", help="pgvector's HNSW build memory")
     args = parser.parse_args()
     EF_SEARCH = args.ef_search[0]
-    from tests.support.postgres import LocalPostgres
+    from devstack.postgres import LocalPostgres
 
     work = Path(tempfile.mkdtemp(prefix="vector-bench-"))
     pg = LocalPostgres(work / f"pg-{secrets.token_hex(3)}")

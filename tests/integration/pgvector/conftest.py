@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from devstack.postgres import LocalPostgres
 from rag.index.pgvector import PgVectorIndex
-from tests.support.postgres import LocalPostgres
 
 
 @pytest.fixture(scope="session")

@@ -17,11 +17,11 @@ from langchain_core.documents import Document
 from psycopg import sql
 
 from api.main import create_app
+from devstack.postgres import DATABASE, LocalPostgres
 from rag.index.pgvector import PgVectorIndex, deprovision_sql, run_statements, schema_for, table_for
 from rag.index.store import SourceRecord
 from rag.stores.history import InMemoryHistoryStore
 from tests.integration.api.conftest import wait_until
-from tests.support.postgres import DATABASE, LocalPostgres
 from tests.unit.api.fakes import EMBEDDING_MODEL, FAQ, SESSION, TENANT, fake_embeddings, make_settings, parse_sse
 from tests.unit.api.fakes import publish_index as publish_faiss_index
 
