@@ -342,8 +342,17 @@ async def model_stream(client: httpx.AsyncClient, endpoint: str) -> Sample:
     return Sample("model", ttft or total, total, None)
 
 
+#: Idle seconds before the client drops a pooled connection: below the server's keep-alive
+#: (``keepalive`` in api/gunicorn.conf.py, 5 s), so a late reader never reuses one the server is closing.
+CLIENT_KEEPALIVE_EXPIRY = 2.0
+
+
 def _limits(concurrency: int) -> httpx.Limits:
-    return httpx.Limits(max_connections=concurrency + 4, max_keepalive_connections=concurrency + 4)
+    return httpx.Limits(
+        max_connections=concurrency + 4,
+        max_keepalive_connections=concurrency + 4,
+        keepalive_expiry=CLIENT_KEEPALIVE_EXPIRY,
+    )
 
 
 async def run_api_level(base: str, concurrency: int, seconds: float, on_tick: Any = None) -> list[Sample]:
