@@ -20,6 +20,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from api.main import create_app
+from rag.answer.grounding import NO_ANSWER
 from rag.answer.models import EXTRACTIVE_LABEL
 from rag.settings import load_settings
 from tests.conftest import REPO_ROOT
@@ -88,17 +89,24 @@ def _session() -> str:
 
 def test_dev_questions_find_their_row_at_k4_hybrid(local_client, eval_dir):
     questions = [json.loads(line) for line in (eval_dir / "dev_tenanta.jsonl").read_text().splitlines() if line]
-    hits = keyword_hits = 0
+    hits = keyword_hits = refused = 0
     for item in questions:
         body = local_client.post(
             "/api/v1/llm/rag", json={"q": item["question"], "user_session_id": _session(), "max_matching_docs": 4}
         ).json()
+        if not body["grounded"]:  # below the relevance floor: the no-answer reply, no sources (a miss here)
+            assert body["answer"] == NO_ANSWER and body["sources"] == [], body
+            refused += 1
+            continue
         assert body["answer"].startswith(EXTRACTIVE_LABEL)
         assert len(body["sources"]) == 4
         rows = {s["row"] for s in body["sources"]}
         hits += bool(rows & set(item["relevant_rows"]))
         keyword_hits += any(k in body["answer"].lower() for k in item["answer_keywords"])
-    assert hits / len(questions) >= 0.85, f"hit@4 {hits}/{len(questions)}"
+    # every question here is answerable: README "Retrieval and answer quality" (hybrid, tenanta) has
+    # 0.100 falsely refused and recall@4 0.933; refused questions count as misses below
+    assert refused / len(questions) <= 0.10, f"falsely refused {refused}/{len(questions)}"
+    assert hits / len(questions) >= 0.80, f"hit@4 {hits}/{len(questions)}"
     assert keyword_hits / len(questions) >= 0.6, f"answer keywords {keyword_hits}/{len(questions)}"
 
 
