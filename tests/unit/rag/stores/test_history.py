@@ -18,6 +18,18 @@ ALICE_2 = "tenanta:alice@example.com:3f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
 BOB_1 = "tenanta:bob@example.com:4f1c3a4e-5b6d-4e7f-8a9b-0c1d2e3f4a5b"
 
 
+def _history_table():
+    """The chat history table (HASH key ``SessionId``) in moto's DynamoDB; call inside ``mock_aws()``."""
+    resource = boto3.resource("dynamodb", region_name="us-east-1")
+    resource.create_table(
+        TableName="chathistory",
+        KeySchema=[{"AttributeName": "SessionId", "KeyType": "HASH"}],
+        AttributeDefinitions=[{"AttributeName": "SessionId", "AttributeType": "S"}],
+        BillingMode="PAY_PER_REQUEST",
+    )
+    return resource.Table("chathistory")
+
+
 @pytest.fixture(params=["memory", "sqlite", "dynamodb"])
 def history(request, tmp_path, monkeypatch):
     if request.param == "memory":
@@ -28,14 +40,7 @@ def history(request, tmp_path, monkeypatch):
         monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         with mock_aws():
-            resource = boto3.resource("dynamodb", region_name="us-east-1")
-            resource.create_table(
-                TableName="chathistory",
-                KeySchema=[{"AttributeName": "SessionId", "KeyType": "HASH"}],
-                AttributeDefinitions=[{"AttributeName": "SessionId", "AttributeType": "S"}],
-                BillingMode="PAY_PER_REQUEST",
-            )
-            yield DynamoDBHistoryStore(resource.Table("chathistory"), ttl_seconds=3600, max_turns=5)
+            yield DynamoDBHistoryStore(_history_table(), ttl_seconds=3600, max_turns=5)
 
 
 def test_clear_removes_every_turn_of_the_conversation_and_only_that_one(history) -> None:
@@ -92,14 +97,7 @@ def test_dynamodb_replace_last_never_overwrites_a_turn_appended_since_its_read(m
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     with mock_aws():
-        resource = boto3.resource("dynamodb", region_name="us-east-1")
-        resource.create_table(
-            TableName="chathistory",
-            KeySchema=[{"AttributeName": "SessionId", "KeyType": "HASH"}],
-            AttributeDefinitions=[{"AttributeName": "SessionId", "AttributeType": "S"}],
-            BillingMode="PAY_PER_REQUEST",
-        )
-        store = DynamoDBHistoryStore(resource.Table("chathistory"), ttl_seconds=3600)
+        store = DynamoDBHistoryStore(_history_table(), ttl_seconds=3600)
         store.append(ALICE_1, Turn(question="q0", answer="a0"))
         real_load = store.load
         raced = []
