@@ -22,7 +22,7 @@ from langchain_core.language_models.chat_models import BaseChatModel
 from api.services.answer import AnswerService
 from api.services.documents import build_document_services
 from api.state import IndexHolder, RagState
-from rag.answer.chain import LiveRetriever, build_chain, refers_back
+from rag.answer.chain import AnswerChain, LiveRetriever, refers_back
 from rag.answer.grounding import floor_for
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.readers import open_index_reader
@@ -157,7 +157,7 @@ async def build_state(parts: Components) -> RagState:
         logger.warning(
             "no relevance floor for %s: only the model's own refusals mark ungrounded answers", embedding_model
         )
-    chain = build_chain(
+    chain = AnswerChain(
         retriever=retriever,
         llm=chat_model,
         condense_llm=condense_model,

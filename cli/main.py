@@ -129,7 +129,7 @@ def _ask_api(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _ask_local(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
-    from rag.answer.chain import build_chain
+    from rag.answer.chain import AnswerChain
     from rag.answer.models import GenerationParams, make_chat_model
     from rag.answer.retrieval import TenantIndex, make_retriever
     from rag.index.embeddings import make_embeddings
@@ -142,7 +142,7 @@ def _ask_local(settings: Settings, args: argparse.Namespace) -> dict[str, Any]:
     except IndexError_ as exc:
         raise CliError(f"no usable index: {exc}") from None
     index = TenantIndex(version, ef_search=settings.hnsw_ef_search)
-    chain = build_chain(retriever=make_retriever(settings, index, embeddings, k=args.k), llm=make_chat_model(settings))
+    chain = AnswerChain(retriever=make_retriever(settings, index, embeddings, k=args.k), llm=make_chat_model(settings))
     result = chain.run(args.question, k=args.k, generation=GenerationParams(temperature=0.1, max_tokens=512))
     sources = [
         {key: doc.metadata.get(key) for key in ("source", "row", "page", "title", "score") if key in doc.metadata}

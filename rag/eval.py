@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 from langchain_core.embeddings import Embeddings
 
-from rag.answer.chain import AnswerChain, ChainResult, LiveRetriever, build_chain, refers_back
+from rag.answer.chain import AnswerChain, ChainResult, LiveRetriever, refers_back
 from rag.answer.grounding import RelevanceFloor, calibrate_floor, relevance
 from rag.answer.models import ExtractiveChatModel, GenerationParams
 from rag.answer.retrieval import TenantIndex, TenantRetriever
@@ -265,7 +265,7 @@ class ChainEvaluator:
         self.k = k
         retriever = LiveRetriever(index_provider=lambda: index, embeddings=embeddings, mode=mode)  # type: ignore[arg-type]
         # the API's chain (api.lifespan): condense only questions that refer back to the history
-        self.chain: AnswerChain = build_chain(
+        self.chain: AnswerChain = AnswerChain(
             retriever=retriever, llm=ExtractiveChatModel(), needs_condense=refers_back, relevance_floor=floor
         )
 

@@ -627,28 +627,6 @@ def _add(usage: Usage, tokens: tuple[int, int], current: Any) -> None:
         current.set_attribute("output_tokens", tokens[1])
 
 
-def build_chain(
-    *,
-    retriever: BaseRetriever,
-    llm: BaseChatModel,
-    condense_llm: BaseChatModel | None = None,
-    needs_condense: NeedsCondense = condense_when_history,
-    no_answer: NoAnswer | None = None,
-    condense_max_tokens: int | None = None,
-    relevance_floor: RelevanceFloor | None = None,
-) -> AnswerChain:
-    """Build the conversational RAG chain (once per process); see :class:`AnswerChain` for the arguments."""
-    return AnswerChain(
-        retriever=retriever,
-        llm=llm,
-        condense_llm=condense_llm,
-        needs_condense=needs_condense,
-        no_answer=no_answer,
-        condense_max_tokens=condense_max_tokens,
-        relevance_floor=relevance_floor,
-    )
-
-
 # --------------------------------------------------------------------------------------------
 # handing the tokens of a chain running in a thread to the event loop
 

@@ -20,7 +20,7 @@ from langchain_core.embeddings import Embeddings
 from langchain_core.retrievers import BaseRetriever
 from pydantic import ConfigDict, Field
 
-from rag.index.backend import Candidates, SearchIndex
+from rag.index.backend import Candidates, SearchIndex, unit_length
 from rag.index.store import IndexVersion
 from rag.settings import Settings
 from rag.text import content_words
@@ -90,8 +90,7 @@ class TenantIndex(SearchIndex):
             total = np.zeros(index.d, dtype=np.float64)
             for start in range(0, index.ntotal, 4096):
                 total += index.reconstruct_n(start, min(4096, index.ntotal - start)).sum(axis=0)
-            norm = float(np.linalg.norm(total))
-            self._centroid = (total / norm if norm > 0 else total).astype(np.float32)
+            self._centroid = unit_length(total)
         return self._centroid
 
     def dense_search(self, query_vector: list[float] | np.ndarray, k: int) -> list[tuple[int, float]]:

@@ -78,6 +78,13 @@ class Candidates:
     version: str
 
 
+def unit_length(vector: np.ndarray) -> np.ndarray:
+    """``vector`` scaled to length 1 as float32 (unchanged when it is all zeros), e.g. a centroid."""
+    total = np.asarray(vector, dtype=np.float64)
+    norm = float(np.linalg.norm(total))
+    return (total / norm if norm > 0 else total).astype(np.float32)
+
+
 class SearchIndex(abc.ABC):
     """A searchable index version of one tenant.
 

@@ -58,7 +58,7 @@ from pgvector.psycopg import register_vector
 from psycopg import sql
 from psycopg_pool import ConnectionPool
 
-from rag.index.backend import Candidates, SearchIndex, VectorStoreUnavailableError, published_or_none
+from rag.index.backend import Candidates, SearchIndex, VectorStoreUnavailableError, published_or_none, unit_length
 from rag.index.store import (
     HNSW_EF_CONSTRUCTION,
     HNSW_M,
@@ -411,17 +411,9 @@ class PgVectorIndex:
             psycopg.errors.UndefinedTable: the version's table was dropped (a newer one is current).
             VectorStoreUnavailableError: the database is unreachable or did not answer in time.
         """
-        if version.chunk_table != table_for(version.version):
-            raise IndexIntegrityError(f"version {version.version} points at an unexpected table")
-        query = sql.SQL(
-            "SELECT DISTINCT w FROM {}, regexp_split_to_table(lower(text), '\\W+') AS w WHERE w <> ''"
-        ).format(self._ident(version.chunk_table))
-        with self.connection() as conn, conn.transaction():
-            # one pass over every chunk: longer than a search may take (a background load, not a request)
-            conn.execute(
-                sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{VOCABULARY_TIMEOUT_SECONDS}s"))
-            )
-            rows = conn.execute(query).fetchall()
+        rows = self._load_pass(
+            version, "SELECT DISTINCT w FROM {}, regexp_split_to_table(lower(text), '\\W+') AS w WHERE w <> ''"
+        )
         return frozenset(word for (token,) in rows for word in content_words(token))
 
     def centroid(self, version: PgVersion) -> np.ndarray | None:
@@ -434,20 +426,22 @@ class PgVectorIndex:
             psycopg.errors.UndefinedTable: the version's table was dropped (a newer one is current).
             VectorStoreUnavailableError: the database is unreachable or did not answer in time.
         """
+        ((mean,),) = self._load_pass(version, "SELECT avg(embedding) FROM {}")
+        if mean is None:
+            return None
+        # pgvector's adapter gives numpy arrays for columns, a ``pgvector.Vector`` for an aggregate's result
+        return unit_length(np.asarray(mean.to_numpy() if hasattr(mean, "to_numpy") else mean))
+
+    def _load_pass(self, version: PgVersion, template: str) -> list[tuple[Any, ...]]:
+        """Rows of one load-time pass over ``version``'s table (``{}`` in ``template``), under
+        :data:`VOCABULARY_TIMEOUT_SECONDS`: longer than a search may take (a background load, not a request)."""
         if version.chunk_table != table_for(version.version):
             raise IndexIntegrityError(f"version {version.version} points at an unexpected table")
         with self.connection() as conn, conn.transaction():
             conn.execute(
                 sql.SQL("SET LOCAL statement_timeout = {}").format(sql.Literal(f"{VOCABULARY_TIMEOUT_SECONDS}s"))
             )
-            row = conn.execute(sql.SQL("SELECT avg(embedding) FROM {}").format(self._ident(version.chunk_table)))
-            (mean,) = row.fetchone() or (None,)
-        if mean is None:
-            return None
-        # pgvector's adapter gives numpy arrays for columns, a ``pgvector.Vector`` for an aggregate's result
-        total = np.asarray(mean.to_numpy() if hasattr(mean, "to_numpy") else mean, dtype=np.float64)
-        norm = float(np.linalg.norm(total))
-        return (total / norm if norm > 0 else total).astype(np.float32)
+            return conn.execute(sql.SQL(template).format(self._ident(version.chunk_table))).fetchall()
 
     def search(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import abc
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Self
@@ -31,7 +32,7 @@ class BackgroundHTTPServer:
         self._server.server_close()
 
 
-class ServedFake:
+class ServedFake(abc.ABC):
     """Base of a test fake that is served over HTTP while in a ``with`` block.
 
     A subclass defines :meth:`handler`; ``with Fake() as fake`` starts a :class:`BackgroundHTTPServer`
@@ -41,9 +42,9 @@ class ServedFake:
     url: str = ""
     _server: BackgroundHTTPServer | None = None
 
+    @abc.abstractmethod
     def handler(self) -> type[BaseHTTPRequestHandler]:
         """The request handler class, bound to this fake."""
-        raise NotImplementedError
 
     def __enter__(self) -> Self:
         self._server = BackgroundHTTPServer(self.handler())

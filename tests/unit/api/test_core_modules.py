@@ -11,7 +11,7 @@ from botocore.stub import ANY, Stubber
 from langchain_aws import ChatBedrockConverse
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from rag.answer.chain import build_chain
+from rag.answer.chain import AnswerChain
 from rag.answer.grounding import NO_ANSWER
 from rag.answer.models import (
     EXTRACTIVE_LABEL,
@@ -143,7 +143,7 @@ def test_chain_skips_condense_without_history():
             calls.append(messages)
             yield from super()._stream(messages, stop=stop, **kwargs)
 
-    chain = build_chain(retriever=NoDocs(), llm=Spy())
+    chain = AnswerChain(retriever=NoDocs(), llm=Spy())
     result = chain.run("hi", [])
     assert result.generated_question == "hi"
     # nothing retrieved: the no-answer sentence, and neither the condense nor the answer model ran

@@ -15,7 +15,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import Field
 
-from rag.answer.chain import build_chain, refers_back
+from rag.answer.chain import AnswerChain, refers_back
 from rag.answer.models import (
     GenerationParams,
 )
@@ -119,7 +119,7 @@ class _TwoDocs(BaseRetriever):
 def test_a_follow_up_that_stands_alone_makes_one_model_call_and_is_retrieved_as_asked():
     model = ScriptedChatModel(replies=["EMR runs Spark."])
     retriever = _TwoDocs()
-    chain = build_chain(retriever=retriever, llm=model, needs_condense=refers_back)
+    chain = AnswerChain(retriever=retriever, llm=model, needs_condense=refers_back)
     result = chain.run("Which engines does Amazon EMR run?", [("What is SageMaker Studio?", "An IDE.")])
     assert len(model.calls) == 1 and retriever.queries == ["Which engines does Amazon EMR run?"]
     assert result.generated_question == "Which engines does Amazon EMR run?"
@@ -135,7 +135,7 @@ def test_the_condense_call_is_bounded_and_not_streamed():
         "metrics": {"latencyMs": 1},
     }
     retriever = _TwoDocs()
-    chain = build_chain(
+    chain = AnswerChain(
         retriever=retriever,
         llm=ScriptedChatModel(replies=["It is free."]),
         condense_llm=condense,

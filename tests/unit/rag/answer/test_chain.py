@@ -18,13 +18,13 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 
 from rag.answer.chain import (
+    AnswerChain,
     ChainCancelledError,
     ChainResult,
     FinalEvent,
     TokenEvent,
     TokenRelay,
     astream_chain,
-    build_chain,
 )
 from rag.answer.models import GenerationParams
 from tests.unit.api.fakes import ScriptedChatModel
@@ -50,7 +50,7 @@ async def _collect(chain, question: str, history=()) -> tuple[list[str], ChainRe
 
 def test_spaced_tokens_are_separate_events_and_the_final_event_has_docs_and_usage():
     model = ScriptedChatModel(replies=["one two three four five"], token_delay=0.1)
-    texts, final = asyncio.run(_collect(build_chain(retriever=_TwoDocs(), llm=model), "q?"))
+    texts, final = asyncio.run(_collect(AnswerChain(retriever=_TwoDocs(), llm=model), "q?"))
     assert "".join(texts) == "one two three four five" and texts[0] == "one"
     assert len(texts) >= 3  # 100 ms apart: separate unless this machine stalls for 100 ms
     assert final.answer == "one two three four five"
@@ -102,7 +102,7 @@ def test_after_the_first_token_pieces_are_sent_at_most_every_flush_interval():
 def test_the_condense_call_streams_no_tokens_but_counts_usage():
     model = ScriptedChatModel(replies=["Studio what?", "It is an IDE."])
     texts, final = asyncio.run(
-        _collect(build_chain(retriever=_TwoDocs(), llm=model), "what is it?", [("What is Studio?", "An IDE.")])
+        _collect(AnswerChain(retriever=_TwoDocs(), llm=model), "what is it?", [("What is Studio?", "An IDE.")])
     )
     assert "".join(texts) == "It is an IDE."  # the condensed question is not part of the answer
     assert final.generated_question == "Studio what?"
@@ -112,7 +112,7 @@ def test_the_condense_call_streams_no_tokens_but_counts_usage():
 def test_closing_the_stream_stops_the_chain_at_its_next_token():
     gate = threading.Event()
     model = ScriptedChatModel(replies=["one two three four"], gate=gate)
-    chain = build_chain(retriever=_TwoDocs(), llm=model)
+    chain = AnswerChain(retriever=_TwoDocs(), llm=model)
     produced: list[str] = []
 
     async def run() -> None:
@@ -163,7 +163,7 @@ def test_a_client_that_leaves_during_the_condense_call_causes_no_retrieval():
             searched.append(query)
             return super()._get_relevant_documents(query, run_manager=run_manager)
 
-    chain = build_chain(retriever=Recording(), llm=ScriptedChatModel(), condense_llm=Gated())
+    chain = AnswerChain(retriever=Recording(), llm=ScriptedChatModel(), condense_llm=Gated())
 
     async def run() -> None:
         stream = astream_chain(chain, "and the price?", [("What is Studio?", "An IDE.")])
@@ -190,7 +190,7 @@ def test_a_cancelled_run_makes_no_retrieval_and_no_model_call():
     model = ScriptedChatModel()
     cancelled = threading.Event()
     cancelled.set()
-    chain = build_chain(retriever=Recording(), llm=model)
+    chain = AnswerChain(retriever=Recording(), llm=model)
     with pytest.raises(ChainCancelledError):
         chain.run("q?", [("What is Studio?", "An IDE.")], cancelled=cancelled)
     assert searched == [] and model.calls == []
@@ -205,7 +205,7 @@ def test_k_and_generation_parameters_are_call_arguments_and_the_shared_model_is_
             return [Document(f"doc {n}", metadata={"id": str(n)}) for n in range(k or 1)]
 
     model = ScriptedChatModel(replies=["ok"])
-    chain = build_chain(retriever=KRetriever(), llm=model)
+    chain = AnswerChain(retriever=KRetriever(), llm=model)
     params = GenerationParams(temperature=0.7, max_tokens=99, top_p=0.5, top_k=40, stop=["END"])
     result = chain.run("q?", k=4, generation=params)
     assert seen == [{"k": 4}] and len(result.documents) == 4
@@ -217,7 +217,7 @@ def test_k_and_generation_parameters_are_call_arguments_and_the_shared_model_is_
 
 def test_needs_condense_false_skips_the_condense_call():
     model = ScriptedChatModel(replies=["It is an IDE."])
-    chain = build_chain(retriever=_TwoDocs(), llm=model, needs_condense=lambda question, history: False)
+    chain = AnswerChain(retriever=_TwoDocs(), llm=model, needs_condense=lambda question, history: False)
     result = chain.run("What is SageMaker Studio?", [("What is EMR?", "Spark on EC2.")])
     assert len(model.calls) == 1 and "Standalone question:" not in model.calls[0]["prompt"]
     assert result.generated_question == "What is SageMaker Studio?"
@@ -231,7 +231,7 @@ def test_the_no_answer_hook_answers_without_a_model_call():
         got.append((question, [d.metadata["id"] for d in docs]))
         return "The documents do not cover this."
 
-    chain = build_chain(retriever=_TwoDocs(), llm=model, no_answer=no_answer)
+    chain = AnswerChain(retriever=_TwoDocs(), llm=model, no_answer=no_answer)
     tokens: list[str] = []
     result = chain.run("q?", on_token=tokens.append)
     assert model.calls == []

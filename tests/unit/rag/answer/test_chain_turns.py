@@ -6,7 +6,7 @@ from langchain_core.documents import Document
 from langchain_core.retrievers import BaseRetriever
 from pydantic import Field
 
-from rag.answer.chain import build_chain, fuse_documents
+from rag.answer.chain import AnswerChain, fuse_documents
 from rag.answer.grounding import NO_ANSWER, RelevanceFloor
 from tests.unit.api.fakes import ScriptedChatModel
 
@@ -33,7 +33,7 @@ class ByQuery(BaseRetriever):
 def _chain(table: dict[str, list[Document]], replies: list[str]):
     retriever = ByQuery(table=table, queries=[])
     model = ScriptedChatModel(replies=replies)
-    chain = build_chain(retriever=retriever, llm=model, relevance_floor=RelevanceFloor(0.4, unknown_word_penalty=0.0))
+    chain = AnswerChain(retriever=retriever, llm=model, relevance_floor=RelevanceFloor(0.4, unknown_word_penalty=0.0))
     return chain, retriever, model
 
 
@@ -82,7 +82,7 @@ def test_a_follow_up_is_judged_against_its_own_background_not_the_topics() -> No
     floor = RelevanceFloor(0.4, unknown_word_penalty=0.0, corpus_weight=0.5)
     retriever = ByQuery(table=table, queries=[])
     model = ScriptedChatModel(replies=[condensed, "Studio is free [1]."])
-    chain = build_chain(retriever=retriever, llm=model, relevance_floor=floor)
+    chain = AnswerChain(retriever=retriever, llm=model, relevance_floor=floor)
     result = chain.run(follow_up, [(TOPIC, "An IDE.")])
     # 0.7 - 0.5 * 0.2 = 0.6 clears the floor (with the topic's background: 0.7 - 0.4 = 0.3 would not)
     assert result.grounded is True and result.query_kind == "condensed"

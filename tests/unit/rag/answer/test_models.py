@@ -15,7 +15,7 @@ from langchain_core.messages import HumanMessage, SystemMessage
 from langchain_core.retrievers import BaseRetriever
 from langchain_core.tracers.context import collect_runs
 
-from rag.answer.chain import ANSWER_TAG, ChainCancelledError, build_chain
+from rag.answer.chain import ANSWER_TAG, AnswerChain, ChainCancelledError
 from rag.answer.models import (
     ConverseTextStream,
     GenerationParams,
@@ -124,7 +124,7 @@ def test_a_cancelled_chain_closes_the_direct_stream_at_its_next_token():
     client, model = _bedrock()
     stream = _Stream(_events("one", " two", " three"))
     cancelled = threading.Event()
-    chain = build_chain(retriever=_TwoDocs(), llm=model)
+    chain = AnswerChain(retriever=_TwoDocs(), llm=model)
     seen: list[str] = []
 
     def on_token(text: str) -> None:
