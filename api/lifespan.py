@@ -14,7 +14,6 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
-import faiss
 from fastapi import FastAPI
 from langchain_core.embeddings import Embeddings
 from langchain_core.language_models.chat_models import BaseChatModel
@@ -26,7 +25,7 @@ from rag.answer.chain import AnswerChain, LiveRetriever, refers_back
 from rag.answer.grounding import floor_for
 from rag.answer.models import make_chat_model, model_id_of
 from rag.answer.readers import open_index_reader
-from rag.answer.retrieval import make_retriever
+from rag.answer.retrieval import make_retriever, one_search_thread
 from rag.answer.tracing import setup_tracing
 from rag.contract import MAX_MATCHING_DOCS
 from rag.index.store import open_store
@@ -199,10 +198,13 @@ def make_lifespan(parts: Components) -> Any:
         # search, model stream, history write: blocking calls); one thread per admitted answer
         # (MAX_INFLIGHT_ANSWERS); the loop's default executor stays free for index loads.
         # One FAISS thread per search: requests already run in parallel, and OpenMP's team of threads
-        # made a 10k-vector search 5x slower on 2 vCPUs (measured: 16 ms vs 3 ms).
-        faiss.omp_set_num_threads(1)
+        # made a 10k-vector search 5x slower on 2 vCPUs (measured: 16 ms vs 3 ms). The OpenMP thread
+        # count is per thread: every chain thread sets its own (one_search_thread).
+        one_search_thread()
         executor = ThreadPoolExecutor(
-            max_workers=state.settings.max_inflight_answers, thread_name_prefix="ragapi-chain"
+            max_workers=state.settings.max_inflight_answers,
+            thread_name_prefix="ragapi-chain",
+            initializer=one_search_thread,
         )
         state.chain_executor = executor
         await state.index.refresh()  # first load; on failure the app starts unready and retries

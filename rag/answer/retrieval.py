@@ -26,6 +26,22 @@ from rag.settings import Settings
 from rag.text import content_words
 
 RRF_C = 60
+#: OpenMP threads per FAISS search: requests already search in parallel, one per chain thread.
+SEARCH_THREADS = 1
+
+
+def one_search_thread() -> None:
+    """Make FAISS searches of the *calling* thread single-threaded (``faiss.omp_set_num_threads(1)``).
+
+    OpenMP's thread count (the ``nthreads-var`` ICV) belongs to each thread: setting it on the event
+    loop's thread leaves every thread started later at the default (one per core). Call it in each
+    thread that searches, e.g. as a ``ThreadPoolExecutor`` ``initializer``. Without it a 10k-chunk
+    flat search in a chain thread ran on a team of two spinning OpenMP threads on this 2-vCPU machine:
+    API CPU per answer 17.5 ms against 11.3 ms (``benchmarks/api_bench.py``, zero-latency fake, 1 stream).
+    OpenMP: https://www.openmp.org/spec-html/5.0/openmpsu35.html (ICVs of a thread's data environment);
+    FAISS: https://github.com/facebookresearch/faiss/wiki/Threads-and-asynchronous-calls.
+    """
+    faiss.omp_set_num_threads(SEARCH_THREADS)
 
 
 def bm25_tokens(text: str) -> list[str]:

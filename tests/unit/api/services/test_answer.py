@@ -162,3 +162,26 @@ def test_condense_model_id_builds_a_second_bedrock_model(make_client):
     chain = client.app.state.rag.chain
     assert isinstance(chain.condense_llm, ChatBedrockConverse) and chain.condense_llm.model_id == "fast.model-v1:0"
     assert chain.llm is not chain.condense_llm and chain.condense_max_tokens == 48  # CONDENSE_MAX_TOKENS default
+
+
+def test_chain_threads_search_with_one_faiss_thread(make_client):
+    """OpenMP's thread count is per thread: the loop thread's setting does not reach the chain's threads."""
+    import faiss
+
+    plain: list[int] = []
+    probe = threading.Thread(target=lambda: plain.append(faiss.omp_get_max_threads()))
+    probe.start()
+    probe.join()
+    if plain[0] == 1:
+        pytest.skip("this machine's OpenMP default is already one thread (one core or OMP_NUM_THREADS=1)")
+    client = make_client(ScriptedChatModel())
+    executor = client.app.state.rag.chain_executor
+    # as many fresh threads as the pool starts for concurrent answers: each must have set its own count
+    barrier = threading.Barrier(3)
+
+    def threads_in_chain_thread() -> int:
+        barrier.wait(timeout=10)
+        return faiss.omp_get_max_threads()
+
+    counts = [f.result(timeout=10) for f in [executor.submit(threads_in_chain_thread) for _ in range(3)]]
+    assert counts == [1, 1, 1], f"chain threads would search with {counts} OpenMP threads (default {plain[0]})"
