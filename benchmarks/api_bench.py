@@ -20,6 +20,7 @@ server-sent events add (a follow-up that refers back also pays the condense call
     .venv/bin/python benchmarks/api_bench.py --workers 1 2 --seconds 20
     .venv/bin/python benchmarks/api_bench.py --compare /tmp/before --profile
     .venv/bin/python benchmarks/api_bench.py --index-report                 # + index load/search table
+    .venv/bin/python benchmarks/api_bench.py --stream-floor 1 16            # + boto3 reading the stream alone
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections import Counter
@@ -43,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import botocore.config
 import faiss
 import httpx
 import numpy as np
@@ -206,6 +209,11 @@ def pct(values: list[float], q: float) -> float:
 def _cpu(process: psutil.Process) -> float:
     times = process.cpu_times()
     return times.user + times.system
+
+
+def _loop_cpu(worker: psutil.Process) -> float:
+    """CPU seconds of a worker's main thread (uvicorn's event loop: HTTP, SSE, the token relay's wake-ups)."""
+    return next((t.user_time + t.system_time for t in worker.threads() if t.id == worker.pid), 0.0)
 
 
 def pss_mib(pid: int) -> float:
@@ -452,6 +460,7 @@ class Level:
     cpu_ms_per_answer: float
     connections: list[int]
     pss_load: list[float]
+    loop_cpu_ms_per_answer: float = 0.0  # the workers' event-loop threads; the rest is the chain threads
 
 
 @dataclass
@@ -483,11 +492,12 @@ def run_config(args: argparse.Namespace, label: str, app_dir: Path, workers: int
                 for i, worker in enumerate(procs[1:]):
                     connections[i] = max(connections[i], _connections(worker, port))
 
-            before = sum(_cpu(p) for p in procs)
+            before, loop_before = sum(_cpu(p) for p in procs), sum(_loop_cpu(p) for p in procs[1:])
             started = time.perf_counter()
             samples = asyncio.run(run_api_level(base, c, args.seconds, tick))
             elapsed = time.perf_counter() - started
             cpu = sum(_cpu(p) for p in procs) - before
+            loop_cpu = sum(_loop_cpu(p) for p in procs[1:]) - loop_before
             answers = sum(s.error is None for s in samples)
             if args.profile and c == args.profile_concurrency:  # an extra run: py-spy costs the worker CPU
                 out = work / f"profile-{label.replace(' ', '-')}.txt"
@@ -495,7 +505,8 @@ def run_config(args: argparse.Namespace, label: str, app_dir: Path, workers: int
                 asyncio.run(run_api_level(base, c, args.seconds))
                 if spy is not None and spy.wait(timeout=60) == 0:
                     profile = top_frames(out)
-            levels.append(Level(c, samples, model, elapsed, cpu * 1000 / max(1, answers), connections, pss_load))
+            levels.append(Level(c, samples, model, elapsed, cpu * 1000 / max(1, answers), connections, pss_load,
+                                loop_cpu * 1000 / max(1, answers)))  # fmt: skip
         return Config(label, workers, levels, pss_idle, profile)
     finally:
         proc.send_signal(signal.SIGTERM)
@@ -512,7 +523,7 @@ def main() -> None:
     parser.add_argument("--words", type=int, default=60, help="tokens per answer")
     parser.add_argument("--embed-ms", type=float, default=20.0, help="fake embedding call, milliseconds")
     parser.add_argument("--workers", type=int, nargs="+", default=[1], help="gunicorn workers (one config each)")
-    parser.add_argument("--mode", choices=["hybrid", "dense"], default="hybrid", help="RETRIEVER_MODE")
+    parser.add_argument("--mode", choices=["hybrid", "dense"], default="dense", help="RETRIEVER_MODE (API default)")
     parser.add_argument("--compare", type=Path, default=None,
                         help="another checkout of the project (e.g. `git worktree add /tmp/before main`): served "
                              "first, as the 'before' of the same run")  # fmt: skip
@@ -520,6 +531,9 @@ def main() -> None:
                         help="gunicorn workers of the --compare tree (default: --workers)")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy one worker at --profile-concurrency")
     parser.add_argument("--profile-concurrency", type=int, default=64)
+    parser.add_argument("--stream-floor", type=int, nargs="*", default=None, metavar="THREADS",
+                        help="also botocore's ConverseStream read alone (no API): thread CPU per answer with this many "
+                             "concurrent readers (default 1 16)")  # fmt: skip
     parser.add_argument("--index-report", action="store_true",
                         help="also the index table (flat, HNSW; 10k, 100k)")  # fmt: skip
     args = parser.parse_args()
@@ -534,10 +548,17 @@ def main() -> None:
         for label, tree in trees:
             for workers in (args.compare_workers or args.workers) if label == "before" else args.workers:
                 configs.append(run_config(args, f"{label} w{workers}", tree, workers, index, work, fake_endpoint))
+        floor = [(n, stream_read_floor(fake_endpoint, n)) for n in (args.stream_floor or [1, 16])] if (
+            args.stream_floor is not None) else []  # fmt: skip
     finally:
         fake.terminate()
         fake.wait(timeout=10)
     print_report(args, configs)
+    if floor:
+        print("\n| ConverseStream read alone (boto3, no API): concurrent readers | thread CPU ms / answer |")
+        print("|---:|---:|")
+        for threads, ms in floor:
+            print(f"| {threads} | {ms:.2f} |")
     if args.index_report:
         print_index_report(work)
     raw = [
@@ -547,6 +568,42 @@ def main() -> None:
     ]  # fmt: skip
     (work / "raw.json").write_text(json.dumps(raw))
     print(f"\nraw samples: {work / 'raw.json'}")
+
+
+def stream_read_floor(endpoint: str, threads: int, answers_each: int = 4) -> float:
+    """The part of an answer's CPU no change to the API can remove: boto3 reading one ConverseStream answer
+    (the request, the HTTP chunks, botocore's event-stream parser), in ``threads`` concurrent threads of
+    this process, as the API's chain threads read it. Returns thread CPU milliseconds per answer.
+
+    At a paced token rate every event arrives on its own after the reader slept, so its cost depends on
+    how busy the machine is (cold caches on an idle VM): compare it with the API's CPU at a similar
+    concurrency, in the same run.
+    """
+    import boto3  # the production client, as rag.aws.make_client builds it (same botocore)
+
+    client = boto3.client(
+        "bedrock-runtime", endpoint_url=endpoint, region_name="us-east-1",
+        aws_access_key_id="bench", aws_secret_access_key="bench",
+        config=botocore.config.Config(max_pool_connections=threads + 1),
+    )  # fmt: skip
+    messages = [{"role": "user", "content": [{"text": " ".join(random.choices(WORDS, k=40))}]}]
+    spent: list[float] = []
+
+    def reader() -> None:
+        for _ in range(answers_each):
+            started = time.thread_time()
+            for _event in client.converse_stream(modelId=MODEL, messages=messages)["stream"]:
+                pass
+            spent.append(time.thread_time() - started)
+
+    for _event in client.converse_stream(modelId=MODEL, messages=messages)["stream"]:  # warm-up: connection, shapes
+        pass
+    workers = [threading.Thread(target=reader) for _ in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return 1000 * sum(spent) / len(spent)
 
 
 def _ms(values: list[float], q: float) -> float:
@@ -571,11 +628,12 @@ def print_report(args: argparse.Namespace, configs: list[Config]) -> None:
         f"{args.embed_ms:.0f} ms. {args.chunks:,} chunks ({args.mode}), SQLite history, {args.seconds:.0f} s closed "
         "loop per level; each virtual user: first question, then a follow-up in the same session. Overhead = API "
         "latency minus the fake model's own (ConverseStream alone at the same concurrency); a follow-up that refers "
-        "back also pays the condense call. CPU = API processes (master + workers) per completed answer.\n"
+        "back also pays the condense call. CPU = API processes (master + workers) per completed answer; "
+        "in brackets the workers' event-loop threads' share (the rest: the chain threads).\n"
     )
     print(
         "| config | streams | answers/s | kind | n | TTFT p50 / p95 (ms) | overhead p50 / p95 (ms) "
-        "| API CPU ms / answer | errors | connections per worker |"
+        "| API CPU ms / answer (event loop) | errors | connections per worker |"
     )
     print("|---|---:|---:|---|---:|---|---|---:|---|---|")
     for cfg in configs:
@@ -591,7 +649,8 @@ def print_report(args: argparse.Namespace, configs: list[Config]) -> None:
                 total = [s.total for s in mine]
                 head = f"| {cfg.label} | {lv.concurrency} | {len(ok) / lv.seconds:.1f} |" if i == 0 else "| | | |"
                 tail = (
-                    f" {lv.cpu_ms_per_answer:.1f} | {', '.join(f'{k}: {v}' for k, v in errors.items()) or 0} | "
+                    f" {lv.cpu_ms_per_answer:.1f} ({lv.loop_cpu_ms_per_answer:.1f}) | "
+                    f"{', '.join(f'{k}: {v}' for k, v in errors.items()) or 0} | "
                     f"{'/'.join(map(str, lv.connections))} |"
                     if i == 0
                     else " | | |"
