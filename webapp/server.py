@@ -5,15 +5,16 @@ Streamlit (1.57+) serves through uvicorn, whose ``websockets-sansio`` protocol h
 request of ``/_stcore/stream`` to the ``websockets`` library. When that library refuses the
 handshake (a header line over ``WEBSOCKETS_MAX_LINE_LENGTH``, default 8192 bytes, or more than
 ``WEBSOCKETS_MAX_NUM_HEADERS`` headers) it queues a 431/414 response but emits no event, and uvicorn
-(0.54) writes nothing: the connection stays open with no answer for as long as the client keeps it
+up to 0.54 writes nothing: the connection stays open with no answer for as long as the client keeps it
 (an outside attack run held one for 75 s; Streamlit's report:
-https://github.com/streamlit/streamlit/pull/15492). Two changes, both before Streamlit starts:
+https://github.com/streamlit/streamlit/pull/15492). uvicorn 0.55 answers it itself
+(``WebSocketsSansIOProtocol.handle_handshake_exception``). Two changes, both before Streamlit starts:
 
 1. the line limit is raised to :data:`MAX_HEADER_LINE_BYTES` (the gateway's whole header block
    limit, 60 KiB, plus room), so no request the gateway passes on is refused here;
 2. :func:`install_handshake_fix` makes uvicorn send the library's refusal and close the connection
    at once, so a request over the limit (sent straight to the pod, bypassing the gateway) gets a
-   431 instead of a hung socket.
+   431 instead of a hung socket; on a uvicorn that already does (0.55+) it changes nothing.
 
 Everything else is Streamlit's own server, configured in ``.streamlit/config.toml``.
 """
@@ -30,16 +31,29 @@ MAX_HEADER_LINE_BYTES = 65_536
 APP_PATH = Path(__file__).resolve().with_name("app.py")
 
 
+def uvicorn_answers_refused_handshakes() -> bool:
+    """True when the installed uvicorn sends the ``websockets`` library's 414/431 refusal of a handshake
+    and closes the connection itself (``handle_handshake_exception``, uvicorn 0.55+)."""
+    try:
+        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+    except ImportError:
+        return False
+    return hasattr(WebSocketsSansIOProtocol, "handle_handshake_exception")
+
+
 def install_handshake_fix() -> bool:
     """Make uvicorn answer and close a websocket handshake the ``websockets`` library refused.
 
     Returns:
         True when the fix was installed; False when uvicorn no longer has the
-        ``websockets-sansio`` protocol this targets (then nothing is changed).
+        ``websockets-sansio`` protocol this targets, or answers the refusal itself
+        (:func:`uvicorn_answers_refused_handshakes`): then nothing is changed.
     """
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:
+        return False
+    if uvicorn_answers_refused_handshakes():
         return False
     original = WebSocketsSansIOProtocol.data_received
     if getattr(original, "_tenant_rag_fix", False):
