@@ -199,8 +199,7 @@ def make_lifespan(parts: Components) -> Any:
         # (MAX_INFLIGHT_ANSWERS); the loop's default executor stays free for index loads.
         # One FAISS thread per search: requests already run in parallel, and OpenMP's team of threads
         # made a 10k-vector search 5x slower on 2 vCPUs (measured: 16 ms vs 3 ms). The OpenMP thread
-        # count is per thread: every chain thread sets its own (one_search_thread).
-        one_search_thread()
+        # count is per thread, and searches run only in the chain threads: each sets its own.
         executor = ThreadPoolExecutor(
             max_workers=state.settings.max_inflight_answers,
             thread_name_prefix="ragapi-chain",

@@ -45,6 +45,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
 import botocore.config
 import faiss
 import httpx
@@ -548,8 +549,8 @@ def main() -> None:
         for label, tree in trees:
             for workers in (args.compare_workers or args.workers) if label == "before" else args.workers:
                 configs.append(run_config(args, f"{label} w{workers}", tree, workers, index, work, fake_endpoint))
-        floor = [(n, stream_read_floor(fake_endpoint, n)) for n in (args.stream_floor or [1, 16])] if (
-            args.stream_floor is not None) else []  # fmt: skip
+        floor_threads = [] if args.stream_floor is None else args.stream_floor or [1, 16]
+        floor = [(n, stream_read_floor(fake_endpoint, n)) for n in floor_threads]
     finally:
         fake.terminate()
         fake.wait(timeout=10)
@@ -579,8 +580,6 @@ def stream_read_floor(endpoint: str, threads: int, answers_each: int = 4) -> flo
     how busy the machine is (cold caches on an idle VM): compare it with the API's CPU at a similar
     concurrency, in the same run.
     """
-    import boto3  # the production client, as rag.aws.make_client builds it (same botocore)
-
     client = boto3.client(
         "bedrock-runtime", endpoint_url=endpoint, region_name="us-east-1",
         aws_access_key_id="bench", aws_secret_access_key="bench",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import Any
 
 #: Longest single header line the websocket handshake accepts, in bytes (> the gateway's 60 KiB block).
 MAX_HEADER_LINE_BYTES = 65_536
@@ -31,14 +32,19 @@ MAX_HEADER_LINE_BYTES = 65_536
 APP_PATH = Path(__file__).resolve().with_name("app.py")
 
 
-def uvicorn_answers_refused_handshakes() -> bool:
-    """True when the installed uvicorn sends the ``websockets`` library's 414/431 refusal of a handshake
-    and closes the connection itself (``handle_handshake_exception``, uvicorn 0.55+)."""
+def _sansio_protocol() -> type | None:
+    """uvicorn's ``websockets-sansio`` protocol class, or None when this uvicorn has none."""
     try:
         from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
     except ImportError:
-        return False
-    return hasattr(WebSocketsSansIOProtocol, "handle_handshake_exception")
+        return None
+    return WebSocketsSansIOProtocol
+
+
+def uvicorn_answers_refused_handshakes() -> bool:
+    """True when the installed uvicorn sends the ``websockets`` library's 414/431 refusal of a handshake
+    and closes the connection itself (``handle_handshake_exception``, uvicorn 0.55+)."""
+    return hasattr(_sansio_protocol(), "handle_handshake_exception")
 
 
 def install_handshake_fix() -> bool:
@@ -49,17 +55,14 @@ def install_handshake_fix() -> bool:
         ``websockets-sansio`` protocol this targets, or answers the refusal itself
         (:func:`uvicorn_answers_refused_handshakes`): then nothing is changed.
     """
-    try:
-        from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
-    except ImportError:
+    protocol = _sansio_protocol()
+    if protocol is None or uvicorn_answers_refused_handshakes():
         return False
-    if uvicorn_answers_refused_handshakes():
-        return False
-    original = WebSocketsSansIOProtocol.data_received
+    original = protocol.data_received
     if getattr(original, "_tenant_rag_fix", False):
         return True
 
-    def data_received(self: WebSocketsSansIOProtocol, data: bytes) -> None:
+    def data_received(self: Any, data: bytes) -> None:  # self: WebSocketsSansIOProtocol
         original(self, data)
         # refused by websockets before any Request event: write its 4xx and close
         if not self.handshake_initiated and self.conn.handshake_exc is not None and not self.transport.is_closing():
@@ -68,7 +71,7 @@ def install_handshake_fix() -> bool:
             self.transport.close()
 
     data_received._tenant_rag_fix = True  # type: ignore[attr-defined]
-    WebSocketsSansIOProtocol.data_received = data_received  # type: ignore[method-assign]
+    protocol.data_received = data_received
     return True
 
 
