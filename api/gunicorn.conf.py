@@ -12,7 +12,7 @@ The API is reachable only from inside the pod: it binds 127.0.0.1 and the kubele
 import glob
 import os
 
-from rag.settings import Settings
+from rag.serving import GRACEFUL_TIMEOUT_SECONDS  # a module without imports: the master stays small
 
 _port = int(os.environ.get("RAGAPI_PORT", "8000"))
 bind = [f"127.0.0.1:{_port}"]
@@ -27,9 +27,10 @@ worker_class = "uvicorn.workers.UvicornWorker"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
 # On SIGTERM (pod deletion), workers get this long to finish in-flight answers (seconds); keep it
 # below the pod's terminationGracePeriodSeconds.
-# The same variable is Settings.gunicorn_graceful_timeout (the SSE shutdown grace is derived from it): one default.
+# The same variable is Settings.gunicorn_graceful_timeout (the SSE shutdown grace is derived from it): one default,
+# in rag.serving.
 graceful_timeout = round(
-    float(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", Settings.model_fields["gunicorn_graceful_timeout"].default))
+    float(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", GRACEFUL_TIMEOUT_SECONDS))
 )  # gunicorn takes whole seconds
 keepalive = 5  # seconds: the webapp talks to us over keep-alive connections
 max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "0"))  # 0: never recycle workers

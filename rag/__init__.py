@@ -4,6 +4,7 @@ Kernel (modules directly in ``rag``; every runtime unit may import them):
 
 - ``rag.settings``: every environment variable, validated once (pydantic-settings).
 - ``rag.tenant``: tenant and session ids, their canonical forms.
+- ``rag.serving``: constants of the API process (gunicorn's master reads them; no imports).
 - ``rag.aws``: the one boto3 client factory (timeouts, retries).
 - ``rag.logs``: JSON logging and the request/tenant log context.
 - ``rag.text``: small text helpers shared by retrieval and the answerers.

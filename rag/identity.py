@@ -46,12 +46,17 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
-
-import jwt
+from typing import TYPE_CHECKING, Any
 
 from rag.settings import Settings
 from rag.tenant import SUBJECT_PATTERN, user_key
+
+if TYPE_CHECKING:
+    import jwt
+
+# PyJWT (and the ``cryptography`` bindings under it, about 10 MiB of PSS) is imported by the functions
+# that verify a token, on first use, not with this module: the RAG API imports the claim constants on
+# every worker but verifies a token only for an admin request (see docs/api.md "Workers and memory").
 
 #: Where Cognito (and most OIDC issuers) publish their signing keys, relative to ``ISSUER_URI``.
 JWKS_PATH = "/.well-known/jwks.json"
@@ -180,6 +185,8 @@ def cached_jwks_client(issuer_uri: str) -> jwt.PyJWKClient:
     Args:
         issuer_uri: the issuer, without a trailing slash.
     """
+    import jwt
+
     return jwt.PyJWKClient(
         issuer_uri.rstrip("/") + JWKS_PATH,
         cache_keys=True,
@@ -276,6 +283,8 @@ def check_email(value: object) -> str:
 
 
 def _verified_claims(token: str, settings: Settings, keys: jwt.PyJWKClient) -> dict[str, Any]:
+    import jwt
+
     if not isinstance(token, str) or len(token) > MAX_TOKEN_CHARS:
         raise IdentityError(Reason.MALFORMED, "the sign-in token is malformed")
     try:
@@ -313,6 +322,8 @@ def _verified_claims(token: str, settings: Settings, keys: jwt.PyJWKClient) -> d
 
 
 def _signing_key(token: str, keys: jwt.PyJWKClient) -> Any:
+    import jwt
+
     try:
         return keys.get_signing_key_from_jwt(token).key
     except jwt.PyJWKClientConnectionError:

@@ -13,6 +13,7 @@ A missing or malformed value stops the process with one line per variable
 from __future__ import annotations
 
 import functools
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -28,9 +29,34 @@ from pydantic import (
 from pydantic_core import core_schema
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from rag.serving import GRACEFUL_TIMEOUT_SECONDS
 from rag.tenant import validate_tenant_id
 
 TenantId = Annotated[str, AfterValidator(validate_tenant_id)]
+
+#: A Cognito group name: letters, digits (Unicode, as ``\w``) and ``+=,.@-``, 1 to 128 characters
+#: (https://docs.aws.amazon.com/cognito-user-identity-pools/latest/APIReference/API_CreateGroup.html).
+GROUP_NAME_PATTERN = r"[\w+=,.@-]{1,128}"
+_GROUP_NAME_RE = re.compile(GROUP_NAME_PATTERN)
+
+
+def validate_group_name(value: str) -> str:
+    """Check a Cognito group name against :data:`GROUP_NAME_PATTERN` (the whole string).
+
+    Python's ``re`` and not a pydantic ``pattern=``: pydantic compiles ``pattern`` with Rust's
+    ``regex`` crate, whose automaton for a Unicode class under ``{1,128}`` holds about 12 MiB in every
+    process that imports the settings (measured with ``/proc/self/smaps_rollup``; see docs/api.md
+    "Workers and memory"); ``re`` keeps the same meaning in a few KiB.
+
+    Raises:
+        ValueError: not a group name.
+    """
+    if not _GROUP_NAME_RE.fullmatch(value):
+        raise ValueError(f"must be 1 to 128 letters, digits or +=,.@-_ (got {value[:40]!r})")
+    return value
+
+
+GroupName = Annotated[str, AfterValidator(validate_group_name)]
 
 #: Titan Text Embeddings output sizes (https://docs.aws.amazon.com/bedrock/latest/userguide/titan-embedding-models.html)
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
@@ -101,7 +127,10 @@ class Settings(BaseSettings):
 
     # --- serving ------------------------------------------------------------------------
     gunicorn_graceful_timeout: float = Field(
-        default=30.0, gt=0, le=600, description="seconds in-flight answers get after SIGTERM (api/gunicorn.conf.py)"
+        default=GRACEFUL_TIMEOUT_SECONDS,
+        gt=0,
+        le=600,
+        description="seconds in-flight answers get after SIGTERM (api/gunicorn.conf.py)",
     )
     stream_flush_seconds: float = Field(
         default=0.05,
@@ -301,9 +330,8 @@ class Settings(BaseSettings):
         description="The tenant's source documents: s3://bucket/prefix/ or a local directory "
         "(default s3://$CONTEXTUAL_DATA_BUCKET/documents/).",
     )
-    admin_group: str = Field(
+    admin_group: GroupName = Field(
         default="admins",
-        pattern=r"^[\w+=,.@-]{1,128}$",
         description="Cognito group (cognito:groups claim) whose members manage the tenant's documents.",
     )
     dev_user_groups: str = Field(

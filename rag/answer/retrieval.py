@@ -9,9 +9,8 @@ the RRF score that ordered it, and ``metadata["rank"]``) for the citations the A
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import bm25s
 import faiss
 import numpy as np
 from langchain_core.callbacks import CallbackManagerForRetrieverRun
@@ -24,6 +23,9 @@ from rag.index.backend import Candidates, SearchIndex, unit_length
 from rag.index.store import IndexVersion
 from rag.settings import Settings
 from rag.text import content_words
+
+if TYPE_CHECKING:  # bm25s (and scipy under it, ~15 MiB) is imported on the first hybrid search
+    import bm25s
 
 RRF_C = 60
 #: OpenMP threads per FAISS search: requests already search in parallel, one per chain thread.
@@ -81,6 +83,8 @@ class TenantIndex(SearchIndex):
         """The BM25 model (Robertson's Okapi BM25, k1=1.5, b=0.75; built on first use, about 3 s
         per 100k chunks). See https://github.com/xhluca/bm25s."""
         if self._bm25 is None:
+            import bm25s  # here: a dense-only worker never holds scipy (docs/api.md "Workers and memory")
+
             corpus = [bm25_tokens(d.page_content) or ["<empty>"] for d in self.documents]
             model = bm25s.BM25(method="robertson", k1=1.5, b=0.75)
             model.index(corpus or [["<empty>"]], show_progress=False)

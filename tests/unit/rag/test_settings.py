@@ -173,3 +173,26 @@ def test_aws_client_config(monkeypatch: pytest.MonkeyPatch) -> None:
     assert client.meta.region_name == "eu-west-1"
     assert client.meta.config.retries == {"mode": "standard", "total_max_attempts": 3}
     assert client.meta.config.read_timeout == 60.0
+
+
+@pytest.mark.parametrize("group", ["admins", "tenant-admins", "Ädmins+ops@example.com", "a" * 128])
+def test_admin_group_accepts_cognito_group_names(monkeypatch: pytest.MonkeyPatch, group: str) -> None:
+    monkeypatch.setenv("TENANT_ID", "tenanta")
+    monkeypatch.setenv("ADMIN_GROUP", group)
+    assert load_settings().admin_group == group
+
+
+@pytest.mark.parametrize("group", ["", "two words", "admins\n", "admins;drop", "a" * 129])
+def test_admin_group_refuses_what_is_not_a_group_name(monkeypatch: pytest.MonkeyPatch, group: str) -> None:
+    monkeypatch.setenv("TENANT_ID", "tenanta")
+    monkeypatch.setenv("ADMIN_GROUP", group)
+    with pytest.raises(SettingsError) as info:
+        load_settings()
+    assert str(info.value).startswith("ADMIN_GROUP: must be 1 to 128 letters, digits or +=,.@-_")
+
+
+def test_graceful_timeout_default_is_the_serving_constant(monkeypatch: pytest.MonkeyPatch) -> None:
+    from rag.serving import GRACEFUL_TIMEOUT_SECONDS
+
+    monkeypatch.setenv("TENANT_ID", "tenanta")
+    assert load_settings().gunicorn_graceful_timeout == GRACEFUL_TIMEOUT_SECONDS
