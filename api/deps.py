@@ -2,6 +2,12 @@
 
 Everything comes from ``app.state.rag`` (:class:`api.state.RagState`), built once by the lifespan;
 tests replace any of them with ``app.dependency_overrides``.
+
+A dependency that only reads state is ``async def``: FastAPI runs a plain ``def`` dependency in
+Starlette's thread pool (https://fastapi.tiangolo.com/async/#dependencies), a thread hand-off per
+dependency per request for an attribute read. The two that may block stay ``def``:
+:func:`get_document_s3` (makes a boto3 client once) and :func:`require_admin` (may fetch the issuer's
+keys over the network).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ if TYPE_CHECKING:  # api.services.answer imports this module (check_session)
     from api.services.answer import AnswerService
 
 
-def get_rag_state(request: Request) -> RagState:
+async def get_rag_state(request: Request) -> RagState:
     """The per-worker state the lifespan built."""
     return request.app.state.rag
 
@@ -35,7 +41,7 @@ def get_rag_state(request: Request) -> RagState:
 RagStateDep = Annotated[RagState, Depends(get_rag_state)]
 
 
-def get_app_settings(state: RagStateDep) -> Settings:
+async def get_app_settings(state: RagStateDep) -> Settings:
     """The validated settings (read once at start)."""
     return state.settings
 
@@ -43,7 +49,7 @@ def get_app_settings(state: RagStateDep) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 
-def get_tenant(settings: SettingsDep) -> str:
+async def get_tenant(settings: SettingsDep) -> str:
     """This pod's tenant id (validated again: every lookup is keyed by it)."""
     return validate_tenant_id(settings.tenant_id)
 
@@ -51,7 +57,7 @@ def get_tenant(settings: SettingsDep) -> str:
 TenantDep = Annotated[str, Depends(get_tenant)]
 
 
-def get_history(state: RagStateDep) -> HistoryStore:
+async def get_history(state: RagStateDep) -> HistoryStore:
     """The chat history store."""
     return state.history
 
@@ -59,7 +65,7 @@ def get_history(state: RagStateDep) -> HistoryStore:
 HistoryDep = Annotated[HistoryStore, Depends(get_history)]
 
 
-def get_chain(state: RagStateDep) -> AnswerChain:
+async def get_chain(state: RagStateDep) -> AnswerChain:
     """The conversational retrieval chain."""
     return state.chain
 
@@ -67,7 +73,7 @@ def get_chain(state: RagStateDep) -> AnswerChain:
 ChainDep = Annotated[AnswerChain, Depends(get_chain)]
 
 
-def get_answer_service(request: Request) -> AnswerService:
+async def get_answer_service(request: Request) -> AnswerService:
     """The worker's answer service (:class:`api.services.answer.AnswerService`, built by the lifespan)."""
     return request.app.state.answers
 
@@ -75,7 +81,7 @@ def get_answer_service(request: Request) -> AnswerService:
 AnswerServiceDep = Annotated["AnswerService", Depends(get_answer_service)]
 
 
-def get_index(state: RagStateDep) -> IndexHolder:
+async def get_index(state: RagStateDep) -> IndexHolder:
     """The index holder (current version, last load error)."""
     return state.index
 
@@ -83,7 +89,7 @@ def get_index(state: RagStateDep) -> IndexHolder:
 IndexDep = Annotated[IndexHolder, Depends(get_index)]
 
 
-def get_request_id(request: Request) -> str:
+async def get_request_id(request: Request) -> str:
     """The request id set by :class:`api.middleware.RequestContextMiddleware`."""
     return str(getattr(request.state, "request_id", "-"))
 
@@ -106,7 +112,7 @@ def check_session(value: str, tenant: str) -> SessionId:
     return session
 
 
-def get_own_session(tenant: TenantDep, session_id: Annotated[str, Path(max_length=400)]) -> SessionId:
+async def get_own_session(tenant: TenantDep, session_id: Annotated[str, Path(max_length=400)]) -> SessionId:
     """The ``{session_id}`` path parameter, parsed and checked against the tenant."""
     return check_session(session_id, tenant)
 
@@ -114,7 +120,7 @@ def get_own_session(tenant: TenantDep, session_id: Annotated[str, Path(max_lengt
 OwnSessionDep = Annotated[SessionId, Depends(get_own_session)]
 
 
-def get_usage_store(state: RagStateDep) -> UsageStore:
+async def get_usage_store(state: RagStateDep) -> UsageStore:
     """Where answers' token usage is recorded."""
     return state.usage
 
@@ -122,7 +128,7 @@ def get_usage_store(state: RagStateDep) -> UsageStore:
 UsageStoreDep = Annotated[UsageStore, Depends(get_usage_store)]
 
 
-def get_quota(state: RagStateDep) -> QuotaService:
+async def get_quota(state: RagStateDep) -> QuotaService:
     """The quota and rate limit service."""
     return state.quota
 
@@ -130,7 +136,7 @@ def get_quota(state: RagStateDep) -> QuotaService:
 QuotaDep = Annotated[QuotaService, Depends(get_quota)]
 
 
-def get_feedback_store(state: RagStateDep) -> FeedbackStore:
+async def get_feedback_store(state: RagStateDep) -> FeedbackStore:
     """Where feedback on answers is stored."""
     return state.feedback
 
@@ -138,7 +144,7 @@ def get_feedback_store(state: RagStateDep) -> FeedbackStore:
 FeedbackStoreDep = Annotated[FeedbackStore, Depends(get_feedback_store)]
 
 
-def get_model_id(state: RagStateDep) -> str:
+async def get_model_id(state: RagStateDep) -> str:
     """The model id reported in responses."""
     return state.model_id
 
@@ -163,7 +169,7 @@ def get_document_s3(request: Request, settings: SettingsDep) -> Any:
 # --- tenant documents (documents area) ---------------------------------------------------------
 
 
-def get_document_services(request: Request) -> DocumentServices:
+async def get_document_services(request: Request) -> DocumentServices:
     """The document store, status object and ingestion runner (``app.state.documents``).
 
     Raises:
