@@ -11,10 +11,11 @@ The JSON route collects them (:meth:`AnswerTurn.response`), the SSE route sends 
 Everything blocking of a turn — quota check, history load, the chain (query embedding, search, the
 model stream), history save, usage and quota accounting — runs in *one* thread of the worker's
 chain executor, in that order; the loop only receives the events through a
-:class:`rag.answer.chain.TokenRelay` (the first token at once, later ones joined at most every
-``STREAM_FLUSH_SECONDS``). The turn (question + answer + sources) is written to the history only
-after the answer is complete; a failure or a client disconnect (which sets the turn's cancel flag:
-the chain stops before its next step or token) leaves no trace in the history.
+:class:`rag.answer.chain.TokenRelay` (the first token at once, later ones joined and sent on the
+worker's one :class:`rag.answer.chain.FlushClock`, every ``STREAM_FLUSH_SECONDS``). The turn
+(question + answer + sources) is written to the history only after the answer is complete; a
+failure or a client disconnect (which sets the turn's cancel flag: the chain stops before its next
+step or token) leaves no trace in the history.
 
 Hooks for other answer paths live in the chain (:class:`rag.answer.chain.AnswerChain`):
 ``needs_condense`` (follow-up decision) and ``no_answer`` (answer without a model call; the turn is
@@ -38,7 +39,7 @@ from api import metrics
 from api.deps import check_session
 from api.errors import RETRY_AFTER_OVERLOADED, ApiError, classify_exception
 from api.state import RagState
-from rag.answer.chain import ChainCancelledError, ChainResult, IndexNotReadyError, TokenRelay
+from rag.answer.chain import ChainCancelledError, ChainResult, FlushClock, IndexNotReadyError, TokenRelay
 from rag.answer.models import GenerationParams
 from rag.answer.tracing import span
 from rag.contract import (
@@ -127,6 +128,14 @@ class AnswerService:
         self.limit = state.settings.max_inflight_answers
         #: Answers admitted and not finished yet (their threads still run); only touched on the loop.
         self.in_flight = 0
+        self._clock: FlushClock | None = None
+
+    def _flush_clock(self) -> FlushClock | None:
+        """The worker's one :class:`rag.answer.chain.FlushClock` (made on the loop at the first answer)."""
+        flush = self.state.settings.stream_flush_seconds
+        if self._clock is None and flush > 0:
+            self._clock = FlushClock(asyncio.get_running_loop(), flush)
+        return self._clock
 
     def _release(self, _: object = None) -> None:
         self.in_flight -= 1
@@ -158,7 +167,7 @@ class AnswerService:
             raise ApiError(503, "overloaded", "The assistant is busy; try again in a moment.", RETRY_AFTER_OVERLOADED)
         self.in_flight += 1
         metrics.INFLIGHT.inc()
-        turn = AnswerTurn(self.state, body, session, route=route, started=started)
+        turn = AnswerTurn(self.state, body, session, route=route, started=started, clock=self._flush_clock())
         try:
             await turn.begin(on_finished=self._release)
         except BaseException:
@@ -177,8 +186,18 @@ class AnswerTurn:
         sources: the citations, once the answer is complete.
     """
 
-    def __init__(self, state: RagState, body: RagRequest, session: SessionId, *, route: str, started: float) -> None:
+    def __init__(
+        self,
+        state: RagState,
+        body: RagRequest,
+        session: SessionId,
+        *,
+        route: str,
+        started: float,
+        clock: FlushClock | None = None,
+    ) -> None:
         self.state = state
+        self.clock = clock
         self.body = body
         self.session = session
         self.route = route
@@ -206,7 +225,7 @@ class AnswerTurn:
             ApiError: a check failed (nothing was answered or stored).
         """
         loop = asyncio.get_running_loop()
-        self._relay = relay = TokenRelay(loop, self.state.settings.stream_flush_seconds)
+        self._relay = relay = TokenRelay(loop, self.state.settings.stream_flush_seconds, clock=self.clock)
         # Context variables that must reach the thread: the logs' request id (rag.logs.request_id_var, set by
         # the middleware) and LangChain's own tracing context (e.g. collect_runs); nothing per request of
         # the answer travels this way (k, generation parameters, sinks are arguments of AnswerChain.run).

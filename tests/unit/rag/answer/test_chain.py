@@ -22,6 +22,7 @@ from rag.answer.chain import (
     ChainCancelledError,
     ChainResult,
     FinalEvent,
+    FlushClock,
     TokenEvent,
     TokenRelay,
     astream_chain,
@@ -97,6 +98,56 @@ def test_after_the_first_token_pieces_are_sent_at_most_every_flush_interval():
     (a, t_a), (bc, t_bc), (d, t_d), (end, _) = asyncio.run(run())
     assert (a, bc, d, end) == ("a", "bc", "d", None)
     assert t_a < 0.4 and t_bc >= 0.49 and t_d - t_bc < 0.4
+
+
+def test_streams_on_one_flush_clock_flush_together_and_the_clock_stops_when_idle():
+    async def run() -> tuple[list[list[object]], list[float], bool, bool]:
+        loop = asyncio.get_running_loop()
+        clock = FlushClock(loop, flush_seconds=0.05)
+        relays = [TokenRelay(loop, clock=clock) for _ in range(8)]
+        for n, relay in enumerate(relays):
+            relay.put(f"first{n}")  # each stream's first token: at once, not on the clock
+        firsts = [await relay.queue.get() for relay in relays]
+        ticks: list[float] = []
+        original_tick = clock._tick
+
+        def counting_tick() -> None:
+            ticks.append(loop.time())
+            original_tick()
+
+        clock._tick = counting_tick  # type: ignore[method-assign]
+        threads = [threading.Thread(target=lambda r=r: [r.put(w) for w in ("x", "y", "z")]) for r in relays]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        seconds = [await relay.queue.get() for relay in relays]  # all eight: one tick
+        got_at = loop.time()
+        while clock._running:  # the next tick finds nothing due and stops the clock
+            await asyncio.sleep(0.01)
+        stopped = not clock._running
+        relays[0].put("again")  # text on a stopped clock starts it again
+        third = await relays[0].queue.get()
+        for relay in relays:
+            relay.close()
+        return [firsts, seconds, [third]], [got_at, *ticks], stopped, clock._running
+
+    (firsts, seconds, third), (got_at, *ticks), stopped, running_after = asyncio.run(asyncio.wait_for(run(), 10))
+    assert firsts == [f"first{n}" for n in range(8)]
+    assert seconds == ["xyz"] * 8  # every stream's pending text, each joined into one piece
+    assert third == ["again"]
+    # one tick delivered all eight streams (a timer per stream would have fired eight times)
+    assert len([t for t in ticks if t <= got_at]) == 1
+    assert stopped  # and the clock does not tick while no text waits
+    assert running_after  # ("again" started it; its idle tick has not come yet)
+
+
+def test_a_flush_clock_needs_an_interval():
+    async def run() -> None:
+        FlushClock(asyncio.get_running_loop(), flush_seconds=0)
+
+    with pytest.raises(ValueError, match="flush_seconds must be > 0"):
+        asyncio.run(run())
 
 
 def test_the_condense_call_streams_no_tokens_but_counts_usage():
