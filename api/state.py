@@ -11,6 +11,7 @@ thread, and a failed reload keeps the old index (logged and counted in
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import gc
 import logging
 from collections.abc import Callable
@@ -49,6 +50,29 @@ def freeze_long_lived_objects() -> None:
     gc.unfreeze()
     gc.collect()
     gc.freeze()
+    release_free_heap()
+
+
+def release_free_heap() -> bool:
+    """Give the C heap's free pages back to the kernel (glibc ``malloc_trim(0)``); False where there is none.
+
+    The index is loaded in a worker thread, whose allocations come from one of glibc's per-thread
+    arenas; what a load frees there (the float32 vectors a float16 serving copy replaced, the
+    batches copied between them, a replaced index version) stays resident in the arena until it is
+    trimmed: measured at 10k x 1024 dims, the float16 copy saved 3 MiB of the worker's PSS without
+    this and 19 MiB with it (see docs/api.md "Workers and memory"). Since glibc 2.8 ``malloc_trim``
+    walks every arena (https://man7.org/linux/man-pages/man3/malloc_trim.3.html). Other C libraries
+    (musl) have no ``malloc_trim``: nothing is done.
+
+    Returns:
+        True when ``malloc_trim`` was called.
+    """
+    try:
+        trim = ctypes.CDLL(None).malloc_trim
+    except (AttributeError, OSError):
+        return False
+    trim(0)
+    return True
 
 
 class IndexHolder:

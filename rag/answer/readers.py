@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from rag.answer.retrieval import TenantIndex
+from rag.answer.retrieval import TenantIndex, half_precision_flat
 from rag.index.backend import IndexReader, SearchIndex
 from rag.index.store import BlobStore, load_index_version, read_latest_version_id
 from rag.settings import Settings
@@ -22,12 +22,22 @@ class FaissIndexReader:
         embedding_model: the query embedding model id; the manifest must say the same.
         ef_search: HNSW candidate list per query.
         prebuild_bm25: build the BM25 side while loading.
+        flat_precision: ``"float16"`` serves a flat index from a half-precision copy
+            (:func:`rag.answer.retrieval.half_precision_flat`), ``"float32"`` from the file's vectors.
     """
 
     def __init__(
-        self, store: BlobStore, *, tenant: str, embedding_model: str, ef_search: int = 128, prebuild_bm25: bool = False
+        self,
+        store: BlobStore,
+        *,
+        tenant: str,
+        embedding_model: str,
+        ef_search: int = 128,
+        prebuild_bm25: bool = False,
+        flat_precision: str = "float32",
     ) -> None:
         self.store = store
+        self.flat_precision = flat_precision
         self.uri = store.uri
         self.tenant = tenant
         self.embedding_model = embedding_model
@@ -40,10 +50,10 @@ class FaissIndexReader:
 
     def load(self, version: str) -> SearchIndex:
         """See :class:`IndexReader`."""
-        loaded = TenantIndex(
-            load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model),
-            ef_search=self.ef_search,
-        )
+        found = load_index_version(self.store, version, tenant=self.tenant, embedding_model=self.embedding_model)
+        if self.flat_precision == "float16":
+            found.index = half_precision_flat(found.index)  # the float32 copy is freed here
+        loaded = TenantIndex(found, ef_search=self.ef_search)
         if self.prebuild_bm25:
             loaded.bm25()
         loaded.vocabulary()  # the grounding check's word list, built here rather than on the first question
@@ -60,7 +70,8 @@ def open_index_reader(
     """The serving side of the backend ``VECTOR_STORE`` names.
 
     Args:
-        settings: ``VECTOR_STORE``, ``INDEX_URI``, ``HNSW_EF_SEARCH`` or the ``PG*`` settings.
+        settings: ``VECTOR_STORE``, ``INDEX_URI``, ``HNSW_EF_SEARCH``, ``FLAT_SEARCH_PRECISION`` or the
+            ``PG*`` settings.
         embedding_model: the query embedding model id (the index must have been built with it).
         s3_client: for an ``s3://`` index root.
         prebuild_bm25: build FAISS's BM25 side while loading (hybrid retrieval).
@@ -78,4 +89,5 @@ def open_index_reader(
         embedding_model=embedding_model,
         ef_search=settings.hnsw_ef_search,
         prebuild_bm25=prebuild_bm25,
+        flat_precision=settings.flat_search_precision,
     )
