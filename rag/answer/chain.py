@@ -638,8 +638,8 @@ class FlushClock:
     to arm the timer, once when it fired): 2 x 20 wake-ups per second per stream at 50 ms. A shared
     clock wakes the loop ``1 / flush_seconds`` times per second however many streams are open, and a
     model thread that adds text while the clock runs does not touch the loop at all. The clock runs
-    only while some relay has text waiting: a tick that finds none stops it, and the next text arms it
-    again (one ``call_soon_threadsafe``).
+    only while some relay has text waiting: a relay that ends (:meth:`discard`) leaves it, the timer
+    is cancelled when none is left, and the next text arms it again (one ``call_soon_threadsafe``).
 
     Args:
         loop: the event loop the relays' consumers run on.
@@ -656,7 +656,8 @@ class FlushClock:
         self.flush_seconds = flush_seconds
         self._lock = threading.Lock()
         self._due: list[TokenRelay] = []
-        self._running = False
+        self._running = False  # under _lock: a tick is armed or about to be
+        self._timer: asyncio.TimerHandle | None = None  # only touched on the loop
 
     def mark(self, relay: TokenRelay) -> None:
         """Flush ``relay`` at the next tick (any thread; the relay marks itself once per flush).
@@ -671,10 +672,25 @@ class FlushClock:
             self._running = True
         self.loop.call_soon_threadsafe(self._start)
 
+    def discard(self, relay: TokenRelay) -> None:
+        """Forget ``relay`` (on the loop, when it has flushed for good); the last one out stops the clock."""
+        with self._lock:
+            self._due = [due for due in self._due if due is not relay]
+            if self._due or not self._running:
+                return
+            self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
     def _start(self) -> None:
-        self.loop.call_later(self.flush_seconds, self._tick)
+        with self._lock:
+            if not self._running or self._timer is not None:
+                return
+        self._timer = self.loop.call_later(self.flush_seconds, self._tick)
 
     def _tick(self) -> None:
+        self._timer = None
         with self._lock:
             due, self._due = self._due, []
             if not due:
@@ -682,7 +698,7 @@ class FlushClock:
                 return
         for relay in due:
             relay.flush()
-        self.loop.call_later(self.flush_seconds, self._tick)
+        self._timer = self.loop.call_later(self.flush_seconds, self._tick)
 
 
 class TokenRelay:
@@ -771,6 +787,8 @@ class TokenRelay:
             return
         self.flush()
         self._closed = True
+        if self._clock is not None:
+            self._clock.discard(self)
         self.queue.put_nowait(None)
 
 
