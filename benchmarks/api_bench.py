@@ -14,11 +14,14 @@ the same concurrency (ConverseStream called directly): what retrieval, the chain
 server-sent events add (a follow-up that refers back also pays the condense call).
 
 ``--compare DIR`` serves another checkout first (e.g. ``git worktree add /tmp/before main``), so
-"before" and "after" run back to back under the same conditions.
+"before" and "after" run back to back under the same conditions. ``--rounds N`` repeats that N times,
+alternating which tree goes first, and adds a table of the median and range of CPU per answer: on a
+shared VM the run-to-run spread (±15 % measured) hides differences under ~2 ms at one stream.
 
     .venv/bin/python benchmarks/api_bench.py                                # 1/16/64/128 streams, 1 worker
     .venv/bin/python benchmarks/api_bench.py --workers 1 2 --seconds 20
     .venv/bin/python benchmarks/api_bench.py --compare /tmp/before --profile
+    .venv/bin/python benchmarks/api_bench.py --compare /tmp/before --rounds 4 --concurrency 1 16 --seconds 10
     .venv/bin/python benchmarks/api_bench.py --index-report                 # + index load/search table
     .venv/bin/python benchmarks/api_bench.py --stream-floor 1 16            # + boto3 reading the stream alone
 """
@@ -33,6 +36,7 @@ import platform
 import random
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -530,6 +534,9 @@ def main() -> None:
                              "first, as the 'before' of the same run")  # fmt: skip
     parser.add_argument("--compare-workers", type=int, nargs="+", default=None,
                         help="gunicorn workers of the --compare tree (default: --workers)")  # fmt: skip
+    parser.add_argument("--rounds", type=int, default=1,
+                        help="serve the trees this many times, alternating their order (before, after, after, "
+                             "before, ...); prints the median and range of CPU per answer")  # fmt: skip
     parser.add_argument("--profile", action="store_true", help="py-spy one worker at --profile-concurrency")
     parser.add_argument("--profile-concurrency", type=int, default=64)
     parser.add_argument("--stream-floor", type=int, nargs="*", default=None, metavar="THREADS",
@@ -546,15 +553,20 @@ def main() -> None:
         index = work / "index"
         build_index(index, args.chunks, "flat")
         trees = ([("before", args.compare)] if args.compare else []) + [("after" if args.compare else "this", REPO)]
-        for label, tree in trees:
-            for workers in (args.compare_workers or args.workers) if label == "before" else args.workers:
-                configs.append(run_config(args, f"{label} w{workers}", tree, workers, index, work, fake_endpoint))
+        for round_ in range(max(1, args.rounds)):
+            # alternate the order: on a VM the tree served second can be slower for reasons of its own
+            for label, tree in trees if round_ % 2 == 0 else trees[::-1]:
+                for workers in (args.compare_workers or args.workers) if label == "before" else args.workers:
+                    name = f"{label} w{workers}" + (f" #{round_ + 1}" if args.rounds > 1 else "")
+                    configs.append(run_config(args, name, tree, workers, index, work, fake_endpoint))
         floor_threads = [] if args.stream_floor is None else args.stream_floor or [1, 16]
         floor = [(n, stream_read_floor(fake_endpoint, n)) for n in floor_threads]
     finally:
         fake.terminate()
         fake.wait(timeout=10)
     print_report(args, configs)
+    if args.rounds > 1:
+        print_rounds(configs)
     if floor:
         print("\n| ConverseStream read alone (boto3, no API): concurrent readers | thread CPU ms / answer |")
         print("|---:|---:|")
@@ -673,6 +685,22 @@ def print_report(args: argparse.Namespace, configs: list[Config]) -> None:
             print("|---|---:|---:|")
             for frame, inclusive, own in cfg.profile:
                 print(f"| `{frame[:110]}` | {inclusive:.1f} | {own:.1f} |")
+
+
+def print_rounds(configs: list[Config]) -> None:
+    """Markdown: per tree and concurrency, the median and range over ``--rounds`` of CPU per answer."""
+    levels: dict[tuple[str, int], list[Level]] = {}
+    for cfg in configs:
+        for lv in cfg.levels:
+            levels.setdefault((cfg.label.rsplit(" #", 1)[0], lv.concurrency), []).append(lv)
+    print("\n| config | streams | rounds | API CPU ms / answer: median (min–max) | event loop, median | answers/s |")
+    print("|---|---:|---:|---|---:|---:|")
+    for (label, concurrency), runs in levels.items():
+        cpu = sorted(lv.cpu_ms_per_answer for lv in runs)
+        loop = statistics.median(lv.loop_cpu_ms_per_answer for lv in runs)
+        rate = statistics.median(sum(s.error is None for s in lv.samples) / lv.seconds for lv in runs)
+        print(f"| {label} | {concurrency} | {len(runs)} | {statistics.median(cpu):.1f} ({cpu[0]:.1f}–{cpu[-1]:.1f}) | "
+              f"{loop:.1f} | {rate:.1f} |")  # fmt: skip
 
 
 def print_index_report(work: Path) -> None:
