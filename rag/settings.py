@@ -58,6 +58,10 @@ def validate_group_name(value: str) -> str:
 
 GroupName = Annotated[str, AfterValidator(validate_group_name)]
 
+#: How the API holds a flat index's vectors for search (``FLAT_SEARCH_PRECISION``; see
+#: :func:`rag.answer.retrieval.half_precision_flat`).
+FlatSearchPrecision = Literal["float16", "float32"]
+
 #: Titan Text Embeddings output sizes (https://docs.aws.amazon.com/bedrock/latest/userguide/titan-embedding-models.html)
 TITAN_V2_DIMENSIONS = (256, 512, 1024)
 LOCAL_EMBEDDING_MODEL_ID = "sentence-transformers/all-MiniLM-L6-v2"
@@ -210,7 +214,7 @@ class Settings(BaseSettings):
     hnsw_ef_search: int = Field(
         default=128, ge=8, le=4096, description="ragapi: HNSW candidate list per query (at least the chunks asked for)"
     )
-    flat_search_precision: Literal["float16", "float32"] = Field(
+    flat_search_precision: FlatSearchPrecision = Field(
         default="float16",
         description="ragapi: how a flat index's vectors are held for search: float16 (half the memory, "
         "about 1.8x faster at 10k x 1024 dims, cosine within 1e-3) or float32 (the file's own, exact)",

@@ -121,6 +121,9 @@ class AnswerService:
 
     Args:
         state: the worker's :class:`api.state.RagState` (chain, stores, executor, settings).
+
+    Raises:
+        RuntimeError: built outside the event loop (its flush clock belongs to the running loop).
     """
 
     def __init__(self, state: RagState) -> None:
@@ -128,14 +131,9 @@ class AnswerService:
         self.limit = state.settings.max_inflight_answers
         #: Answers admitted and not finished yet (their threads still run); only touched on the loop.
         self.in_flight = 0
-        self._clock: FlushClock | None = None
-
-    def _flush_clock(self) -> FlushClock | None:
-        """The worker's one :class:`rag.answer.chain.FlushClock` (made on the loop at the first answer)."""
-        flush = self.state.settings.stream_flush_seconds
-        if self._clock is None and flush > 0:
-            self._clock = FlushClock(asyncio.get_running_loop(), flush)
-        return self._clock
+        flush = state.settings.stream_flush_seconds
+        #: The worker's one flush clock for all streams (none when ``STREAM_FLUSH_SECONDS=0``).
+        self.clock = FlushClock(asyncio.get_running_loop(), flush) if flush > 0 else None
 
     def _release(self, _: object = None) -> None:
         self.in_flight -= 1
@@ -167,7 +165,7 @@ class AnswerService:
             raise ApiError(503, "overloaded", "The assistant is busy; try again in a moment.", RETRY_AFTER_OVERLOADED)
         self.in_flight += 1
         metrics.INFLIGHT.inc()
-        turn = AnswerTurn(self.state, body, session, route=route, started=started, clock=self._flush_clock())
+        turn = AnswerTurn(self.state, body, session, route=route, started=started, clock=self.clock)
         try:
             await turn.begin(on_finished=self._release)
         except BaseException:
@@ -225,7 +223,7 @@ class AnswerTurn:
             ApiError: a check failed (nothing was answered or stored).
         """
         loop = asyncio.get_running_loop()
-        self._relay = relay = TokenRelay(loop, self.state.settings.stream_flush_seconds, clock=self.clock)
+        self._relay = relay = TokenRelay(loop, clock=self.clock)  # no clock: STREAM_FLUSH_SECONDS=0
         # Context variables that must reach the thread: the logs' request id (rag.logs.request_id_var, set by
         # the middleware) and LangChain's own tracing context (e.g. collect_runs); nothing per request of
         # the answer travels this way (k, generation parameters, sinks are arguments of AnswerChain.run).

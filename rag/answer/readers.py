@@ -10,7 +10,7 @@ from typing import Any
 from rag.answer.retrieval import TenantIndex, half_precision_flat
 from rag.index.backend import IndexReader, SearchIndex
 from rag.index.store import BlobStore, load_index_version, read_latest_version_id
-from rag.settings import Settings
+from rag.settings import FlatSearchPrecision, Settings
 
 
 class FaissIndexReader:
@@ -34,7 +34,7 @@ class FaissIndexReader:
         embedding_model: str,
         ef_search: int = 128,
         prebuild_bm25: bool = False,
-        flat_precision: str = "float32",
+        flat_precision: FlatSearchPrecision = "float32",
     ) -> None:
         self.store = store
         self.flat_precision = flat_precision
